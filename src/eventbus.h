@@ -1,0 +1,96 @@
+/*-------------------------------------------------------------------------
+ *
+ * eventbus.h
+ *	  Shared declarations of the eventbus extension. Every non-static symbol
+ *	  of src/ is declared here.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef EVENTBUS_H
+#define EVENTBUS_H
+
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+/* Grammar limits of design §2. */
+#define EB_TOPIC_MAX_BYTES	255
+#define EB_TOPIC_MAX_WORDS	32
+
+/* Number of chunk tables in the ring (src/sql/00_log.sql). */
+#define EB_NUM_CHUNKS		3
+
+/* The schema every object lives in. */
+#define EB_SCHEMA			"eventbus"
+
+/* ---- eventbus.c: settings ---- */
+extern int	eb_max_payload_size;	/* bytes */
+
+/* ---- topic.c: topic and pattern grammar ---- */
+
+/* Kinds of a pattern word. */
+typedef enum EbWordKind
+{
+	EB_WORD_LITERAL,
+	EB_WORD_STAR,				/* "*": exactly one word */
+	EB_WORD_HASH				/* "#": zero or more words */
+} EbWordKind;
+
+typedef struct EbWord
+{
+	EbWordKind	kind;
+	int			len;			/* bytes, literals only */
+	const char *str;			/* points into EbPattern.text */
+} EbWord;
+
+/* A pattern parsed once, matched many times. */
+typedef struct EbPattern
+{
+	int			nwords;
+	bool		has_hash;
+	EbWord		words[EB_TOPIC_MAX_WORDS];
+	char		text[EB_TOPIC_MAX_BYTES + 1];
+} EbPattern;
+
+extern void EbCheckTopic(const char *topic, int len);
+extern void EbCompilePattern(const char *pattern, int len, EbPattern *out);
+extern bool EbPatternMatches(const EbPattern *pattern, const char *topic, int len);
+
+/* ---- topicdict.c: the topic dictionary ---- */
+extern int32 EbTopicId(const char *topic, int len);
+extern void EbTopicDictInit(void);
+
+/* ---- eventlog.c: the chunked event log ---- */
+
+/* One event, as publish hands it to the log. */
+typedef struct EbEvent
+{
+	int32		topic_id;
+	Datum		payload;		/* jsonb */
+	text	   *key;			/* NULL: none */
+	Datum		headers;		/* jsonb; 0 when headers_null */
+	bool		headers_null;
+	TimestampTz deliver_at;		/* 0 when deliver_at_null */
+	bool		deliver_at_null;
+	TimestampTz expires_at;		/* 0 when expires_at_null */
+	bool		expires_at_null;
+} EbEvent;
+
+typedef struct EbLogWriter EbLogWriter;
+
+extern Oid	EbSchemaOid(void);
+extern Oid	EbRelid(const char *relname);
+extern EbLogWriter *EbLogWriterOpen(void);
+extern int64 EbLogWrite(EbLogWriter *writer, const EbEvent *event);
+extern void EbLogWriterClose(EbLogWriter *writer);
+extern void EbEventLogInit(void);
+
+/* Row writes through the table AM, shared by the log and the dictionary. */
+typedef struct EbRowWriter EbRowWriter;
+extern EbRowWriter *EbRowWriterOpen(Oid relid);
+extern void EbRowWrite(EbRowWriter *writer, Datum *values, bool *nulls);
+extern void EbRowWriterClose(EbRowWriter *writer);
+
+#endif							/* EVENTBUS_H */

@@ -1,0 +1,279 @@
+/*-------------------------------------------------------------------------
+ *
+ * eventlog.c
+ *	  The chunked event log: where an event row goes and how it gets there.
+ *
+ * The log is a ring of EB_NUM_CHUNKS tables (eventbus.event_log_N) under
+ * the parent eventbus.event_log; eventbus.chunk says which one is current.
+ * Every backend caches the current chunk's OID; whoever moves the ring on
+ * invalidates eventbus.chunk's relcache entry, which empties every cache.
+ * A transaction that still appends to the previous chunk after a move is
+ * harmless: readers read the parent, and a chunk is only truncated while
+ * holding its AccessExclusiveLock and after checking what is in it.
+ *
+ * Rows are written through the table AM (heap insert plus index inserts),
+ * not SPI: no parse or plan per event, no permission check on the tables
+ * (EXECUTE on publish is the gate), and no search_path involved.
+ *
+ * Why no gaps: each row records the top-level transaction's full xid, so
+ * readers can cut the log in commit order with snapshots (docs/
+ * architecture.md); ids are only unique, never used as a position.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "eventbus.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "commands/sequence.h"
+#include "executor/executor.h"
+#include "nodes/makefuncs.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/xid8.h"
+
+/* Attribute numbers of eventbus.event_log (src/sql/00_log.sql). */
+enum
+{
+	LOG_ID,
+	LOG_TXID,
+	LOG_PUBLISHED_AT,
+	LOG_TOPIC_ID,
+	LOG_KEY,
+	LOG_PAYLOAD,
+	LOG_HEADERS,
+	LOG_DELIVER_AT,
+	LOG_EXPIRES_AT,
+	LOG_NATTS
+};
+
+struct EbRowWriter
+{
+	Relation	rel;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	TupleTableSlot *slot;
+};
+
+struct EbLogWriter
+{
+	EbRowWriter *rows;
+	Oid			seqid;
+};
+
+/* Cached OIDs; all reset when any of our relations is invalidated. */
+static Oid	SchemaOid = InvalidOid;
+static Oid	ChunkRegistryOid = InvalidOid;
+static Oid	CurrentChunkOid = InvalidOid;
+static Oid	EventSeqOid = InvalidOid;
+
+/* Returns the OID of schema eventbus. */
+Oid
+EbSchemaOid(void)
+{
+	if (!OidIsValid(SchemaOid))
+	{
+		SchemaOid = get_namespace_oid(EB_SCHEMA, true);
+		if (!OidIsValid(SchemaOid))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("extension \"eventbus\" is not installed in this database"),
+					 errhint("Run CREATE EXTENSION eventbus.")));
+	}
+	return SchemaOid;
+}
+
+/* Returns the OID of a relation in schema eventbus, which must exist. */
+Oid
+EbRelid(const char *relname)
+{
+	Oid			relid = get_relname_relid(relname, EbSchemaOid());
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("relation \"%s.%s\" of extension eventbus is missing",
+						EB_SCHEMA, relname),
+				 errhint("Reinstall the extension: DROP EXTENSION eventbus; CREATE EXTENSION eventbus.")));
+	return relid;
+}
+
+/* Reads eventbus.chunk and returns the OID of the current chunk table. */
+static Oid
+LookupCurrentChunk(void)
+{
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tuple;
+	Snapshot	snapshot;
+	char	   *relname = NULL;
+
+	ChunkRegistryOid = EbRelid("chunk");
+	rel = table_open(ChunkRegistryOid, AccessShareLock);
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	scan = table_beginscan(rel, snapshot, 0, NULL);
+	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		bool		isnull;
+		Datum		current = heap_getattr(tuple, 3, RelationGetDescr(rel), &isnull);
+
+		if (!isnull && DatumGetBool(current))
+		{
+			Datum		name = heap_getattr(tuple, 2, RelationGetDescr(rel), &isnull);
+
+			relname = pstrdup(NameStr(*DatumGetName(name)));
+			break;
+		}
+	}
+	table_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	table_close(rel, AccessShareLock);
+
+	if (relname == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("eventbus.chunk has no current chunk"),
+				 errhint("Reinstall the extension, or mark one chunk current in eventbus.chunk.")));
+	return EbRelid(relname);
+}
+
+/* Opens a relation for row inserts through the table AM. */
+EbRowWriter *
+EbRowWriterOpen(Oid relid)
+{
+	EbRowWriter *w = palloc(sizeof(EbRowWriter));
+	RangeTblEntry *rte;
+
+	w->rel = table_open(relid, RowExclusiveLock);
+	w->estate = CreateExecutorState();
+
+	rte = makeNode(RangeTblEntry);
+	rte->rtekind = RTE_RELATION;
+	rte->relid = relid;
+	rte->relkind = w->rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	ExecInitRangeTable(w->estate, list_make1(rte));
+
+	w->rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(w->rri, w->rel, 1, NULL, 0);
+	ExecOpenIndices(w->rri, false);
+	w->slot = ExecInitExtraTupleSlot(w->estate, RelationGetDescr(w->rel),
+									 &TTSOpsVirtual);
+	return w;
+}
+
+/* Inserts one row (heap and indexes). */
+void
+EbRowWrite(EbRowWriter *w, Datum *values, bool *nulls)
+{
+	TupleTableSlot *slot = w->slot;
+	int			natts = slot->tts_tupleDescriptor->natts;
+
+	ExecClearTuple(slot);
+	memcpy(slot->tts_values, values, natts * sizeof(Datum));
+	memcpy(slot->tts_isnull, nulls, natts * sizeof(bool));
+	ExecStoreVirtualTuple(slot);
+
+	table_tuple_insert(w->rel, slot, GetCurrentCommandId(true), 0, NULL);
+	if (w->rri->ri_NumIndices > 0)
+	{
+		List	   *recheck = ExecInsertIndexTuples(w->rri, slot, w->estate,
+													false, false, NULL, NIL);
+
+		list_free(recheck);
+	}
+	ResetPerTupleExprContext(w->estate);
+}
+
+/* Closes a row writer, keeping the lock until the end of the transaction. */
+void
+EbRowWriterClose(EbRowWriter *w)
+{
+	ExecCloseIndices(w->rri);
+	ExecResetTupleTable(w->estate->es_tupleTable, false);
+	FreeExecutorState(w->estate);
+	table_close(w->rel, NoLock);
+	pfree(w);
+}
+
+/* Opens the current chunk of the log for appending events. */
+EbLogWriter *
+EbLogWriterOpen(void)
+{
+	EbLogWriter *w = palloc(sizeof(EbLogWriter));
+
+	if (!OidIsValid(CurrentChunkOid))
+		CurrentChunkOid = LookupCurrentChunk();
+	if (!OidIsValid(EventSeqOid))
+		EventSeqOid = EbRelid("event_id_seq");
+	w->seqid = EventSeqOid;
+	w->rows = EbRowWriterOpen(CurrentChunkOid);
+	return w;
+}
+
+/* Appends one event to the log and returns its id. */
+int64
+EbLogWrite(EbLogWriter *w, const EbEvent *ev)
+{
+	Datum		values[LOG_NATTS];
+	bool		nulls[LOG_NATTS];
+	int64		id = nextval_internal(w->seqid, false);
+
+	memset(nulls, 0, sizeof(nulls));
+	values[LOG_ID] = Int64GetDatum(id);
+	values[LOG_TXID] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+	values[LOG_PUBLISHED_AT] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	values[LOG_TOPIC_ID] = Int32GetDatum(ev->topic_id);
+	values[LOG_KEY] = PointerGetDatum(ev->key);
+	nulls[LOG_KEY] = (ev->key == NULL);
+	values[LOG_PAYLOAD] = ev->payload;
+	values[LOG_HEADERS] = ev->headers;
+	nulls[LOG_HEADERS] = ev->headers_null;
+	values[LOG_DELIVER_AT] = TimestampTzGetDatum(ev->deliver_at);
+	nulls[LOG_DELIVER_AT] = ev->deliver_at_null;
+	values[LOG_EXPIRES_AT] = TimestampTzGetDatum(ev->expires_at);
+	nulls[LOG_EXPIRES_AT] = ev->expires_at_null;
+
+	Assert(RelationGetDescr(w->rows->rel)->natts == LOG_NATTS);
+	EbRowWrite(w->rows, values, nulls);
+	return id;
+}
+
+/* Closes a log writer. */
+void
+EbLogWriterClose(EbLogWriter *w)
+{
+	EbRowWriterClose(w->rows);
+	pfree(w);
+}
+
+/*
+ * Forgets cached OIDs when one of our relations is invalidated: the chunk
+ * registry when the ring moves, or anything when the extension is dropped.
+ */
+static void
+EventLogRelcacheCallback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == ChunkRegistryOid ||
+		relid == CurrentChunkOid || relid == EventSeqOid)
+	{
+		SchemaOid = InvalidOid;
+		ChunkRegistryOid = InvalidOid;
+		CurrentChunkOid = InvalidOid;
+		EventSeqOid = InvalidOid;
+	}
+}
+
+/* Registers the log's callbacks; called once from _PG_init. */
+void
+EbEventLogInit(void)
+{
+	CacheRegisterRelcacheCallback(EventLogRelcacheCallback, (Datum) 0);
+}

@@ -1,0 +1,89 @@
+-- eventbus install script, part 00: the event log.
+--
+-- Events live in a fixed ring of chunk tables (event_log_0 .. event_log_2)
+-- that inherit from eventbus.event_log. publish() appends to the current
+-- chunk only; storage is reclaimed by TRUNCATE of a whole chunk once nobody
+-- needs it, never by DELETE. See docs/architecture.md.
+
+\echo Use "CREATE EXTENSION eventbus" to load this file. \quit
+
+-- Event ids. Ids are unique but not commit-ordered: readers order by the
+-- publishing transaction (txid), never by id alone.
+CREATE SEQUENCE eventbus.event_id_seq AS bigint;
+COMMENT ON SEQUENCE eventbus.event_id_seq IS 'eventbus: event ids';
+
+-- Topic dictionary: each distinct topic is stored once, events carry its id,
+-- so matching runs once per distinct topic. The topic column has no unique
+-- index on purpose: a unique index would make two transactions that publish
+-- the same brand-new topic wait for each other. A race can leave two ids for
+-- one topic; readers map both to the same text.
+CREATE SEQUENCE eventbus.topic_id_seq AS integer;
+CREATE TABLE eventbus.topic (
+    id         integer PRIMARY KEY,
+    topic      text COLLATE "C" NOT NULL,
+    created_at timestamptz NOT NULL
+);
+CREATE INDEX topic_topic_idx ON eventbus.topic (topic);
+COMMENT ON TABLE eventbus.topic IS 'eventbus: topic dictionary (id -> topic text)';
+
+-- The parent of the chunks: reading it reads every chunk. It holds no rows.
+CREATE TABLE eventbus.event_log (
+    id           bigint NOT NULL,
+    txid         xid8 NOT NULL,          -- top-level xid of the publishing transaction
+    published_at timestamptz NOT NULL,   -- now() of the publishing transaction
+    topic_id     integer NOT NULL,       -- eventbus.topic.id
+    key          text,                   -- ordering key, optional
+    payload      jsonb NOT NULL,
+    headers      jsonb,                  -- JSON object of strings, optional
+    deliver_at   timestamptz,            -- not handed out before this, optional
+    expires_at   timestamptz             -- not handed out after this, optional
+);
+COMMENT ON TABLE eventbus.event_log IS 'eventbus: the event log (parent of the chunk tables)';
+
+CREATE TABLE eventbus.event_log_0 () INHERITS (eventbus.event_log);
+CREATE TABLE eventbus.event_log_1 () INHERITS (eventbus.event_log);
+CREATE TABLE eventbus.event_log_2 () INHERITS (eventbus.event_log);
+-- One index per chunk: readers select by publishing transaction (the tick
+-- formula of docs/architecture.md) and fetch single events by (txid, id).
+CREATE INDEX event_log_0_txid_idx ON eventbus.event_log_0 (txid, id);
+CREATE INDEX event_log_1_txid_idx ON eventbus.event_log_1 (txid, id);
+CREATE INDEX event_log_2_txid_idx ON eventbus.event_log_2 (txid, id);
+COMMENT ON TABLE eventbus.event_log_0 IS 'eventbus: event log chunk 0';
+COMMENT ON TABLE eventbus.event_log_1 IS 'eventbus: event log chunk 1';
+COMMENT ON TABLE eventbus.event_log_2 IS 'eventbus: event log chunk 2';
+
+-- The ring of chunks and which one receives new events. Changed only by
+-- eventbus's own C code, which invalidates every backend's cached copy.
+CREATE TABLE eventbus.chunk (
+    chunk_no     integer PRIMARY KEY CHECK (chunk_no BETWEEN 0 AND 2),
+    relname      name NOT NULL UNIQUE,
+    is_current   boolean NOT NULL DEFAULT false,
+    opened_at    timestamptz,            -- when it last became current
+    sealed_at    timestamptz,            -- when publishing last moved on from it
+    reclaimed_at timestamptz             -- when it was last truncated
+);
+CREATE UNIQUE INDEX chunk_one_current ON eventbus.chunk (is_current) WHERE is_current;
+INSERT INTO eventbus.chunk (chunk_no, relname, is_current, opened_at) VALUES
+    (0, 'event_log_0', true, now()),
+    (1, 'event_log_1', false, NULL),
+    (2, 'event_log_2', false, NULL);
+COMMENT ON TABLE eventbus.chunk IS 'eventbus: the ring of event log chunks';
+
+-- pg_dump keeps the events, the topics they refer to and the id sequences.
+-- The chunk ring itself is rebuilt by CREATE EXTENSION on restore.
+SELECT pg_catalog.pg_extension_config_dump('eventbus.event_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('eventbus.topic_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('eventbus.topic', '');
+SELECT pg_catalog.pg_extension_config_dump('eventbus.event_log_0', '');
+SELECT pg_catalog.pg_extension_config_dump('eventbus.event_log_1', '');
+SELECT pg_catalog.pg_extension_config_dump('eventbus.event_log_2', '');
+
+-- A readable view of the log for operators.
+CREATE VIEW eventbus.events AS
+SELECT e.id, t.topic, e.key, e.payload, e.headers, e.published_at,
+       e.deliver_at, e.expires_at, e.txid,
+       (SELECT c.chunk_no FROM eventbus.chunk c WHERE c.relname = p.relname) AS chunk
+  FROM eventbus.event_log e
+  JOIN pg_catalog.pg_class p ON p.oid = e.tableoid
+  JOIN eventbus.topic t ON t.id = e.topic_id;
+COMMENT ON VIEW eventbus.events IS 'eventbus: every stored event, with its topic text and chunk';

@@ -1,0 +1,202 @@
+/*-------------------------------------------------------------------------
+ *
+ * topicdict.c
+ *	  The topic dictionary: each distinct topic is stored once in
+ *	  eventbus.topic and events carry its integer id, so that readers match
+ *	  patterns once per distinct topic rather than once per event.
+ *
+ * Each backend caches topic -> id. A miss looks the topic up through the
+ * index on eventbus.topic(topic) and, if absent, inserts a row. There is no
+ * unique index on the text, so two transactions introducing the same new
+ * topic never wait for each other; the worst a race does is give one topic
+ * two ids, which readers treat alike.
+ *
+ * A dictionary row inserted by a transaction that then aborts disappears, so
+ * the cache is emptied on any abort of a transaction (or subtransaction)
+ * that inserted one. It is also emptied when eventbus.topic is invalidated
+ * (DROP EXTENSION), since ids restart with a new extension.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "eventbus.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/pg_collation.h"
+#include "commands/sequence.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+typedef struct TopicCacheEntry
+{
+	char		topic[EB_TOPIC_MAX_BYTES + 1];	/* hash key */
+	int32		id;
+} TopicCacheEntry;
+
+static HTAB *TopicCache = NULL;
+static Oid	TopicRelid = InvalidOid;
+static bool InsertedInXact = false;
+
+/* Drops every cached topic id. */
+static void
+ResetTopicCache(void)
+{
+	if (TopicCache)
+		hash_destroy(TopicCache);
+	TopicCache = NULL;
+	TopicRelid = InvalidOid;
+}
+
+/* Creates the backend's topic cache. */
+static void
+CreateTopicCache(void)
+{
+	HASHCTL		ctl;
+
+	ctl.keysize = EB_TOPIC_MAX_BYTES + 1;
+	ctl.entrysize = sizeof(TopicCacheEntry);
+	ctl.hcxt = CacheMemoryContext;
+	TopicCache = hash_create("eventbus topic ids", 256, &ctl,
+							 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+}
+
+/* Finds a committed (or our own) dictionary id for the topic, or -1. */
+static int32
+LookupTopic(Relation rel, text *topic)
+{
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	Snapshot	snapshot;
+	int32		id = -1;
+
+	/* The topic column and its index use the "C" collation. */
+	ScanKeyEntryInitialize(&key, 0, 2, BTEqualStrategyNumber, InvalidOid,
+						   C_COLLATION_OID, F_TEXTEQ, PointerGetDatum(topic));
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	scan = systable_beginscan(rel, EbRelid("topic_topic_idx"), true,
+							  snapshot, 1, &key);
+	if (HeapTupleIsValid(tuple = systable_getnext(scan)))
+	{
+		bool		isnull;
+
+		id = DatumGetInt32(heap_getattr(tuple, 1, RelationGetDescr(rel), &isnull));
+	}
+	systable_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	return id;
+}
+
+/* Adds the topic to the dictionary and returns its new id. */
+static int32
+InsertTopic(text *topic)
+{
+	EbRowWriter *writer = EbRowWriterOpen(TopicRelid);
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+	int32		id = (int32) nextval_internal(EbRelid("topic_id_seq"), false);
+
+	values[0] = Int32GetDatum(id);
+	values[1] = PointerGetDatum(topic);
+	values[2] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	EbRowWrite(writer, values, nulls);
+	EbRowWriterClose(writer);
+	InsertedInXact = true;
+	return id;
+}
+
+/*
+ * Returns the dictionary id of a valid topic, adding it to the dictionary
+ * (in the current transaction) if it is new.
+ */
+int32
+EbTopicId(const char *topic, int len)
+{
+	char		keybuf[EB_TOPIC_MAX_BYTES + 1];
+	TopicCacheEntry *entry;
+	bool		found;
+	Relation	rel;
+	text	   *topic_text;
+	int32		id;
+
+	Assert(len <= EB_TOPIC_MAX_BYTES);
+	memcpy(keybuf, topic, len);
+	keybuf[len] = '\0';
+
+	if (TopicCache == NULL)
+		CreateTopicCache();
+	entry = hash_search(TopicCache, keybuf, HASH_FIND, NULL);
+	if (entry)
+		return entry->id;
+
+	if (!OidIsValid(TopicRelid))
+		TopicRelid = EbRelid("topic");
+	topic_text = cstring_to_text_with_len(topic, len);
+	rel = table_open(TopicRelid, AccessShareLock);
+	id = LookupTopic(rel, topic_text);
+	table_close(rel, AccessShareLock);
+	if (id < 0)
+		id = InsertTopic(topic_text);
+
+	/* Opening the table may have processed an invalidation: re-check. */
+	if (TopicCache == NULL)
+		CreateTopicCache();
+	entry = hash_search(TopicCache, keybuf, HASH_ENTER, &found);
+	entry->id = id;
+	return id;
+}
+
+/* Forgets ids that an aborted (sub)transaction may have added. */
+static void
+TopicXactCallback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			if (InsertedInXact)
+				ResetTopicCache();
+			InsertedInXact = false;
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PREPARE:
+			InsertedInXact = false;
+			break;
+		default:
+			break;
+	}
+}
+
+/* Forgets ids on a subtransaction abort, for the same reason. */
+static void
+TopicSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
+					 SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB && InsertedInXact)
+		ResetTopicCache();
+}
+
+/* Forgets everything when eventbus.topic changes identity (DROP EXTENSION). */
+static void
+TopicRelcacheCallback(Datum arg, Oid relid)
+{
+	if (TopicCache != NULL && (relid == InvalidOid || relid == TopicRelid))
+		ResetTopicCache();
+}
+
+/* Registers the dictionary's callbacks; called once from _PG_init. */
+void
+EbTopicDictInit(void)
+{
+	RegisterXactCallback(TopicXactCallback, NULL);
+	RegisterSubXactCallback(TopicSubXactCallback, NULL);
+	CacheRegisterRelcacheCallback(TopicRelcacheCallback, (Datum) 0);
+}

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# The test command (make test): installs what it needs (as root), builds with
+# -Werror and assertions, installs, starts a throwaway cluster as a non-root
+# user and runs every suite: pg_regress, isolation, pgTAP, TAP. Ends with
+# "N passed, N failed" and exits non-zero on any failure.
+#
+#   EB_TEST_PORT   port of the throwaway cluster (54329)
+#   EB_SUITES      subset of: regress isolation pgtap tap (all)
+set -uo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+PORT=${EB_TEST_PORT:-54329}
+SUITES=${EB_SUITES:-"regress isolation pgtap tap"}
+START=$(date +%s)
+
+eb_install_packages || exit 1
+eb_build_install || { eb_log "build failed"; exit 1; }
+
+CLUSTER=$(mktemp -d /tmp/eventbus-test.XXXXXX)
+OUTDIR=$EB_ROOT/test/results
+rm -rf "$OUTDIR"; mkdir -p "$OUTDIR"
+cleanup() {
+	eb_stop_cluster "$CLUSTER"
+	[ -f "$CLUSTER/server.log" ] && cp "$CLUSTER/server.log" "$OUTDIR/server.log"
+	rm -rf "$CLUSTER"
+}
+trap cleanup EXIT
+
+eb_log "starting a throwaway cluster in $CLUSTER (port $PORT)"
+eb_start_cluster "$CLUSTER" "$PORT" || exit 1
+export PGHOST=$CLUSTER PGPORT=$PORT PGUSER=postgres
+
+PASSED=0
+FAILED=0
+SUMMARY=()
+
+# count SUITE OUTPUTFILE OKREGEX FAILREGEX: adds a suite's counts to the totals.
+count() {
+	local suite=$1 file=$2 ok fail
+	ok=$(grep -cE "$3" "$file")
+	fail=$(grep -cE "$4" "$file")
+	PASSED=$((PASSED + ok)); FAILED=$((FAILED + fail))
+	SUMMARY+=("$(printf '%-10s %4d passed, %d failed' "$suite" "$ok" "$fail")")
+}
+
+# Marks a suite that could not run at all as one failure.
+broken() {
+	FAILED=$((FAILED + 1))
+	SUMMARY+=("$(printf '%-10s did not run: %s' "$1" "$2")")
+}
+
+cd "$EB_ROOT"
+REGRESS_OK='^(test| ) +[^ ]+ +\.\.\. ok'
+REGRESS_FAIL='^(test| ) +[^ ]+ +\.\.\. FAILED'
+
+for suite in $SUITES; do
+	case $suite in
+	regress)
+		eb_log "pg_regress"
+		make -s PG_CONFIG="$EB_PG_CONFIG" installcheck ISOLATION= >"$OUTDIR/regress.out" 2>&1
+		cat "$OUTDIR/regress.out"
+		count regress "$OUTDIR/regress.out" "$REGRESS_OK" "$REGRESS_FAIL"
+		[ -f regression.diffs ] && cp regression.diffs "$OUTDIR/regress.diffs"
+		;;
+	isolation)
+		ls specs/*.spec >/dev/null 2>&1 || continue
+		eb_log "isolation specs"
+		make -s PG_CONFIG="$EB_PG_CONFIG" installcheck REGRESS= >"$OUTDIR/isolation.out" 2>&1
+		cat "$OUTDIR/isolation.out"
+		count isolation "$OUTDIR/isolation.out" "$REGRESS_OK" "$REGRESS_FAIL"
+		[ -f output_iso/regression.diffs ] && cp output_iso/regression.diffs "$OUTDIR/isolation.diffs"
+		;;
+	pgtap)
+		ls test/pgtap/*.sql >/dev/null 2>&1 || continue
+		eb_log "pgTAP"
+		psql -q -X -d postgres -c "DROP DATABASE IF EXISTS eventbus_tap" \
+			-c "CREATE DATABASE eventbus_tap" >/dev/null &&
+			psql -q -X -d eventbus_tap -c "CREATE EXTENSION pgtap" -c "CREATE EXTENSION eventbus" >/dev/null ||
+			{ broken pgtap "could not create database eventbus_tap"; continue; }
+		pg_prove --verbose -d eventbus_tap test/pgtap/*.sql >"$OUTDIR/pgtap.out" 2>&1
+		cat "$OUTDIR/pgtap.out"
+		count pgtap "$OUTDIR/pgtap.out" '^ *ok [0-9]+' '^ *not ok [0-9]+'
+		grep -q '^Result: PASS' "$OUTDIR/pgtap.out" || grep -q '^ *not ok' "$OUTDIR/pgtap.out" ||
+			broken pgtap "pg_prove did not pass (see test/results/pgtap.out)"
+		;;
+	tap)
+		ls test/t/*.pl >/dev/null 2>&1 || continue
+		eb_log "TAP (PostgreSQL::Test::Cluster)"
+		tapdir=$(mktemp -d /tmp/eventbus-tap.XXXXXX)
+		[ "$(id -u)" = 0 ] && chown postgres: "$tapdir"
+		pgxs=$(dirname "$("$EB_PG_CONFIG" --pgxs)")/..
+		eb_as_pg env -u PGHOST -u PGPORT -u PGUSER TESTDIR="$tapdir" \
+			PATH="$EB_PGBIN:$PATH" PG_REGRESS="$pgxs/src/test/regress/pg_regress" \
+			prove -I "$pgxs/src/test/perl" -v test/t/*.pl >"$OUTDIR/tap.out" 2>&1
+		cat "$OUTDIR/tap.out"
+		count tap "$OUTDIR/tap.out" '^ *ok [0-9]+' '^ *not ok [0-9]+'
+		grep -q '^Result: PASS' "$OUTDIR/tap.out" || grep -q '^ *not ok' "$OUTDIR/tap.out" ||
+			broken tap "prove did not pass (see test/results/tap.out)"
+		cp -r "$tapdir"/tmp_check/log "$OUTDIR/tap-logs" 2>/dev/null
+		rm -rf "$tapdir"
+		;;
+	*)
+		broken "$suite" "unknown suite"
+		;;
+	esac
+done
+
+echo
+echo "eventbus test summary ($(($(date +%s) - START)) s; outputs in test/results/)"
+for line in "${SUMMARY[@]}"; do echo "  $line"; done
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ] && [ "$PASSED" -gt 0 ]
