@@ -90,6 +90,13 @@ DatumBytes(Datum d)
 	return toast_raw_datum_size(d) - VARHDRSZ;
 }
 
+/* Returns an interval as text, for messages. */
+static char *
+IntervalText(Interval *iv)
+{
+	return DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(iv)));
+}
+
 /*
  * Checks one event's arguments and fills "ev" for the log. Raises on any
  * invalid argument, so nothing is written for an event that fails.
@@ -160,9 +167,7 @@ PrepareEvent(const PublishArgs *a, EbEvent *ev)
 			(ttl->month == 0 && ttl->day == 0 && ttl->time == 0))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("ttl must be a positive interval: \"%s\"",
-							DatumGetCString(DirectFunctionCall1(interval_out,
-																IntervalPGetDatum(ttl)))),
+					 errmsg("ttl must be a positive interval: \"%s\"", IntervalText(ttl)),
 					 errhint("Pass e.g. interval '1 hour', or NULL for events that never expire.")));
 		ev->expires_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
 																 TimestampTzGetDatum(now),
@@ -172,9 +177,11 @@ PrepareEvent(const PublishArgs *a, EbEvent *ev)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("event would expire before it can be delivered"),
-					 errdetail("It expires at %s (published_at + ttl) but is delivered from %s.",
-							   timestamptz_to_str(ev->expires_at),
-							   timestamptz_to_str(a->deliver_at)),
+					 errdetail("The ttl is \"%s\" but the delay is \"%s\".",
+							   IntervalText(ttl),
+							   IntervalText(DatumGetIntervalP(DirectFunctionCall2(timestamp_mi,
+																			  TimestampTzGetDatum(a->deliver_at),
+																			  TimestampTzGetDatum(now))))),
 					 errhint("Make ttl longer than the delay, or publish later.")));
 	}
 
@@ -217,6 +224,7 @@ eventbus_publish(PG_FUNCTION_ARGS)
 typedef struct BatchArray
 {
 	const char *name;
+	const char *one;			/* what one element is, for hints */
 	Datum	   *values;
 	bool	   *nulls;
 	int			n;
@@ -225,7 +233,7 @@ typedef struct BatchArray
 /* Deconstructs a one-dimensional array argument, or leaves it empty if NULL. */
 static void
 GetBatchArray(FunctionCallInfo fcinfo, int argno, const char *name,
-			  Oid elemtype, BatchArray *out)
+			  const char *one, Oid elemtype, BatchArray *out)
 {
 	ArrayType  *arr;
 	int16		typlen;
@@ -233,6 +241,7 @@ GetBatchArray(FunctionCallInfo fcinfo, int argno, const char *name,
 	char		typalign;
 
 	out->name = name;
+	out->one = one;
 	out->n = 0;
 	out->values = NULL;
 	out->nulls = NULL;
@@ -261,7 +270,7 @@ CheckBatchLength(const BatchArray *a, int n, bool one_allowed)
 			 errmsg("%s has %d elements but payloads has %d", a->name, a->n, n),
 			 errhint(one_allowed ? "Pass one %s for all events, or one per payload." :
 					 "Pass one %s per payload (NULL elements are allowed).",
-					 a->name)));
+					 a->one)));
 }
 
 /* Returns element i of an array that has one element or one per event. */
@@ -302,10 +311,10 @@ eventbus_publish_batch(PG_FUNCTION_ARGS)
 		RejectNull("topics", "Pass an array of topics, e.g. array['orders.eu.created'].");
 	if (PG_ARGISNULL(1))
 		RejectNull("payloads", "Pass an array of JSON values, e.g. array_agg(payload).");
-	GetBatchArray(fcinfo, 0, "topics", TEXTOID, &topics);
-	GetBatchArray(fcinfo, 1, "payloads", JSONBOID, &payloads);
-	GetBatchArray(fcinfo, 2, "keys", TEXTOID, &keys);
-	GetBatchArray(fcinfo, 3, "headers", JSONBOID, &headers);
+	GetBatchArray(fcinfo, 0, "topics", "topic", TEXTOID, &topics);
+	GetBatchArray(fcinfo, 1, "payloads", "payload", JSONBOID, &payloads);
+	GetBatchArray(fcinfo, 2, "keys", "key", TEXTOID, &keys);
+	GetBatchArray(fcinfo, 3, "headers", "headers object", JSONBOID, &headers);
 	n = payloads.n;
 	if (n > 0 && topics.n == 0)
 		ereport(ERROR,

@@ -1,0 +1,34 @@
+-- eventbus demo: what make demo runs. Every statement is echoed.
+
+-- 1. Publish inside your own transaction: the event exists if and only if
+--    the transaction commits. publish returns the event id.
+BEGIN;
+SELECT eventbus.publish('orders.eu.created', '{"order_id": 42, "amount": 99.5}',
+                        key => 'order-42');
+COMMIT;
+
+-- 2. A rolled-back publish leaves nothing behind.
+BEGIN;
+SELECT eventbus.publish('orders.eu.cancelled', '{"order_id": 43}');
+ROLLBACK;
+
+-- 3. Many events in one call; headers carry e.g. a W3C traceparent.
+SELECT * FROM eventbus.publish_batch(
+    array['orders.us.created', 'refunds.eu.issued'],
+    array['{"order_id": 44}', '{"refund_id": 7}']::jsonb[],
+    headers => array['{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}']::jsonb[]);
+
+-- 4. What is in the log: three events; order 43 was rolled back.
+SELECT id, topic, key, payload, headers FROM eventbus.events ORDER BY id;
+
+-- 5. Wildcards: "*" is exactly one word, "#" is zero or more words.
+SELECT topic,
+       eventbus.topic_matches(topic, 'orders.*.created') AS "orders.*.created",
+       eventbus.topic_matches(topic, 'orders.#')         AS "orders.#",
+       eventbus.topic_matches(topic, '#.issued')         AS "#.issued"
+  FROM (SELECT DISTINCT topic FROM eventbus.events) t ORDER BY topic;
+
+-- 6. Invalid topics are refused with SQLSTATE 22023, a detail and a hint.
+\set ON_ERROR_STOP 0
+SELECT eventbus.publish('orders..created', '{}');
+\set ON_ERROR_STOP 1
