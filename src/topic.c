@@ -16,6 +16,7 @@
  */
 #include "eventbus.h"
 
+#include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 
@@ -32,11 +33,18 @@ typedef struct ParseFailure
 	"A pattern is a topic in which a whole word may be \"*\" (exactly one word) " \
 	"or \"#\" (zero or more words), e.g. \"orders.*.created\" or \"orders.#\"."
 
+/* Says whether a Unicode code point is a control character (C0, DEL, C1). */
+static inline bool
+IsControl(pg_wchar c)
+{
+	return c < 0x20 || c == 0x7F || (c >= 0x80 && c <= 0x9F);
+}
+
 /* Says whether a Unicode code point is whitespace or a control character. */
 static bool
 IsForbiddenCodePoint(pg_wchar c)
 {
-	if (c < 0x20 || c == 0x7F || (c >= 0x80 && c <= 0x9F))
+	if (IsControl(c))
 		return true;
 	switch (c)
 	{
@@ -55,17 +63,41 @@ IsForbiddenCodePoint(pg_wchar c)
 	}
 }
 
-/* Returns a printable, possibly shortened copy of a value for messages. */
+/*
+ * Returns a printable copy of a value for messages: shortened to 64 bytes,
+ * with ASCII control characters written as \xNN so that no message breaks
+ * a line or hides a character.
+ */
 static char *
 ShowValue(const char *s, int len)
 {
+	StringInfoData buf;
 	int			shown = len;
 
 	if (len > 64)
 		shown = pg_mbcliplen(s, len, 64);
+	initStringInfo(&buf);
+	for (int i = 0; i < shown; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if (c < 0x20 || c == 0x7F)
+			appendStringInfo(&buf, "\\x%02X", c);
+		else
+			appendStringInfoChar(&buf, (char) c);
+	}
 	if (shown < len)
-		return psprintf("%.*s...", shown, s);
-	return pnstrdup(s, len);
+		appendStringInfoString(&buf, "...");
+	return buf.data;
+}
+
+/* Returns the word that starts at "start", for messages. */
+static char *
+ShowWord(const char *s, int len, int start)
+{
+	const char *dot = memchr(s + start, '.', len - start);
+
+	return ShowValue(s + start, dot ? (int) (dot - (s + start)) : len - start);
 }
 
 /*
@@ -130,7 +162,7 @@ ParseWords(const char *s, int len, bool is_pattern, EbPattern *out,
 				if (has_wild || has_other)
 				{
 					failure->detail = psprintf("Word %d \"%s\" mixes \"%c\" with other characters; \"*\" and \"#\" must stand alone as a whole word.",
-											   nwords + 1, ShowValue(s + start, pos + 1 - start), c);
+											   nwords + 1, ShowWord(s, len, start), c);
 					return false;
 				}
 				has_wild = true;
@@ -138,8 +170,10 @@ ParseWords(const char *s, int len, bool is_pattern, EbPattern *out,
 			}
 			else if ((c < 0x80 || utf8) && IsForbiddenCodePoint(cp))
 			{
-				failure->detail = psprintf("Word %d contains whitespace or the control character U+%04X at byte %d.",
-										   nwords + 1, (unsigned int) cp, pos + 1);
+				failure->detail = psprintf("Word %d contains the %s character U+%04X at byte %d of the %s.",
+										   nwords + 1, IsControl(cp) ? "control" : "whitespace",
+										   (unsigned int) cp, pos + 1,
+										   is_pattern ? "pattern" : "topic");
 				return false;
 			}
 			else
@@ -147,7 +181,7 @@ ParseWords(const char *s, int len, bool is_pattern, EbPattern *out,
 				if (has_wild)
 				{
 					failure->detail = psprintf("Word %d \"%s\" mixes \"%c\" with other characters; \"*\" and \"#\" must stand alone as a whole word.",
-											   nwords + 1, ShowValue(s + start, pos + clen - start),
+											   nwords + 1, ShowWord(s, len, start),
 											   kind == EB_WORD_STAR ? '*' : '#');
 					return false;
 				}

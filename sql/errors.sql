@@ -1,0 +1,60 @@
+-- Every row of docs/errors.md, in its order: the SQLSTATE is pinned with
+-- \echo :LAST_ERROR_SQLSTATE after each error.
+\set VERBOSITY default
+
+-- 22023 invalid topic
+select eventbus.publish('orders..created', '{}');
+\echo :LAST_ERROR_SQLSTATE
+-- 22023 invalid pattern
+select eventbus.topic_matches('orders.eu', 'orders.eu*');
+\echo :LAST_ERROR_SQLSTATE
+-- 22023 headers not a JSON object of strings
+select eventbus.publish('a.b', '{}', headers => '{"retries": 3}');
+\echo :LAST_ERROR_SQLSTATE
+-- 22023 ttl not positive
+select eventbus.publish('a.b', '{}', ttl => interval '-5 minutes');
+\echo :LAST_ERROR_SQLSTATE
+-- 22023 deliver_at not finite
+select eventbus.publish('a.b', '{}', deliver_at => '-infinity');
+\echo :LAST_ERROR_SQLSTATE
+-- 22023 event would expire before delivery
+select eventbus.publish('a.b', '{}', deliver_at => now() + interval '1 day', ttl => interval '1 hour');
+\echo :LAST_ERROR_SQLSTATE
+-- 22004 NULL topic or payload
+select eventbus.publish('a.b', null);
+\echo :LAST_ERROR_SQLSTATE
+-- 2202E publish_batch arrays of different lengths or dimensions
+select eventbus.publish_batch(array['a.b', 'a.c'], array['{}', '{}', '{}']::jsonb[]);
+\echo :LAST_ERROR_SQLSTATE
+-- 54000 event too large
+set eventbus.max_payload_size = '1kB';
+select eventbus.publish('a.b', jsonb_build_object('s', repeat('x', 5000)));
+\echo :LAST_ERROR_SQLSTATE
+reset eventbus.max_payload_size;
+-- 54000 key too long
+select eventbus.publish('a.b', '{}', key => repeat('k', 2000));
+\echo :LAST_ERROR_SQLSTATE
+-- 42501 no EXECUTE on publish
+create role eb_errors_nobody;
+set role eb_errors_nobody;
+select eventbus.publish('a.b', '{}');
+\echo :LAST_ERROR_SQLSTATE
+-- 42501 setting eventbus.max_payload_size without superuser
+set eventbus.max_payload_size = '2MB';
+\echo :LAST_ERROR_SQLSTATE
+reset role;
+drop role eb_errors_nobody;
+-- 55000 extension objects damaged: a missing table, no current chunk.
+-- (This session has not published yet, so nothing is cached.)
+begin;
+alter table eventbus.topic rename to topic_renamed;
+select eventbus.publish('damaged.topic', '{}');
+\echo :LAST_ERROR_SQLSTATE
+rollback;
+begin;
+update eventbus.chunk set is_current = false;
+select eventbus.publish('damaged.chunk', '{}');
+\echo :LAST_ERROR_SQLSTATE
+rollback;
+-- and after the rollbacks everything works again
+select eventbus.publish('damaged.chunk', '{}') > 0 as works_again;

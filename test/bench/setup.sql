@@ -1,0 +1,2 @@
+-- Run once in the anchor benchmark's database.
+CREATE EXTENSION IF NOT EXISTS eventbus;
