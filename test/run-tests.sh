@@ -88,7 +88,7 @@ for suite in $SUITES; do
 		eb_log "TAP (PostgreSQL::Test::Cluster)"
 		tapdir=$(mktemp -d /tmp/eventbus-tap.XXXXXX)
 		[ "$(id -u)" = 0 ] && chown postgres: "$tapdir"
-		pgxs=$(dirname "$("$EB_PG_CONFIG" --pgxs)")/..
+		pgxs=$(cd "$(dirname "$("$EB_PG_CONFIG" --pgxs)")/../.." && pwd)
 		eb_as_pg env -u PGHOST -u PGPORT -u PGUSER TESTDIR="$tapdir" \
 			PATH="$EB_PGBIN:$PATH" PG_REGRESS="$pgxs/src/test/regress/pg_regress" \
 			prove -I "$pgxs/src/test/perl" -v test/t/*.pl >"$OUTDIR/tap.out" 2>&1

@@ -7,6 +7,8 @@
 
 \echo Use "CREATE EXTENSION eventbus" to load this file. \quit
 
+COMMENT ON SCHEMA eventbus IS 'eventbus: the database as an event bus';
+
 -- Event ids. Ids are unique but not commit-ordered: readers order by the
 -- publishing transaction (txid), never by id alone.
 CREATE SEQUENCE eventbus.event_id_seq AS bigint;
@@ -18,6 +20,7 @@ COMMENT ON SEQUENCE eventbus.event_id_seq IS 'eventbus: event ids';
 -- the same brand-new topic wait for each other. A race can leave two ids for
 -- one topic; readers map both to the same text.
 CREATE SEQUENCE eventbus.topic_id_seq AS integer;
+COMMENT ON SEQUENCE eventbus.topic_id_seq IS 'eventbus: topic dictionary ids';
 CREATE TABLE eventbus.topic (
     id         integer PRIMARY KEY,
     topic      text COLLATE "C" NOT NULL,

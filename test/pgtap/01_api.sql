@@ -1,0 +1,178 @@
+-- pgTAP: the eventbus API contract (signatures, labels, comments, objects,
+-- dump registration). Run with pg_prove against a database that has
+-- CREATE EXTENSION pgtap; CREATE EXTENSION eventbus;
+--
+-- Argument types are spelled as regtype prints them ("timestamp with time
+-- zone", not "timestamptz"): pgTAP's function_returns, volatility_is,
+-- is_strict and function_lang_is compare the argument list as text, only
+-- has_function normalises it.
+BEGIN;
+SELECT plan(50);
+
+-- ---------------------------------------------------------------------------
+-- Functions exist with exactly these argument types.
+SELECT has_function('eventbus', 'topic_matches', ARRAY['text', 'text'],
+    'eventbus.topic_matches(text, text) exists');
+SELECT has_function('eventbus', 'is_valid_topic', ARRAY['text'],
+    'eventbus.is_valid_topic(text) exists');
+SELECT has_function('eventbus', 'is_valid_pattern', ARRAY['text'],
+    'eventbus.is_valid_pattern(text) exists');
+SELECT has_function('eventbus', 'publish',
+    ARRAY['text', 'jsonb', 'text', 'jsonb', 'timestamptz', 'interval'],
+    'eventbus.publish(text, jsonb, text, jsonb, timestamptz, interval) exists');
+SELECT has_function('eventbus', 'publish_batch',
+    ARRAY['text[]', 'jsonb[]', 'text[]', 'jsonb[]', 'timestamptz', 'interval'],
+    'eventbus.publish_batch(text[], jsonb[], text[], jsonb[], timestamptz, interval) exists');
+
+-- Return types.
+SELECT function_returns('eventbus', 'topic_matches', ARRAY['text', 'text'], 'boolean');
+SELECT function_returns('eventbus', 'is_valid_topic', ARRAY['text'], 'boolean');
+SELECT function_returns('eventbus', 'is_valid_pattern', ARRAY['text'], 'boolean');
+SELECT function_returns('eventbus', 'publish',
+    ARRAY['text', 'jsonb', 'text', 'jsonb', 'timestamp with time zone', 'interval'],
+    'bigint');
+SELECT function_returns('eventbus', 'publish_batch',
+    ARRAY['text[]', 'jsonb[]', 'text[]', 'jsonb[]', 'timestamp with time zone', 'interval'],
+    'setof bigint');
+
+-- Volatility.
+SELECT volatility_is('eventbus', 'topic_matches', ARRAY['text', 'text'], 'immutable');
+SELECT volatility_is('eventbus', 'is_valid_topic', ARRAY['text'], 'immutable');
+SELECT volatility_is('eventbus', 'is_valid_pattern', ARRAY['text'], 'immutable');
+SELECT volatility_is('eventbus', 'publish',
+    ARRAY['text', 'jsonb', 'text', 'jsonb', 'timestamp with time zone', 'interval'],
+    'volatile');
+SELECT volatility_is('eventbus', 'publish_batch',
+    ARRAY['text[]', 'jsonb[]', 'text[]', 'jsonb[]', 'timestamp with time zone', 'interval'],
+    'volatile');
+
+-- Strictness: the pure functions are STRICT; publish* are not (NULL optional
+-- arguments mean "not given", NULL topic/payload must raise, not return NULL).
+SELECT is_strict('eventbus', 'topic_matches', ARRAY['text', 'text'],
+    'eventbus.topic_matches is STRICT');
+SELECT is_strict('eventbus', 'is_valid_topic', ARRAY['text'],
+    'eventbus.is_valid_topic is STRICT');
+SELECT is_strict('eventbus', 'is_valid_pattern', ARRAY['text'],
+    'eventbus.is_valid_pattern is STRICT');
+SELECT isnt_strict('eventbus', 'publish',
+    ARRAY['text', 'jsonb', 'text', 'jsonb', 'timestamp with time zone', 'interval'],
+    'eventbus.publish is not STRICT');
+SELECT isnt_strict('eventbus', 'publish_batch',
+    ARRAY['text[]', 'jsonb[]', 'text[]', 'jsonb[]', 'timestamp with time zone', 'interval'],
+    'eventbus.publish_batch is not STRICT');
+
+-- Parallel safety (to_regprocedure: a missing function gives NULL, a failure,
+-- rather than aborting the file).
+SELECT is((SELECT proparallel FROM pg_catalog.pg_proc
+            WHERE oid = to_regprocedure('eventbus.topic_matches(text,text)')),
+          's'::"char", 'eventbus.topic_matches is PARALLEL SAFE');
+SELECT is((SELECT proparallel FROM pg_catalog.pg_proc
+            WHERE oid = to_regprocedure('eventbus.is_valid_topic(text)')),
+          's'::"char", 'eventbus.is_valid_topic is PARALLEL SAFE');
+SELECT is((SELECT proparallel FROM pg_catalog.pg_proc
+            WHERE oid = to_regprocedure('eventbus.is_valid_pattern(text)')),
+          's'::"char", 'eventbus.is_valid_pattern is PARALLEL SAFE');
+SELECT is((SELECT proparallel FROM pg_catalog.pg_proc
+            WHERE oid = to_regprocedure('eventbus.publish(text,jsonb,text,jsonb,timestamptz,interval)')),
+          'u'::"char", 'eventbus.publish is PARALLEL UNSAFE');
+SELECT is((SELECT proparallel FROM pg_catalog.pg_proc
+            WHERE oid = to_regprocedure('eventbus.publish_batch(text[],jsonb[],text[],jsonb[],timestamptz,interval)')),
+          'u'::"char", 'eventbus.publish_batch is PARALLEL UNSAFE');
+
+-- Language.
+SELECT function_lang_is('eventbus', 'topic_matches', ARRAY['text', 'text'], 'c');
+SELECT function_lang_is('eventbus', 'is_valid_topic', ARRAY['text'], 'c');
+SELECT function_lang_is('eventbus', 'is_valid_pattern', ARRAY['text'], 'c');
+SELECT function_lang_is('eventbus', 'publish',
+    ARRAY['text', 'jsonb', 'text', 'jsonb', 'timestamp with time zone', 'interval'], 'c');
+SELECT function_lang_is('eventbus', 'publish_batch',
+    ARRAY['text[]', 'jsonb[]', 'text[]', 'jsonb[]', 'timestamp with time zone', 'interval'], 'c');
+
+-- Parameter names (callers use named notation) and defaults.
+SELECT is((SELECT proargnames FROM pg_catalog.pg_proc
+            WHERE oid = to_regprocedure('eventbus.publish(text,jsonb,text,jsonb,timestamptz,interval)')),
+          ARRAY['topic', 'payload', 'key', 'headers', 'deliver_at', 'ttl']::text[],
+          'eventbus.publish parameters are named topic, payload, key, headers, deliver_at, ttl');
+SELECT is((SELECT pronargdefaults FROM pg_catalog.pg_proc
+            WHERE oid = to_regprocedure('eventbus.publish(text,jsonb,text,jsonb,timestamptz,interval)')),
+          4::smallint,
+          'eventbus.publish: key, headers, deliver_at, ttl have defaults');
+SELECT is((SELECT proargnames FROM pg_catalog.pg_proc
+            WHERE oid = to_regprocedure('eventbus.publish_batch(text[],jsonb[],text[],jsonb[],timestamptz,interval)')),
+          ARRAY['topics', 'payloads', 'keys', 'headers', 'deliver_at', 'ttl']::text[],
+          'eventbus.publish_batch parameters are named topics, payloads, keys, headers, deliver_at, ttl');
+SELECT is((SELECT pronargdefaults FROM pg_catalog.pg_proc
+            WHERE oid = to_regprocedure('eventbus.publish_batch(text[],jsonb[],text[],jsonb[],timestamptz,interval)')),
+          4::smallint,
+          'eventbus.publish_batch: keys, headers, deliver_at, ttl have defaults');
+
+-- ---------------------------------------------------------------------------
+-- Style card, checked over everything in the schema (so new objects are
+-- covered without editing this file).
+SELECT is_empty($$
+    SELECT p.oid::regprocedure::text
+      FROM pg_catalog.pg_proc p
+     WHERE p.pronamespace = 'eventbus'::regnamespace
+       AND pg_catalog.obj_description(p.oid, 'pg_proc') IS NULL
+$$, 'every function in schema eventbus has a COMMENT');
+
+SELECT is_empty($$
+    SELECT c.oid::regclass::text
+      FROM pg_catalog.pg_class c
+     WHERE c.relnamespace = 'eventbus'::regnamespace
+       AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+       AND pg_catalog.obj_description(c.oid, 'pg_class') IS NULL
+$$, 'every table and view in schema eventbus has a COMMENT');
+
+SELECT is_empty($$
+    SELECT p.oid::regprocedure::text
+      FROM pg_catalog.pg_proc p
+     WHERE p.pronamespace = 'eventbus'::regnamespace
+       AND p.prosecdef
+       AND NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) AS cfg
+                        WHERE cfg LIKE 'search_path=%')
+$$, 'no SECURITY DEFINER function in schema eventbus lacks a pinned search_path');
+
+SELECT is_empty($$
+    SELECT p.oid::regprocedure::text
+      FROM pg_catalog.pg_proc p
+     WHERE p.pronamespace = 'eventbus'::regnamespace
+       AND p.proisstrict
+       AND p.pronargdefaults > 0
+$$, 'no STRICT function in schema eventbus has parameters with defaults');
+
+SELECT is_empty($$
+    SELECT c.oid::regclass::text
+      FROM pg_catalog.pg_class c
+     WHERE c.relnamespace = 'eventbus'::regnamespace
+       AND c.relkind = 'S'
+       AND pg_catalog.obj_description(c.oid, 'pg_class') IS NULL
+$$, 'every sequence in schema eventbus has a COMMENT');
+
+-- ---------------------------------------------------------------------------
+-- Objects.
+SELECT has_table('eventbus', 'event_log', 'table eventbus.event_log exists');
+SELECT has_table('eventbus', 'event_log_0', 'table eventbus.event_log_0 exists');
+SELECT has_table('eventbus', 'event_log_1', 'table eventbus.event_log_1 exists');
+SELECT has_table('eventbus', 'event_log_2', 'table eventbus.event_log_2 exists');
+SELECT has_table('eventbus', 'topic', 'table eventbus.topic exists');
+SELECT has_table('eventbus', 'chunk', 'table eventbus.chunk exists');
+SELECT has_view('eventbus', 'events', 'view eventbus.events exists');
+SELECT has_sequence('eventbus', 'event_id_seq', 'sequence eventbus.event_id_seq exists');
+SELECT has_sequence('eventbus', 'topic_id_seq', 'sequence eventbus.topic_id_seq exists');
+
+SELECT is((SELECT count(*) FROM eventbus.chunk WHERE is_current), 1::bigint,
+    'exactly one row of eventbus.chunk is current');
+
+-- pg_dump registration: the events, the topics and the id sequences are dumped.
+SELECT set_has($$
+    SELECT cfg::regclass::text
+      FROM pg_catalog.pg_extension e, unnest(e.extconfig) AS cfg
+     WHERE e.extname = 'eventbus'
+$$, $$
+    VALUES ('eventbus.event_log_0'), ('eventbus.event_log_1'), ('eventbus.event_log_2'),
+           ('eventbus.topic'), ('eventbus.event_id_seq'), ('eventbus.topic_id_seq')
+$$, 'extconfig of eventbus registers event_log_0..2, topic, event_id_seq, topic_id_seq');
+
+SELECT * FROM finish();
+ROLLBACK;
