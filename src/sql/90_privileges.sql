@@ -12,3 +12,19 @@ REVOKE EXECUTE ON FUNCTION
     eventbus.publish(text, jsonb, text, jsonb, timestamptz, interval),
     eventbus.publish_batch(text[], jsonb[], text[], jsonb[], timestamptz, interval)
 FROM PUBLIC;
+
+-- Subscriptions and consuming: granted per role, never to PUBLIC.
+REVOKE EXECUTE ON FUNCTION
+    eventbus.subscribe(text, text[], integer, interval, interval, interval, text, jsonpath),
+    eventbus.unsubscribe(text),
+    eventbus.pause(text),
+    eventbus.resume(text),
+    eventbus.poll(text, integer, interval),
+    eventbus.ack(text, bigint[]),
+    eventbus.nack(text, bigint, text, interval),
+    eventbus.extend_lease(text, bigint[], interval),
+    eventbus.redrive(text, bigint[]),
+    eventbus.purge_dead_letters(text, interval),
+    eventbus._snapshot(),
+    eventbus._subscription(text)
+FROM PUBLIC;
