@@ -213,7 +213,7 @@ LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    DELETE FROM eventbus.subscription s WHERE s.id = (eventbus._subscription(name)).id;
+    DELETE FROM eventbus.subscription s WHERE s.id = (eventbus._subscription(unsubscribe.name)).id;
 END
 $$;
 COMMENT ON FUNCTION eventbus.unsubscribe(text) IS
@@ -224,7 +224,7 @@ RETURNS void
 LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    UPDATE eventbus.subscription s SET paused = true WHERE s.id = (eventbus._subscription(name)).id;
+    UPDATE eventbus.subscription s SET paused = true WHERE s.id = (eventbus._subscription(pause.name)).id;
 $$;
 COMMENT ON FUNCTION eventbus.pause(text) IS
     'eventbus: stop handing out events of a subscription (they keep accumulating)';
@@ -234,7 +234,7 @@ RETURNS void
 LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    UPDATE eventbus.subscription s SET paused = false WHERE s.id = (eventbus._subscription(name)).id;
+    UPDATE eventbus.subscription s SET paused = false WHERE s.id = (eventbus._subscription(resume.name)).id;
 $$;
 COMMENT ON FUNCTION eventbus.resume(text) IS 'eventbus: hand out events of a paused subscription again';
 
