@@ -18,6 +18,7 @@ CREATE TABLE eventbus.subscription (
     created_at      timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE eventbus.subscription IS 'eventbus: subscriptions (configuration)';
+COMMENT ON SEQUENCE eventbus.subscription_id_seq IS 'eventbus: subscription ids';
 
 -- Where a subscription stands in the log. The window (win_lo, win_hi] holds
 -- the events whose publishing transaction committed after snapshot win_lo
@@ -52,6 +53,7 @@ CREATE INDEX delivery_due_idx ON eventbus.delivery (sub_id, available_at) WHERE 
 COMMENT ON TABLE eventbus.delivery IS 'eventbus: leased, waiting and dead deliveries';
 
 SELECT pg_catalog.pg_extension_config_dump('eventbus.subscription', '');
+SELECT pg_catalog.pg_extension_config_dump('eventbus.subscription_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('eventbus.cursor', '');
 SELECT pg_catalog.pg_extension_config_dump('eventbus.delivery', '');
 
@@ -90,6 +92,9 @@ BEGIN
 END
 $$;
 
+COMMENT ON FUNCTION eventbus._check_name(text) IS
+    'eventbus (internal): raise 22023 unless the text is a valid subscription name';
+
 -- Returns the subscription row, or raises 42704 naming it.
 CREATE FUNCTION eventbus._subscription(name text)
 RETURNS eventbus.subscription
@@ -108,6 +113,8 @@ BEGIN
     RETURN s;
 END
 $$;
+COMMENT ON FUNCTION eventbus._subscription(text) IS
+    'eventbus (internal): the subscription of that name, or error 42704';
 
 -- Raises 22023 unless an interval is positive and at most the given limit.
 CREATE FUNCTION eventbus._check_interval(what text, value interval, lim interval)
@@ -125,6 +132,9 @@ BEGIN
     END IF;
 END
 $$;
+
+COMMENT ON FUNCTION eventbus._check_interval(text, interval, interval) IS
+    'eventbus (internal): raise 22023 unless the interval is positive and within the limit';
 
 CREATE FUNCTION eventbus.subscribe(
     name            text,
