@@ -44,6 +44,26 @@ set eventbus.max_payload_size = '2MB';
 \echo :LAST_ERROR_SQLSTATE
 reset role;
 drop role eb_errors_nobody;
+-- 22023 subscribe: invalid name
+select eventbus.subscribe('Billing', array['orders.#']);
+\echo :LAST_ERROR_SQLSTATE
+-- 22023 poll: max_events out of range
+select eventbus.subscribe('errors_sub', array['orders.#']);
+select * from eventbus.poll('errors_sub', 0);
+\echo :LAST_ERROR_SQLSTATE
+-- 22004 subscribe: NULL pattern
+select eventbus.subscribe('errors_null', array['orders.#', null]);
+\echo :LAST_ERROR_SQLSTATE
+-- 42704 unknown subscription
+select * from eventbus.poll('no_such_subscription');
+\echo :LAST_ERROR_SQLSTATE
+-- 42710 duplicate subscription
+select eventbus.subscribe('errors_sub', array['#']);
+\echo :LAST_ERROR_SQLSTATE
+-- 55000 nack of an event that is not leased
+select eventbus.nack('errors_sub', 123456, 'boom');
+\echo :LAST_ERROR_SQLSTATE
+select eventbus.unsubscribe('errors_sub');
 -- 55000 extension objects damaged: a missing table, no current chunk.
 -- (This session has not published yet, so nothing is cached.)
 begin;
