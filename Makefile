@@ -16,7 +16,8 @@ OBJS = \
 	src/topic.o \
 	src/topicdict.o \
 	src/eventlog.o \
-	src/publish.o
+	src/publish.o \
+	src/origin.o
 
 # The install script is concatenated from src/sql/NN_*.sql, by concern.
 SQL_PARTS  = $(sort $(wildcard src/sql/[0-9]*.sql))

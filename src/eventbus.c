@@ -36,4 +36,5 @@ _PG_init(void)
 
 	EbTopicDictInit();
 	EbEventLogInit();
+	EbOriginInit();
 }

@@ -93,4 +93,8 @@ extern EbRowWriter *EbRowWriterOpen(Oid relid);
 extern void EbRowWrite(EbRowWriter *writer, Datum *values, bool *nulls);
 extern void EbRowWriterClose(EbRowWriter *writer);
 
+/* ---- origin.c: data restored from another cluster ---- */
+extern void EbCheckOrigin(void);
+extern void EbOriginInit(void);
+
 #endif							/* EVENTBUS_H */

@@ -213,6 +213,7 @@ eventbus_publish(PG_FUNCTION_ARGS)
 	a.ttl_null = PG_ARGISNULL(5);
 	a.ttl = a.ttl_null ? NULL : PG_GETARG_INTERVAL_P(5);
 
+	EbCheckOrigin();
 	PrepareEvent(&a, &ev);
 	writer = EbLogWriterOpen();
 	id = EbLogWrite(writer, &ev);
@@ -344,6 +345,7 @@ eventbus_publish_batch(PG_FUNCTION_ARGS)
 
 	if (n > 0)
 	{
+		EbCheckOrigin();
 		writer = EbLogWriterOpen();
 		for (int i = 0; i < n; i++)
 		{

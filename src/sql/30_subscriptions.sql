@@ -155,6 +155,7 @@ DECLARE
     lo      pg_snapshot;
     t       timestamptz;
 BEGIN
+    PERFORM eventbus._check_origin();
     PERFORM eventbus._check_name(name);
     IF patterns IS NULL OR cardinality(patterns) = 0 THEN
         RAISE EXCEPTION 'subscription "%" needs at least one pattern', name

@@ -37,7 +37,7 @@ AS $$
 DECLARE
     s       eventbus.subscription;
     c       eventbus.cursor;
-    v_now   timestamptz := clock_timestamp();
+    v_now   timestamptz;
     v_until timestamptz;
     v_left  integer;
     v_topics integer[];
@@ -48,6 +48,8 @@ DECLARE
     d       record;
     e       record;
 BEGIN
+    PERFORM eventbus._check_origin();          -- before reading the clock
+    v_now := clock_timestamp();
     s := eventbus._subscription(subscription);
     IF max_events IS NULL OR max_events < 1 OR max_events > 10000 THEN
         RAISE EXCEPTION 'max_events must be between 1 and 10000: %', max_events

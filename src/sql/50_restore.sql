@@ -1,0 +1,75 @@
+-- eventbus install script, part 50: data restored from another cluster.
+--
+-- Events and cursors store transaction ids and snapshots, which mean
+-- something only in the cluster that wrote them. After pg_dump/pg_restore
+-- into another cluster (another xid history), the first publish, subscribe
+-- or poll adopts the restored data once: every subscription's undelivered
+-- events become due deliveries, restored events are re-stamped as committed
+-- long ago (xid 2), and cursors restart after them. eventbus.origin names
+-- the cluster the data belongs to; CREATE EXTENSION records this one, and
+-- a restore adds the dumped cluster's row.
+
+CREATE TABLE eventbus.origin (
+    system_identifier bigint NOT NULL
+);
+INSERT INTO eventbus.origin SELECT system_identifier FROM pg_catalog.pg_control_system();
+SELECT pg_catalog.pg_extension_config_dump('eventbus.origin', '');
+COMMENT ON TABLE eventbus.origin IS 'eventbus: the cluster whose transaction ids the stored data uses';
+
+CREATE FUNCTION eventbus._adopt_restored()
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    cur      bigint := (SELECT system_identifier FROM pg_control_system());
+    s        record;
+    v_topics integer[];
+BEGIN
+    -- One adopter at a time; the others find the work done.
+    LOCK TABLE eventbus.origin IN EXCLUSIVE MODE;
+    IF NOT EXISTS (SELECT 1 FROM eventbus.origin o WHERE o.system_identifier <> cur) THEN
+        RETURN false;
+    END IF;
+
+    -- Snapshots and xids still agree with each other here: both come from
+    -- the dumped cluster, so each cursor says exactly what is undelivered.
+    FOR s IN SELECT sb.id, sb.patterns, sb.filter, c.win_lo, c.win_hi, c.pos_txid, c.pos_id, c.start_time
+               FROM eventbus.subscription sb JOIN eventbus.cursor c ON c.sub_id = sb.id
+    LOOP
+        v_topics := ARRAY(SELECT t.id FROM eventbus.topic t
+                           WHERE EXISTS (SELECT 1 FROM unnest(s.patterns) p
+                                          WHERE eventbus.topic_matches(t.topic, p)));
+        INSERT INTO eventbus.delivery (sub_id, event_id, txid, state, attempt, available_at)
+        SELECT s.id, ev.id, ev.txid, 'waiting', 0, coalesce(ev.deliver_at, now())
+          FROM eventbus.event_log ev
+         WHERE ev.topic_id = ANY (v_topics)
+           AND NOT pg_visible_in_snapshot(ev.txid, s.win_lo)
+           AND NOT (s.win_hi IS NOT NULL AND s.pos_txid IS NOT NULL
+                    AND pg_visible_in_snapshot(ev.txid, s.win_hi)
+                    AND (ev.txid, ev.id) <= (s.pos_txid, s.pos_id))
+           AND (s.start_time IS NULL OR ev.published_at >= s.start_time)
+           AND (s.filter IS NULL OR coalesce(ev.payload @@ s.filter, false))
+        ON CONFLICT DO NOTHING;
+    END LOOP;
+
+    -- Everything restored counts as committed before any snapshot here.
+    UPDATE eventbus.event_log SET txid = '2';
+    UPDATE eventbus.delivery SET txid = '2';
+    UPDATE eventbus.cursor SET win_lo = '3:3:', win_hi = NULL, pos_txid = NULL, pos_id = NULL;
+    DELETE FROM eventbus.origin;
+    INSERT INTO eventbus.origin VALUES (cur);
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION eventbus._adopt_restored() IS
+    'eventbus (internal): adopt events and cursors restored from another cluster';
+
+CREATE FUNCTION eventbus._check_origin()
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_check_origin'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus._check_origin() IS
+    'eventbus (internal): adopt restored data if it comes from another cluster (cached per backend)';
+
+REVOKE EXECUTE ON FUNCTION eventbus._adopt_restored(), eventbus._check_origin() FROM PUBLIC;

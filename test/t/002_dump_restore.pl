@@ -1,0 +1,86 @@
+# pg_dump / pg_restore into another cluster (another xid history): the
+# subscriptions, their dead letters and every undelivered event survive, and
+# exactly the undelivered events are delivered afterwards (design 4.12 and
+# trap (b): restored xids are meaningless in the new cluster).
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $src = PostgreSQL::Test::Cluster->new('source');
+$src->init;
+$src->start;
+$src->safe_psql('postgres', 'CREATE DATABASE app');
+
+# Burn transaction ids so that the source's xids are far ahead of the
+# target's: restored xids would look like transactions from the future.
+$src->safe_psql('postgres',
+	join("\n", map { 'SELECT pg_current_xact_id();' } 1 .. 3000));
+
+$src->safe_psql(
+	'app', q{
+	CREATE EXTENSION eventbus;
+	SELECT eventbus.subscribe('billing', array['orders.#'], max_attempts => 1);
+	SELECT eventbus.subscribe('audit', array['#'], start_at => 'earliest', lease => '1 hour');
+	SELECT eventbus.publish('orders.eu.created', jsonb_build_object('n', g)) FROM generate_series(1, 6) g;
+	SELECT eventbus.publish('misc.x', '{"n": 7}');
+});
+# billing: acks 1 and 2, kills 3, leaves 4, 5 and 6 undelivered.
+$src->safe_psql(
+	'app', q{
+	SELECT eventbus.ack('billing', array(SELECT event_id FROM eventbus.poll('billing', 2)));
+	SELECT eventbus.nack('billing', (SELECT event_id FROM eventbus.poll('billing', 1)), 'card declined');
+});
+is( $src->safe_psql('app', "SELECT count(*) FROM eventbus.dead_letters"),
+	'1', 'source: one dead letter before the dump');
+
+my $dump = $src->basedir . '/app.dump';
+$src->command_ok([ 'pg_dump', '-Fc', '-d', $src->connstr('app'), '-f', $dump ], 'pg_dump');
+
+my $dst = PostgreSQL::Test::Cluster->new('target');
+$dst->init;
+$dst->start;
+$dst->safe_psql('postgres', 'CREATE DATABASE app');
+$dst->command_ok([ 'pg_restore', '-d', $dst->connstr('app'), $dump ], 'pg_restore');
+
+isnt(
+	$src->safe_psql('postgres', 'SELECT system_identifier FROM pg_control_system()'),
+	$dst->safe_psql('postgres', 'SELECT system_identifier FROM pg_control_system()'),
+	'the target is another cluster');
+cmp_ok(
+	$dst->safe_psql('postgres', 'SELECT pg_current_xact_id()::text::bigint'),
+	'<', 3000, 'whose xids are far behind the source\'s');
+
+is( $dst->safe_psql(
+		'app', "SELECT name || ':' || array_to_string(patterns, ',') || ':' || max_attempts
+		          FROM eventbus.subscriptions ORDER BY name"),
+	"audit:#:5\nbilling:orders.#:1",
+	'subscriptions survive with their options');
+is( $dst->safe_psql(
+		'app', "SELECT subscription || ':' || (payload->>'n') || ':' || last_error FROM eventbus.dead_letters"),
+	'billing:3:card declined',
+	'dead letters survive with their error');
+
+is( $dst->safe_psql(
+		'app',
+		"SELECT string_agg(payload->>'n', ',' ORDER BY (payload->>'n')::int) FROM eventbus.poll('billing', 100)"),
+	'4,5,6',
+	'billing gets exactly its undelivered events');
+is( $dst->safe_psql(
+		'app',
+		"SELECT string_agg(payload->>'n', ',' ORDER BY (payload->>'n')::int) FROM eventbus.poll('audit', 100)"),
+	'1,2,3,4,5,6,7',
+	'audit gets every event it never received');
+
+# New events after the restore are delivered once, nothing old comes back.
+$dst->safe_psql('app', "SELECT eventbus.publish('orders.us.created', '{\"n\": 8}')");
+is( $dst->safe_psql(
+		'app', "SELECT string_agg(payload->>'n', ',') FROM eventbus.poll('billing', 100)"),
+	'8', 'a new event is delivered after the restored ones, nothing twice');
+is($dst->safe_psql('app', "SELECT origin_ok FROM (SELECT count(*) = 1 AS origin_ok FROM eventbus.origin) o"),
+	't', 'the data now belongs to the target cluster');
+
+$src->stop;
+$dst->stop;
+done_testing();
