@@ -1,6 +1,7 @@
 -- Every row of docs/errors.md, in its order: the SQLSTATE is pinned with
 -- \echo :LAST_ERROR_SQLSTATE after each error.
 \set VERBOSITY default
+\set SHOW_CONTEXT never
 
 -- 22023 invalid topic
 select eventbus.publish('orders..created', '{}');

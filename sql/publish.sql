@@ -1,6 +1,7 @@
 -- publish and publish_batch: transactional outcome, arguments, limits.
 -- The extension is created by pg_regress (--load-extension=eventbus).
 \set VERBOSITY default
+\set SHOW_CONTEXT never
 
 -- Committed publishes are stored with their topic, payload and options.
 select eventbus.publish('orders.eu.created', '{"order_id": 1}') > 0 as got_id;
@@ -139,6 +140,12 @@ select eventbus.publish('a.b', '{}', key => repeat('k', 1024)) > 0 as key_at_lim
 select eventbus.publish('a.b', '{}', ttl => interval '-1 second');
 \echo :LAST_ERROR_SQLSTATE
 select eventbus.publish('a.b', '{}', ttl => interval '0');
+-- A mixed-sign interval that is positive as a whole is a valid ttl.
+select eventbus.publish('a.b', '{}', ttl => interval '1 day -1 hour') > 0 as mixed_ttl_ok;
+select eventbus.publish('a.b', '{}', ttl => interval '1 hour -1 day');
+-- An absurd ttl.
+select eventbus.publish('a.b', '{}', ttl => interval '300000 years');
+\echo :LAST_ERROR_SQLSTATE
 select eventbus.publish('a.b', '{}', deliver_at => 'infinity');
 select eventbus.publish('a.b', '{}', deliver_at => now() + interval '2 hours', ttl => interval '1 hour');
 
@@ -146,6 +153,17 @@ select eventbus.publish('a.b', '{}', deliver_at => now() + interval '2 hours', t
 select eventbus.publish('orders.*.created', '{}');
 \echo :LAST_ERROR_SQLSTATE
 select eventbus.publish('', '{}');
+
+-- A prepared transaction that is rolled back takes its new topic with it;
+-- the next publish of that topic must not reuse a vanished dictionary id.
+begin;
+select eventbus.publish('prep.topic', '{"prepared": true}') > 0 as got_id;
+prepare transaction 'eb_regress_prep';
+rollback prepared 'eb_regress_prep';
+select eventbus.publish('prep.topic', '{"after": true}') > 0 as got_id;
+select topic, payload from eventbus.events where topic = 'prep.topic';
+select count(*) as dangling from eventbus.event_log e
+ where not exists (select 1 from eventbus.topic t where t.id = e.topic_id);
 
 -- Nothing above left a partial event behind.
 select count(*) as stored_events from eventbus.event_log;

@@ -89,7 +89,7 @@ extern void EbEventLogInit(void);
 
 /* Row writes through the table AM, shared by the log and the dictionary. */
 typedef struct EbRowWriter EbRowWriter;
-extern EbRowWriter *EbRowWriterOpen(Oid relid);
+extern EbRowWriter *EbRowWriterOpen(Oid relid, int natts);
 extern void EbRowWrite(EbRowWriter *writer, Datum *values, bool *nulls);
 extern void EbRowWriterClose(EbRowWriter *writer);
 

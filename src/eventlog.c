@@ -29,6 +29,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_inherits.h"
 #include "commands/sequence.h"
 #include "executor/executor.h"
 #include "nodes/makefuncs.h"
@@ -112,13 +113,13 @@ LookupCurrentChunk(void)
 	Relation	rel;
 	TableScanDesc scan;
 	HeapTuple	tuple;
-	Snapshot	snapshot;
+	Oid			registry = EbRelid("chunk");
+	Oid			chunk;
 	char	   *relname = NULL;
 
-	ChunkRegistryOid = EbRelid("chunk");
-	rel = table_open(ChunkRegistryOid, AccessShareLock);
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	scan = table_beginscan(rel, snapshot, 0, NULL);
+	/* SnapshotSelf: the committed ring, without an SSI predicate lock. */
+	rel = table_open(registry, AccessShareLock);
+	scan = table_beginscan(rel, SnapshotSelf, 0, NULL);
 	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
 	{
 		bool		isnull;
@@ -133,7 +134,6 @@ LookupCurrentChunk(void)
 		}
 	}
 	table_endscan(scan);
-	UnregisterSnapshot(snapshot);
 	table_close(rel, AccessShareLock);
 
 	if (relname == NULL)
@@ -141,17 +141,43 @@ LookupCurrentChunk(void)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("eventbus.chunk has no current chunk"),
 				 errhint("Reinstall the extension, or mark one chunk current in eventbus.chunk.")));
-	return EbRelid(relname);
+	chunk = EbRelid(relname);
+	if (!typeInheritsFrom(get_rel_type_id(chunk), get_rel_type_id(EbRelid("event_log"))))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("current chunk \"%s.%s\" is not a chunk of eventbus.event_log",
+						EB_SCHEMA, relname),
+				 errhint("Reinstall the extension; eventbus.chunk must name event_log_0, _1 or _2.")));
+	/* Set only now: opening the registry may have processed invalidations. */
+	ChunkRegistryOid = registry;
+	return chunk;
 }
 
-/* Opens a relation for row inserts through the table AM. */
+/*
+ * Opens a relation for row inserts through the table AM. "natts" is the
+ * number of columns the caller fills; a table of another shape (a column
+ * added or dropped by hand or by a missing upgrade) is refused rather than
+ * written with garbage.
+ */
 EbRowWriter *
-EbRowWriterOpen(Oid relid)
+EbRowWriterOpen(Oid relid, int natts)
 {
 	EbRowWriter *w = palloc(sizeof(EbRowWriter));
 	RangeTblEntry *rte;
+	TupleDesc	desc;
 
 	w->rel = table_open(relid, RowExclusiveLock);
+	desc = RelationGetDescr(w->rel);
+	for (int i = 0; i < desc->natts; i++)
+		if (TupleDescAttr(desc, i)->attisdropped)
+			natts = -1;
+	if (desc->natts != natts)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s.%s\" does not have the columns eventbus expects",
+						EB_SCHEMA, RelationGetRelationName(w->rel)),
+				 errdetail("Its columns were changed outside the extension's scripts."),
+				 errhint("Reinstall the extension, or run ALTER EXTENSION eventbus UPDATE.")));
 	w->estate = CreateExecutorState();
 
 	rte = makeNode(RangeTblEntry);
@@ -209,12 +235,18 @@ EbLogWriterOpen(void)
 {
 	EbLogWriter *w = palloc(sizeof(EbLogWriter));
 
-	if (!OidIsValid(CurrentChunkOid))
-		CurrentChunkOid = LookupCurrentChunk();
-	if (!OidIsValid(EventSeqOid))
-		EventSeqOid = EbRelid("event_id_seq");
-	w->seqid = EventSeqOid;
-	w->rows = EbRowWriterOpen(CurrentChunkOid);
+	Oid			chunk = CurrentChunkOid;
+	Oid			seq = EventSeqOid;
+
+	/* Locals: a lookup may process invalidations that reset the statics. */
+	if (!OidIsValid(chunk))
+		chunk = LookupCurrentChunk();
+	if (!OidIsValid(seq))
+		seq = EbRelid("event_id_seq");
+	w->seqid = seq;
+	w->rows = EbRowWriterOpen(chunk, LOG_NATTS);
+	CurrentChunkOid = chunk;
+	EventSeqOid = seq;
 	return w;
 }
 

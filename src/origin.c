@@ -37,14 +37,12 @@ HasForeignOrigin(void)
 	Relation	rel;
 	TableScanDesc scan;
 	HeapTuple	tuple;
-	Snapshot	snapshot;
+	Oid			relid = EbRelid("origin");
 	int64		self = (int64) GetSystemIdentifier();
 	bool		foreign = false;
 
-	OriginRelid = EbRelid("origin");
-	rel = table_open(OriginRelid, AccessShareLock);
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	scan = table_beginscan(rel, snapshot, 0, NULL);
+	rel = table_open(relid, AccessShareLock);
+	scan = table_beginscan(rel, SnapshotSelf, 0, NULL);
 	while (!foreign && (tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
 	{
 		bool		isnull;
@@ -53,8 +51,9 @@ HasForeignOrigin(void)
 		foreign = !isnull && DatumGetInt64(d) != self;
 	}
 	table_endscan(scan);
-	UnregisterSnapshot(snapshot);
 	table_close(rel, AccessShareLock);
+	/* Set only now: opening the table may have processed invalidations. */
+	OriginRelid = relid;
 	return foreign;
 }
 

@@ -163,11 +163,17 @@ PrepareEvent(const PublishArgs *a, EbEvent *ev)
 		Interval   *ttl = a->ttl;
 		TimestampTz now = GetCurrentTransactionStartTimestamp();
 
-		if (ttl->month < 0 || ttl->day < 0 || ttl->time < 0 ||
-			(ttl->month == 0 && ttl->day == 0 && ttl->time == 0))
+		Interval	zero = {0};
+		Interval	most = {0, 0, 100 * 12};	/* 100 years */
+
+		if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(ttl),
+											  IntervalPGetDatum(&zero))) <= 0 ||
+			DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(ttl),
+											  IntervalPGetDatum(&most))) > 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("ttl must be a positive interval: \"%s\"", IntervalText(ttl)),
+					 errmsg("ttl must be a positive interval of at most 100 years: \"%s\"",
+							IntervalText(ttl)),
 					 errhint("Pass e.g. interval '1 hour', or NULL for events that never expire.")));
 		ev->expires_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
 																 TimestampTzGetDatum(now),

@@ -33,6 +33,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/snapshot.h"
 
 typedef struct TopicCacheEntry
 {
@@ -74,15 +75,20 @@ LookupTopic(Relation rel, text *topic)
 	ScanKeyData key;
 	SysScanDesc scan;
 	HeapTuple	tuple;
-	Snapshot	snapshot;
 	int32		id = -1;
 
 	/* The topic column and its index use the "C" collation. */
 	ScanKeyEntryInitialize(&key, 0, 2, BTEqualStrategyNumber, InvalidOid,
 						   C_COLLATION_OID, F_TEXTEQ, PointerGetDatum(topic));
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
+
+	/*
+	 * SnapshotSelf: committed rows plus our own, even from the current
+	 * command; never other sessions' uncommitted ones. Not MVCC, so no SSI
+	 * predicate lock: two SERIALIZABLE publishers of a new topic must not
+	 * fail each other.
+	 */
 	scan = systable_beginscan(rel, EbRelid("topic_topic_idx"), true,
-							  snapshot, 1, &key);
+							  SnapshotSelf, 1, &key);
 	if (HeapTupleIsValid(tuple = systable_getnext(scan)))
 	{
 		bool		isnull;
@@ -90,15 +96,14 @@ LookupTopic(Relation rel, text *topic)
 		id = DatumGetInt32(heap_getattr(tuple, 1, RelationGetDescr(rel), &isnull));
 	}
 	systable_endscan(scan);
-	UnregisterSnapshot(snapshot);
 	return id;
 }
 
 /* Adds the topic to the dictionary and returns its new id. */
 static int32
-InsertTopic(text *topic)
+InsertTopic(Oid relid, text *topic)
 {
-	EbRowWriter *writer = EbRowWriterOpen(TopicRelid);
+	EbRowWriter *writer = EbRowWriterOpen(relid, 3);
 	Datum		values[3];
 	bool		nulls[3] = {false, false, false};
 	int32		id = (int32) nextval_internal(EbRelid("topic_id_seq"), false);
@@ -123,6 +128,7 @@ EbTopicId(const char *topic, int len)
 	TopicCacheEntry *entry;
 	bool		found;
 	Relation	rel;
+	Oid			relid;
 	text	   *topic_text;
 	int32		id;
 
@@ -136,18 +142,21 @@ EbTopicId(const char *topic, int len)
 	if (entry)
 		return entry->id;
 
-	if (!OidIsValid(TopicRelid))
-		TopicRelid = EbRelid("topic");
+	/*
+	 * Opening the table may process invalidations, which can reset the
+	 * cache and TopicRelid: work with a local OID and rebuild afterwards.
+	 */
+	relid = EbRelid("topic");
 	topic_text = cstring_to_text_with_len(topic, len);
-	rel = table_open(TopicRelid, AccessShareLock);
+	rel = table_open(relid, AccessShareLock);
 	id = LookupTopic(rel, topic_text);
 	table_close(rel, AccessShareLock);
 	if (id < 0)
-		id = InsertTopic(topic_text);
+		id = InsertTopic(relid, topic_text);
 
-	/* Opening the table may have processed an invalidation: re-check. */
 	if (TopicCache == NULL)
 		CreateTopicCache();
+	TopicRelid = relid;
 	entry = hash_search(TopicCache, keybuf, HASH_ENTER, &found);
 	entry->id = id;
 	return id;
@@ -161,13 +170,14 @@ TopicXactCallback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			/* a prepared transaction may still be rolled back */
 			if (InsertedInXact)
 				ResetTopicCache();
 			InsertedInXact = false;
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-		case XACT_EVENT_PREPARE:
 			InsertedInXact = false;
 			break;
 		default:
