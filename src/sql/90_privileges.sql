@@ -26,5 +26,6 @@ REVOKE EXECUTE ON FUNCTION
     eventbus.redrive(text, bigint[]),
     eventbus.purge_dead_letters(text, interval),
     eventbus._snapshot(),
-    eventbus._subscription(text)
+    eventbus._subscription(text),
+    eventbus._backoff(interval, interval, integer)
 FROM PUBLIC;

@@ -3,7 +3,7 @@
 -- Run as a superuser: the roles below are created inside the transaction and
 -- disappear with the final ROLLBACK.
 BEGIN;
-SELECT plan(28);
+SELECT plan(31);
 
 CREATE ROLE eb_tap_nobody;   -- no grants: sees exactly what PUBLIC sees
 
@@ -21,6 +21,28 @@ SELECT function_privs_are('eventbus', 'publish_batch',
 SELECT function_privs_are('eventbus', 'publish_batch',
     ARRAY['text[]', 'jsonb[]', 'text[]', 'jsonb[]', 'timestamptz', 'interval'],
     'eb_tap_nobody', '{}'::name[], 'eb_tap_nobody has no EXECUTE on eventbus.publish_batch');
+
+-- Generic: no VOLATILE function (anything that may change state) is
+-- executable by a role without grants, whatever is added later.
+SELECT isnt_empty($$
+    SELECT 1 FROM pg_catalog.pg_proc p
+     WHERE p.pronamespace = 'eventbus'::regnamespace AND p.provolatile = 'v'
+$$, 'the schema has VOLATILE functions to check');
+SELECT is_empty($$
+    SELECT p.oid::regprocedure::text
+      FROM pg_catalog.pg_proc p
+     WHERE p.pronamespace = 'eventbus'::regnamespace
+       AND p.provolatile = 'v'
+       AND has_function_privilege('eb_tap_nobody', p.oid, 'EXECUTE')
+$$, 'no VOLATILE function in eventbus is executable without a grant');
+-- Every SECURITY DEFINER function pins search_path to pg_catalog, pg_temp.
+SELECT is_empty($$
+    SELECT p.oid::regprocedure::text
+      FROM pg_catalog.pg_proc p
+     WHERE p.pronamespace = 'eventbus'::regnamespace
+       AND p.prosecdef
+       AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)
+$$, 'every SECURITY DEFINER function sets search_path = pg_catalog, pg_temp');
 
 SELECT function_privs_are('eventbus', 'topic_matches', ARRAY['text', 'text'],
     'public', ARRAY['EXECUTE']::name[], 'PUBLIC may EXECUTE eventbus.topic_matches');
