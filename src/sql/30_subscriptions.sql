@@ -23,10 +23,11 @@ COMMENT ON SEQUENCE eventbus.subscription_id_seq IS 'eventbus: subscription ids'
 -- Where a subscription stands in the log. The window (win_lo, win_hi] holds
 -- the events whose publishing transaction committed after snapshot win_lo
 -- and by snapshot win_hi; (pos_txid, pos_id) is the last event of the window
--- already handed out, in (txid, id) order. Kept apart from the
+-- already handed out, in (txid, id) order; a fresh window starts at
+-- (xmin(win_lo), 0), below every event in it. Kept apart from the
 -- configuration so that polling never locks what alter/pause change.
 CREATE TABLE eventbus.cursor (
-    sub_id     integer PRIMARY KEY REFERENCES eventbus.subscription (id) ON DELETE CASCADE,
+    sub_id     integer PRIMARY KEY,          -- eventbus.subscription.id
     win_lo     pg_snapshot NOT NULL,
     win_hi     pg_snapshot,
     pos_txid   xid8,
@@ -38,7 +39,7 @@ COMMENT ON TABLE eventbus.cursor IS 'eventbus: each subscription''s position in 
 -- One row per event that a subscription has leased out, is retrying or
 -- delaying, or has given up on. An acked event has no row.
 CREATE TABLE eventbus.delivery (
-    sub_id       integer NOT NULL REFERENCES eventbus.subscription (id) ON DELETE CASCADE,
+    sub_id       integer NOT NULL,        -- eventbus.subscription.id (no FK: no check per insert)
     event_id     bigint NOT NULL,
     txid         xid8 NOT NULL,           -- to fetch the event by the log's (txid, id) index
     state        text NOT NULL CHECK (state IN ('leased', 'waiting', 'dead')),
@@ -223,8 +224,12 @@ RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_sub integer := (eventbus._subscription(unsubscribe.name)).id;
 BEGIN
-    DELETE FROM eventbus.subscription s WHERE s.id = (eventbus._subscription(unsubscribe.name)).id;
+    DELETE FROM eventbus.delivery d WHERE d.sub_id = v_sub;
+    DELETE FROM eventbus.cursor c WHERE c.sub_id = v_sub;
+    DELETE FROM eventbus.subscription s WHERE s.id = v_sub;
 END
 $$;
 COMMENT ON FUNCTION eventbus.unsubscribe(text) IS

@@ -45,6 +45,8 @@ DECLARE
     v_seen  integer;
     v_limit integer;
     v_fresh boolean := false;
+    v_ids   bigint[] := '{}';
+    v_txids xid8[] := '{}';
     d       record;
     e       record;
 BEGIN
@@ -121,22 +123,42 @@ BEGIN
             EXIT WHEN pg_snapshot_xmax(v_hi) < pg_snapshot_xmax(c.win_lo)
                    OR EXISTS (SELECT 1 FROM pg_snapshot_xip(v_hi) x
                                WHERE pg_visible_in_snapshot(x, c.win_lo));
-            c.win_hi := v_hi; c.pos_txid := NULL; c.pos_id := NULL;
+            -- Every event of the window has txid >= xmin(win_lo): start
+            -- there, so the position is always an index condition.
+            c.win_hi := v_hi; c.pos_txid := pg_snapshot_xmin(c.win_lo); c.pos_id := 0;
             v_fresh := true;
         END IF;
 
         v_limit := v_left;
         v_seen := 0;
         FOR e IN
-            SELECT ev.id, ev.txid, t.topic, ev.key, ev.payload, ev.headers, ev.published_at,
-                   ev.deliver_at, ev.expires_at
-              FROM eventbus.event_log ev JOIN eventbus.topic t ON t.id = ev.topic_id
-             WHERE ev.topic_id = ANY (v_topics)
-               AND (ev.txid = ANY (ARRAY(SELECT pg_snapshot_xip(c.win_lo)))
-                    OR (ev.txid >= pg_snapshot_xmax(c.win_lo) AND ev.txid < pg_snapshot_xmax(c.win_hi)))
-               AND pg_visible_in_snapshot(ev.txid, c.win_hi)
-               AND (c.pos_txid IS NULL OR (ev.txid, ev.id) > (c.pos_txid, c.pos_id))
-             ORDER BY ev.txid, ev.id
+            -- Two ordered walks of the (txid, id) indexes from the position,
+            -- each limited, on the log alone (an OR would make the planner
+            -- sort the whole window); topics are joined to what they return.
+            SELECT w.id, w.txid, t.topic, w.key, w.payload, w.headers, w.published_at,
+                   w.deliver_at, w.expires_at
+              FROM ((SELECT ev.id, ev.txid, ev.topic_id, ev.key, ev.payload, ev.headers,
+                            ev.published_at, ev.deliver_at, ev.expires_at
+                       FROM eventbus.event_log ev      -- in progress at win_lo
+                      WHERE ev.txid = ANY (ARRAY(SELECT pg_snapshot_xip(c.win_lo)))
+                        AND ev.topic_id = ANY (v_topics)
+                        AND pg_visible_in_snapshot(ev.txid, c.win_hi)
+                        AND (ev.txid, ev.id) > (c.pos_txid, c.pos_id)
+                      ORDER BY ev.txid, ev.id
+                      LIMIT v_limit)
+                    UNION ALL
+                    (SELECT ev.id, ev.txid, ev.topic_id, ev.key, ev.payload, ev.headers,
+                            ev.published_at, ev.deliver_at, ev.expires_at
+                       FROM eventbus.event_log ev      -- started after win_lo
+                      WHERE ev.txid >= pg_snapshot_xmax(c.win_lo)
+                        AND ev.txid < pg_snapshot_xmax(c.win_hi)
+                        AND ev.topic_id = ANY (v_topics)
+                        AND pg_visible_in_snapshot(ev.txid, c.win_hi)
+                        AND (ev.txid, ev.id) > (c.pos_txid, c.pos_id)
+                      ORDER BY ev.txid, ev.id
+                      LIMIT v_limit)) w
+              JOIN eventbus.topic t ON t.id = w.topic_id
+             ORDER BY w.txid, w.id        -- every xip txid is below xmax(win_lo)
              LIMIT v_limit
         LOOP
             v_seen := v_seen + 1;
@@ -149,14 +171,20 @@ BEGIN
                 VALUES (s.id, e.id, e.txid, 'waiting', 0, e.deliver_at);
                 CONTINUE;
             END IF;
-            INSERT INTO eventbus.delivery (sub_id, event_id, txid, state, attempt, available_at)
-            VALUES (s.id, e.id, e.txid, 'leased', 1, v_until);
+            v_ids := v_ids || e.id;
+            v_txids := v_txids || e.txid;
             event_id := e.id; topic := e.topic; key := e.key; payload := e.payload;
             headers := e.headers; published_at := e.published_at;
             attempt := 1; lease_until := v_until;
             RETURN NEXT;
             v_left := v_left - 1;
         END LOOP;
+
+        -- One insert for every event leased from this window.
+        INSERT INTO eventbus.delivery (sub_id, event_id, txid, state, attempt, available_at)
+        SELECT s.id, u.id, u.txid, 'leased', 1, v_until FROM unnest(v_ids, v_txids) AS u (id, txid);
+        v_ids := '{}';
+        v_txids := '{}';
 
         -- Fewer rows than the limit: the window is read to its end.
         IF v_seen < v_limit THEN
