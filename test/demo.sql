@@ -28,7 +28,15 @@ SELECT topic,
        eventbus.topic_matches(topic, '#.issued')         AS "#.issued"
   FROM (SELECT DISTINCT topic FROM eventbus.events) t ORDER BY topic;
 
--- 6. Invalid topics are refused with SQLSTATE 22023, a detail and a hint.
+-- 6. Consume: a new subscription receives the events committed after it was created.
+SELECT eventbus.subscribe('billing', array['orders.*.created']);
+SELECT eventbus.publish('orders.eu.created', '{"order_id": 45}');
+SELECT eventbus.publish('refunds.eu.issued', '{"refund_id": 8}');   -- not for billing
+SELECT event_id, topic, payload, attempt FROM eventbus.poll('billing', 10);
+SELECT eventbus.ack('billing', array(SELECT id FROM eventbus.events WHERE payload->>'order_id' = '45'));
+SELECT name, patterns, channel, leased, waiting, dead FROM eventbus.subscriptions;
+
+-- 7. Invalid topics are refused with SQLSTATE 22023, a detail and a hint.
 \set ON_ERROR_STOP 0
 SELECT eventbus.publish('orders..created', '{}');
 \set ON_ERROR_STOP 1
