@@ -77,5 +77,17 @@ update eventbus.chunk set is_current = false;
 select eventbus.publish('damaged.chunk', '{}');
 \echo :LAST_ERROR_SQLSTATE
 rollback;
+begin;
+update eventbus.chunk set relname = 'topic' where is_current;
+select eventbus.publish('damaged.chunk', '{}');
+\echo :LAST_ERROR_SQLSTATE
+rollback;
 -- and after the rollbacks everything works again
 select eventbus.publish('damaged.chunk', '{}') > 0 as works_again;
+-- 55000 a chunk whose columns were changed by hand is refused, not written
+begin;
+alter table eventbus.event_log_0 add column extra integer;
+select eventbus.publish('damaged.columns', '{}');
+\echo :LAST_ERROR_SQLSTATE
+rollback;
+select eventbus.publish('damaged.columns', '{}') > 0 as works_again;

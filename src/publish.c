@@ -129,11 +129,9 @@ PrepareEvent(const PublishArgs *a, EbEvent *ev)
 					 errdetail("The limit is %d bytes.", EB_KEY_MAX_BYTES),
 					 errhint("Use a short identifier as the key, e.g. the order id.")));
 	}
+	/* Sizes first: they need no detoasting, the headers walk does. */
 	if (!a->headers_null)
-	{
-		CheckHeaders(a->headers);
 		headers_bytes = DatumBytes(a->headers);
-	}
 	payload_bytes = DatumBytes(a->payload);
 	if (payload_bytes + headers_bytes + key_bytes > (Size) eb_max_payload_size)
 		ereport(ERROR,
@@ -143,6 +141,8 @@ PrepareEvent(const PublishArgs *a, EbEvent *ev)
 				 errdetail("Payload %zu bytes, headers %zu bytes, key %zu bytes; eventbus.max_payload_size is %d bytes.",
 						   payload_bytes, headers_bytes, key_bytes, eb_max_payload_size),
 				 errhint("Store large data elsewhere and publish a reference to it, or raise eventbus.max_payload_size.")));
+	if (!a->headers_null)
+		CheckHeaders(a->headers);
 
 	ev->payload = a->payload;
 	ev->key = a->key;
