@@ -17,7 +17,9 @@ OBJS = \
 	src/topicdict.o \
 	src/eventlog.o \
 	src/publish.o \
-	src/origin.o
+	src/origin.o \
+	src/backlog.o \
+	src/wake.o
 
 # The install script is concatenated from src/sql/NN_*.sql, by concern.
 SQL_PARTS  = $(sort $(wildcard src/sql/[0-9]*.sql))

@@ -32,9 +32,21 @@ _PG_init(void)
 							PGC_SUSET,
 							GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("eventbus.backlog_check_interval",
+							"How old a subscription's counted backlog may be when publish compares it with max_backlog.",
+							"0 counts on every publish. Only subscriptions with max_backlog and on_overflow 'reject' are counted.",
+							&eb_backlog_check_interval,
+							1000,
+							0,
+							3600 * 1000,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("eventbus");
 
 	EbTopicDictInit();
 	EbEventLogInit();
 	EbOriginInit();
+	EbBacklogInit();
+	EbWakeInit();
 }

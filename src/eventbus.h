@@ -27,6 +27,7 @@
 
 /* ---- eventbus.c: settings ---- */
 extern int	eb_max_payload_size;	/* bytes */
+extern int	eb_backlog_check_interval;	/* milliseconds */
 
 /* ---- topic.c: topic and pattern grammar ---- */
 
@@ -96,5 +97,13 @@ extern void EbRowWriterClose(EbRowWriter *writer);
 /* ---- origin.c: data restored from another cluster ---- */
 extern void EbCheckOrigin(void);
 extern void EbOriginInit(void);
+
+/* ---- backlog.c: max_backlog with on_overflow 'reject' ---- */
+extern void EbCheckBacklog(const char *topic, int len);
+extern void EbBacklogInit(void);
+
+/* ---- wake.c: waking waiting pollers ---- */
+extern void EbWakeAtCommit(void);
+extern void EbWakeInit(void);
 
 #endif							/* EVENTBUS_H */

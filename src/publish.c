@@ -192,6 +192,7 @@ PrepareEvent(const PublishArgs *a, EbEvent *ev)
 	}
 
 	ev->topic_id = EbTopicId(topic, topic_len);
+	EbCheckBacklog(topic, topic_len);
 }
 
 PG_FUNCTION_INFO_V1(eventbus_publish);
@@ -224,6 +225,7 @@ eventbus_publish(PG_FUNCTION_ARGS)
 	writer = EbLogWriterOpen();
 	id = EbLogWrite(writer, &ev);
 	EbLogWriterClose(writer);
+	EbWakeAtCommit();
 	PG_RETURN_INT64(id);
 }
 
@@ -332,6 +334,8 @@ eventbus_publish_batch(PG_FUNCTION_ARGS)
 	CheckBatchLength(&keys, n, false);
 	CheckBatchLength(&headers, n, true);
 
+	if (n > 0)
+		EbCheckOrigin();
 	events = palloc(sizeof(EbEvent) * Max(n, 1));
 	for (int i = 0; i < n; i++)
 	{
@@ -351,7 +355,6 @@ eventbus_publish_batch(PG_FUNCTION_ARGS)
 
 	if (n > 0)
 	{
-		EbCheckOrigin();
 		writer = EbLogWriterOpen();
 		for (int i = 0; i < n; i++)
 		{
@@ -361,6 +364,7 @@ eventbus_publish_batch(PG_FUNCTION_ARGS)
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
 		}
 		EbLogWriterClose(writer);
+		EbWakeAtCommit();
 	}
 	return (Datum) 0;
 }

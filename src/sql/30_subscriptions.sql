@@ -13,7 +13,10 @@ CREATE TABLE eventbus.subscription (
     backoff_initial interval NOT NULL,
     backoff_max     interval NOT NULL,
     lease           interval NOT NULL,
+    ordered         boolean NOT NULL DEFAULT false,
     filter          jsonpath,
+    max_backlog     bigint,
+    on_overflow     text NOT NULL DEFAULT 'reject' CHECK (on_overflow IN ('reject', 'drop_oldest')),
     paused          boolean NOT NULL DEFAULT false,
     created_at      timestamptz NOT NULL DEFAULT now()
 );
@@ -32,12 +35,16 @@ CREATE TABLE eventbus.cursor (
     win_hi     pg_snapshot,
     pos_txid   xid8,
     pos_id     bigint,
-    start_time timestamptz          -- start_at => a time: skip events published before it
+    start_time timestamptz,         -- start_at or seek to a time: skip events published before it
+    start_id   bigint,              -- seek to an event id: skip events with a lower id
+    expired    bigint NOT NULL DEFAULT 0   -- events not handed out because their ttl ran out
 );
 COMMENT ON TABLE eventbus.cursor IS 'eventbus: each subscription''s position in the log';
 
 -- One row per event that a subscription has leased out, is retrying or
--- delaying, or has given up on. An acked event has no row.
+-- delaying, or has given up on. An acked event has no row. For ordered
+-- subscriptions, keyed rows carry the key and their place in the key's
+-- queue (ord): only the row of a key with the lowest ord is handed out.
 CREATE TABLE eventbus.delivery (
     sub_id       integer NOT NULL,        -- eventbus.subscription.id (no FK: no check per insert)
     event_id     bigint NOT NULL,
@@ -46,17 +53,57 @@ CREATE TABLE eventbus.delivery (
     attempt      integer NOT NULL,        -- handed out this many times
     available_at timestamptz NOT NULL,    -- leased: lease end; waiting: next try
     last_error   text,
-    reason       text CHECK (reason IN ('failed', 'lease_expired', 'redriven')),
+    reason       text CHECK (reason IN ('failed', 'lease_expired', 'redriven', 'overflow')),
     dead_at      timestamptz,
+    key          text,                    -- ordered subscriptions only
+    ord          bigint,                  -- ordered subscriptions only: place in the key's queue
     PRIMARY KEY (sub_id, event_id)
 );
 CREATE INDEX delivery_due_idx ON eventbus.delivery (sub_id, available_at) WHERE state <> 'dead';
+CREATE INDEX delivery_key_idx ON eventbus.delivery (sub_id, key, ord)
+    WHERE key IS NOT NULL AND state <> 'dead';
+CREATE SEQUENCE eventbus.delivery_ord_seq;
+COMMENT ON SEQUENCE eventbus.delivery_ord_seq IS 'eventbus: queue order of keyed deliveries of ordered subscriptions';
 COMMENT ON TABLE eventbus.delivery IS 'eventbus: leased, waiting and dead deliveries';
 
 SELECT pg_catalog.pg_extension_config_dump('eventbus.subscription', '');
 SELECT pg_catalog.pg_extension_config_dump('eventbus.subscription_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('eventbus.cursor', '');
 SELECT pg_catalog.pg_extension_config_dump('eventbus.delivery', '');
+SELECT pg_catalog.pg_extension_config_dump('eventbus.delivery_ord_seq', '');
+
+-- Tells other backends that subscriptions changed (publish caches the ones
+-- with a backlog limit).
+CREATE FUNCTION eventbus._subscriptions_changed()
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_subscriptions_changed'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus._subscriptions_changed() IS
+    'eventbus (internal): invalidate the caches of subscription options in every backend';
+
+-- Waiting pollers (poll's wait) sleep until a transaction that made events
+-- pollable commits: publishes, nacks, redrives, seeks and resumes call
+-- _wake, which wakes them at commit. See docs/consuming.md.
+CREATE FUNCTION eventbus._wake()
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_wake'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus._wake() IS
+    'eventbus (internal): wake waiting pollers when this transaction commits';
+
+CREATE FUNCTION eventbus._wake_count()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'eventbus_wake_count'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+COMMENT ON FUNCTION eventbus._wake_count() IS
+    'eventbus (internal): how many wake-ups there have been (poll waits for it to change)';
+
+CREATE FUNCTION eventbus._wait(until timestamptz, seen bigint)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_wait'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus._wait(timestamptz, bigint) IS
+    'eventbus (internal): sleep until the wake count differs from seen, or until the time';
 
 -- The current snapshot, with this transaction's own xid counted as still in
 -- progress: a poller must neither receive nor step over the events its own
@@ -137,6 +184,88 @@ $$;
 COMMENT ON FUNCTION eventbus._check_interval(text, interval, interval) IS
     'eventbus (internal): raise 22023 unless the interval is positive and within the limit';
 
+-- Raises a clear error unless every option of the subscription row is valid.
+CREATE FUNCTION eventbus._check_subscription(s eventbus.subscription)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p text;
+BEGIN
+    PERFORM eventbus._check_name(s.name);
+    IF s.patterns IS NULL OR cardinality(s.patterns) = 0 THEN
+        RAISE EXCEPTION 'subscription "%" needs at least one pattern', s.name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass e.g. array[''orders.*.created'', ''refunds.#''].';
+    END IF;
+    FOREACH p IN ARRAY s.patterns LOOP
+        IF p IS NULL THEN
+            RAISE EXCEPTION 'patterns of subscription "%" must not contain NULL', s.name
+                USING ERRCODE = 'null_value_not_allowed',
+                      HINT = 'Pass e.g. array[''orders.#''].';
+        END IF;
+        PERFORM eventbus.topic_matches('x', p);     -- raises 22023 for an invalid pattern
+    END LOOP;
+    IF s.max_attempts IS NULL OR s.max_attempts < 1 OR s.max_attempts > 1000 THEN
+        RAISE EXCEPTION 'max_attempts must be between 1 and 1000: %', s.max_attempts
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass e.g. 5.';
+    END IF;
+    PERFORM eventbus._check_interval('backoff_initial', s.backoff_initial, interval '1 day');
+    PERFORM eventbus._check_interval('backoff_max', s.backoff_max, interval '30 days');
+    PERFORM eventbus._check_interval('lease', s.lease, interval '1 day');
+    IF s.backoff_max < s.backoff_initial THEN
+        RAISE EXCEPTION 'backoff_max (%) is shorter than backoff_initial (%)', s.backoff_max, s.backoff_initial
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Make backoff_max at least backoff_initial.';
+    END IF;
+    IF s.ordered IS NULL THEN
+        RAISE EXCEPTION 'ordered must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass true or false.';
+    END IF;
+    IF s.max_backlog IS NOT NULL AND (s.max_backlog < 1 OR s.max_backlog > 1000000000) THEN
+        RAISE EXCEPTION 'max_backlog must be between 1 and 1000000000: %', s.max_backlog
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass e.g. 100000, or NULL for no limit.';
+    END IF;
+    IF s.on_overflow IS NULL OR s.on_overflow NOT IN ('reject', 'drop_oldest') THEN
+        RAISE EXCEPTION 'invalid on_overflow "%"', s.on_overflow
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass ''reject'' (publish fails) or ''drop_oldest'' (oldest pending events become dead letters).';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION eventbus._check_subscription(eventbus.subscription) IS
+    'eventbus (internal): raise a clear error unless every option of a subscription is valid';
+
+-- Parses start_at ('now', 'earliest' or a time) into the cursor's start.
+CREATE FUNCTION eventbus._start_time(start_at text)
+RETURNS timestamptz
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t timestamptz;
+BEGIN
+    IF start_at IN ('now', 'earliest') THEN
+        RETURN NULL;
+    END IF;
+    BEGIN
+        t := start_at::timestamptz;
+    EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR invalid_parameter_value THEN
+        t := NULL;
+    END;
+    IF t IS NULL OR start_at IS NULL OR NOT isfinite(t) THEN
+        RAISE EXCEPTION 'invalid start_at "%"', start_at
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass ''now'', ''earliest'' or a time such as ''2026-11-23 12:00+00''.';
+    END IF;
+    RETURN t;
+END
+$$;
+COMMENT ON FUNCTION eventbus._start_time(text) IS
+    'eventbus (internal): the time a start_at names, NULL for ''now'' and ''earliest'', or error 22023';
+
 CREATE FUNCTION eventbus.subscribe(
     name            text,
     patterns        text[],
@@ -144,80 +273,105 @@ CREATE FUNCTION eventbus.subscribe(
     backoff_initial interval DEFAULT '1 second',
     backoff_max     interval DEFAULT '1 hour',
     lease           interval DEFAULT '30 seconds',
+    ordered         boolean  DEFAULT false,
     start_at        text     DEFAULT 'now',
-    filter          jsonpath DEFAULT NULL)
+    filter          jsonpath DEFAULT NULL,
+    max_backlog     bigint   DEFAULT NULL,
+    on_overflow     text     DEFAULT 'reject')
 RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p       text;
-    sub_id  integer;
-    lo      pg_snapshot;
+    s       eventbus.subscription;
     t       timestamptz;
 BEGIN
     PERFORM eventbus._check_origin();
-    PERFORM eventbus._check_name(name);
-    IF patterns IS NULL OR cardinality(patterns) = 0 THEN
-        RAISE EXCEPTION 'subscription "%" needs at least one pattern', name
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Pass e.g. array[''orders.*.created'', ''refunds.#''].';
-    END IF;
-    FOREACH p IN ARRAY patterns LOOP
-        IF p IS NULL THEN
-            RAISE EXCEPTION 'patterns of subscription "%" must not contain NULL', name
-                USING ERRCODE = 'null_value_not_allowed',
-                      HINT = 'Pass e.g. array[''orders.#''].';
-        END IF;
-        PERFORM eventbus.topic_matches('x', p);     -- raises 22023 for an invalid pattern
-    END LOOP;
-    IF max_attempts IS NULL OR max_attempts < 1 OR max_attempts > 1000 THEN
-        RAISE EXCEPTION 'max_attempts must be between 1 and 1000: %', max_attempts
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass e.g. 5.';
-    END IF;
-    PERFORM eventbus._check_interval('backoff_initial', backoff_initial, interval '1 day');
-    PERFORM eventbus._check_interval('backoff_max', backoff_max, interval '30 days');
-    PERFORM eventbus._check_interval('lease', lease, interval '1 day');
-    IF backoff_max < backoff_initial THEN
-        RAISE EXCEPTION 'backoff_max (%) is shorter than backoff_initial (%)', backoff_max, backoff_initial
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Make backoff_max at least backoff_initial.';
-    END IF;
+    s.name := name; s.patterns := patterns; s.max_attempts := max_attempts;
+    s.backoff_initial := backoff_initial; s.backoff_max := backoff_max; s.lease := lease;
+    s.ordered := ordered; s.filter := filter; s.max_backlog := max_backlog;
+    s.on_overflow := on_overflow;
+    PERFORM eventbus._check_subscription(s);
+    t := eventbus._start_time(start_at);
 
-    IF start_at = 'now' THEN
-        lo := eventbus._snapshot();
-    ELSIF start_at = 'earliest' THEN
-        lo := '1:1:'::pg_snapshot;              -- sees nothing: every retained event is after it
-    ELSE
-        BEGIN
-            t := start_at::timestamptz;
-        EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow THEN
-            t := NULL;
-        END;
-        IF t IS NULL OR start_at IS NULL THEN
-            RAISE EXCEPTION 'invalid start_at "%"', start_at
-                USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'Pass ''now'', ''earliest'' or a time such as ''2026-11-23 12:00+00''.';
-        END IF;
-        lo := '1:1:'::pg_snapshot;
-    END IF;
-
-    INSERT INTO eventbus.subscription AS s (name, patterns, max_attempts, backoff_initial,
-                                            backoff_max, lease, filter)
-    VALUES (subscribe.name, subscribe.patterns, subscribe.max_attempts, subscribe.backoff_initial,
-            subscribe.backoff_max, subscribe.lease, subscribe.filter)
+    INSERT INTO eventbus.subscription AS sb (name, patterns, max_attempts, backoff_initial,
+                                             backoff_max, lease, ordered, filter, max_backlog,
+                                             on_overflow)
+    VALUES (s.name, s.patterns, s.max_attempts, s.backoff_initial, s.backoff_max, s.lease,
+            s.ordered, s.filter, s.max_backlog, s.on_overflow)
     ON CONFLICT ON CONSTRAINT subscription_name_key DO NOTHING
-    RETURNING s.id INTO sub_id;
-    IF sub_id IS NULL THEN
+    RETURNING sb.id INTO s.id;
+    IF s.id IS NULL THEN
         RAISE EXCEPTION 'subscription "%" already exists', name
             USING ERRCODE = 'duplicate_object',
-                  HINT = 'Choose another name, or eventbus.unsubscribe() it first.';
+                  HINT = 'Choose another name, change it with eventbus.alter_subscription(), or eventbus.unsubscribe() it first.';
     END IF;
-    INSERT INTO eventbus.cursor (sub_id, win_lo, start_time) VALUES (sub_id, lo, t);
+    -- 'now': the events committed after this snapshot. Otherwise from the
+    -- start of the log ('1:1:' sees nothing, so every event is after it).
+    INSERT INTO eventbus.cursor (sub_id, win_lo, start_time)
+    VALUES (s.id, CASE WHEN start_at = 'now' THEN eventbus._snapshot() ELSE '1:1:' END, t);
+    PERFORM eventbus._subscriptions_changed();
 END
 $$;
-COMMENT ON FUNCTION eventbus.subscribe(text, text[], integer, interval, interval, interval, text, jsonpath) IS
+COMMENT ON FUNCTION eventbus.subscribe(text, text[], integer, interval, interval, interval, boolean, text, jsonpath, bigint, text) IS
     'eventbus: create a durable subscription to every event whose topic matches one of the patterns';
+
+CREATE FUNCTION eventbus.alter_subscription(
+    name            text,
+    patterns        text[]   DEFAULT NULL,
+    max_attempts    integer  DEFAULT NULL,
+    backoff_initial interval DEFAULT NULL,
+    backoff_max     interval DEFAULT NULL,
+    lease           interval DEFAULT NULL,
+    ordered         boolean  DEFAULT NULL,
+    filter          jsonpath DEFAULT NULL,
+    max_backlog     bigint   DEFAULT NULL,
+    on_overflow     text     DEFAULT NULL,
+    reset           text[]   DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s eventbus.subscription := eventbus._subscription(alter_subscription.name);
+    r text;
+BEGIN
+    FOREACH r IN ARRAY coalesce(reset, '{}') LOOP
+        CASE r
+            WHEN 'filter' THEN s.filter := NULL;
+            WHEN 'max_backlog' THEN s.max_backlog := NULL;
+            WHEN 'max_attempts' THEN s.max_attempts := 5;
+            WHEN 'backoff_initial' THEN s.backoff_initial := interval '1 second';
+            WHEN 'backoff_max' THEN s.backoff_max := interval '1 hour';
+            WHEN 'lease' THEN s.lease := interval '30 seconds';
+            WHEN 'ordered' THEN s.ordered := false;
+            WHEN 'on_overflow' THEN s.on_overflow := 'reject';
+            ELSE
+                RAISE EXCEPTION 'cannot reset "%"', r
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = 'reset takes option names: filter, max_backlog, max_attempts, backoff_initial, backoff_max, lease, ordered, on_overflow.';
+        END CASE;
+    END LOOP;
+    s.patterns := coalesce(patterns, s.patterns);
+    s.max_attempts := coalesce(max_attempts, s.max_attempts);
+    s.backoff_initial := coalesce(backoff_initial, s.backoff_initial);
+    s.backoff_max := coalesce(backoff_max, s.backoff_max);
+    s.lease := coalesce(lease, s.lease);
+    s.ordered := coalesce(ordered, s.ordered);
+    s.filter := coalesce(filter, s.filter);
+    s.max_backlog := coalesce(max_backlog, s.max_backlog);
+    s.on_overflow := coalesce(on_overflow, s.on_overflow);
+    PERFORM eventbus._check_subscription(s);
+    UPDATE eventbus.subscription sb
+       SET patterns = s.patterns, max_attempts = s.max_attempts, backoff_initial = s.backoff_initial,
+           backoff_max = s.backoff_max, lease = s.lease, ordered = s.ordered, filter = s.filter,
+           max_backlog = s.max_backlog, on_overflow = s.on_overflow
+     WHERE sb.id = s.id;
+    PERFORM eventbus._subscriptions_changed();
+END
+$$;
+COMMENT ON FUNCTION eventbus.alter_subscription(text, text[], integer, interval, interval, interval, boolean, jsonpath, bigint, text, text[]) IS
+    'eventbus: change options of a subscription (NULL keeps an option; reset => names puts options back to their defaults)';
 
 CREATE FUNCTION eventbus.unsubscribe(name text)
 RETURNS void
@@ -230,6 +384,7 @@ BEGIN
     DELETE FROM eventbus.delivery d WHERE d.sub_id = v_sub;
     DELETE FROM eventbus.cursor c WHERE c.sub_id = v_sub;
     DELETE FROM eventbus.subscription s WHERE s.id = v_sub;
+    PERFORM eventbus._subscriptions_changed();
 END
 $$;
 COMMENT ON FUNCTION eventbus.unsubscribe(text) IS
@@ -251,15 +406,79 @@ LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     UPDATE eventbus.subscription s SET paused = false WHERE s.id = (eventbus._subscription(resume.name)).id;
+    SELECT eventbus._wake();        -- pollers waiting on the paused subscription look again
 $$;
 COMMENT ON FUNCTION eventbus.resume(text) IS 'eventbus: hand out events of a paused subscription again';
 
 CREATE VIEW eventbus.subscriptions AS
 SELECT s.name, s.patterns, s.max_attempts, s.backoff_initial, s.backoff_max, s.lease,
-       s.filter, s.paused, 'eventbus_' || s.name AS channel, s.created_at,
+       s.ordered, s.filter, s.max_backlog, s.on_overflow, s.paused,
+       'eventbus_' || s.name AS channel, s.created_at,
        (SELECT count(*) FROM eventbus.delivery d WHERE d.sub_id = s.id AND d.state = 'leased') AS leased,
        (SELECT count(*) FROM eventbus.delivery d WHERE d.sub_id = s.id AND d.state = 'waiting') AS waiting,
-       (SELECT count(*) FROM eventbus.delivery d WHERE d.sub_id = s.id AND d.state = 'dead') AS dead
-  FROM eventbus.subscription s;
+       (SELECT count(*) FROM eventbus.delivery d WHERE d.sub_id = s.id AND d.state = 'dead') AS dead,
+       c.expired
+  FROM eventbus.subscription s JOIN eventbus.cursor c ON c.sub_id = s.id;
 COMMENT ON VIEW eventbus.subscriptions IS
     'eventbus: every subscription with its options, LISTEN channel and delivery counts';
+
+-- Moves the subscription back (or forward) to a point of the log: from
+-- then on, poll hands out again every retained event from that point. The
+-- subscription's leased and waiting deliveries from the point on are
+-- dropped (the replay hands them out again); earlier ones are kept.
+CREATE FUNCTION eventbus._seek(sub_id integer, since timestamptz, from_event bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM eventbus._check_origin();
+    PERFORM 1 FROM eventbus.cursor c WHERE c.sub_id = _seek.sub_id FOR UPDATE;
+    DELETE FROM eventbus.delivery d
+     USING eventbus.event_log ev
+     WHERE d.sub_id = _seek.sub_id AND d.state <> 'dead'
+       AND ev.txid = d.txid AND ev.id = d.event_id
+       AND (ev.published_at >= since OR ev.id >= from_event);
+    UPDATE eventbus.cursor c
+       SET win_lo = '1:1:', win_hi = NULL, pos_txid = NULL, pos_id = NULL,
+           start_time = since, start_id = from_event
+     WHERE c.sub_id = _seek.sub_id;
+    PERFORM eventbus._wake();
+END
+$$;
+COMMENT ON FUNCTION eventbus._seek(integer, timestamptz, bigint) IS
+    'eventbus (internal): move a subscription to a time or an event id';
+
+CREATE FUNCTION eventbus.seek(name text, since timestamptz)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF since IS NULL OR NOT isfinite(since) THEN
+        RAISE EXCEPTION 'cannot seek subscription "%" to "%"', name, since
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass a finite time, e.g. now() - interval ''1 hour''.';
+    END IF;
+    PERFORM eventbus._seek((eventbus._subscription(seek.name)).id, since, NULL);
+END
+$$;
+COMMENT ON FUNCTION eventbus.seek(text, timestamptz) IS
+    'eventbus: replay every retained event published at or after a time (or skip those before it)';
+
+CREATE FUNCTION eventbus.seek(name text, from_event bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF from_event IS NULL OR from_event < 1 THEN
+        RAISE EXCEPTION 'cannot seek subscription "%" to event %', name, coalesce(from_event::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass an event id, e.g. one returned by eventbus.publish.';
+    END IF;
+    PERFORM eventbus._seek((eventbus._subscription(seek.name)).id, NULL, from_event);
+END
+$$;
+COMMENT ON FUNCTION eventbus.seek(text, bigint) IS
+    'eventbus: replay every retained event from an event id on (or skip those before it)';

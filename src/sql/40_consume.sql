@@ -25,33 +25,96 @@ $$;
 COMMENT ON FUNCTION eventbus._backoff(interval, interval, integer) IS
     'eventbus (internal): exponential backoff with jitter';
 
+-- The ids of the topics that match any of the patterns.
+CREATE FUNCTION eventbus._topic_ids(patterns text[])
+RETURNS integer[]
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ARRAY(SELECT t.id FROM eventbus.topic t
+                  WHERE EXISTS (SELECT 1 FROM unnest(patterns) p
+                                 WHERE eventbus.topic_matches(t.topic, p)))
+$$;
+COMMENT ON FUNCTION eventbus._topic_ids(text[]) IS
+    'eventbus (internal): ids of the topics any of the patterns match';
+
+-- A subscription's backlog: events waiting for a retry or a delay, plus the
+-- matching events in the log it has not read yet (after its filter, not
+-- expired), counted up to "lim". Publish (on_overflow 'reject') and poll
+-- (on_overflow 'drop_oldest') compare it with max_backlog.
+CREATE FUNCTION eventbus._backlog(sub_id integer, lim bigint)
+RETURNS bigint
+LANGUAGE plpgsql STABLE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s eventbus.subscription;
+    c eventbus.cursor;
+    n bigint;
+BEGIN
+    SELECT * INTO s FROM eventbus.subscription sb WHERE sb.id = _backlog.sub_id;
+    SELECT * INTO c FROM eventbus.cursor cu WHERE cu.sub_id = _backlog.sub_id;
+    IF s.id IS NULL OR c.sub_id IS NULL THEN
+        RETURN 0;
+    END IF;
+    SELECT count(*) INTO n
+      FROM (SELECT 1 FROM eventbus.delivery d
+             WHERE d.sub_id = _backlog.sub_id AND d.state = 'waiting' LIMIT lim) q;
+    IF n >= lim THEN
+        RETURN n;
+    END IF;
+    RETURN n + (SELECT count(*)
+                  FROM (SELECT 1 FROM eventbus.event_log ev
+                         WHERE ev.txid >= pg_snapshot_xmin(c.win_lo)
+                           AND ev.topic_id = ANY (eventbus._topic_ids(s.patterns))
+                           AND NOT pg_visible_in_snapshot(ev.txid, c.win_lo)
+                           AND (c.win_hi IS NULL OR NOT pg_visible_in_snapshot(ev.txid, c.win_hi)
+                                OR (ev.txid, ev.id) > (c.pos_txid, c.pos_id))
+                           AND (c.start_time IS NULL OR ev.published_at >= c.start_time)
+                           AND (c.start_id IS NULL OR ev.id >= c.start_id)
+                           AND (ev.expires_at IS NULL OR ev.expires_at > clock_timestamp())
+                           AND (s.filter IS NULL OR coalesce(ev.payload @@ s.filter, false))
+                         LIMIT lim - n) q);
+END
+$$;
+COMMENT ON FUNCTION eventbus._backlog(integer, bigint) IS
+    'eventbus (internal): pending events of a subscription (waiting plus unread), counted up to lim';
+
 CREATE FUNCTION eventbus.poll(
     subscription text,
     max_events   integer  DEFAULT 100,
-    lease        interval DEFAULT NULL)
+    lease        interval DEFAULT NULL,
+    wait         interval DEFAULT '0')
 RETURNS TABLE (event_id bigint, topic text, key text, payload jsonb, headers jsonb,
                published_at timestamptz, attempt integer, lease_until timestamptz)
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    s       eventbus.subscription;
-    c       eventbus.cursor;
-    v_now   timestamptz;
-    v_until timestamptz;
-    v_left  integer;
-    v_topics integer[];
-    v_hi    pg_snapshot;
-    v_seen  integer;
-    v_limit integer;
-    v_fresh boolean := false;
-    v_ids   bigint[] := '{}';
-    v_txids xid8[] := '{}';
-    d       record;
-    e       record;
+    s          eventbus.subscription;
+    c          eventbus.cursor;
+    v_now      timestamptz;
+    v_until    timestamptz;
+    v_deadline timestamptz;         -- NULL: do not wait
+    v_wakes    bigint;
+    v_left     integer;             -- events still to hand out in this call
+    v_want     integer;             -- events still to take in the current mode
+    v_mode     text;                -- 'drop' (overflow to the DLQ) or 'lease'
+    v_got      integer;
+    v_more     boolean;             -- stopped at max_events: others may find more
+    v_expired  bigint[];            -- due deliveries whose ttl ran out
+    v_topics   integer[];
+    v_hi       pg_snapshot;
+    v_seen     integer;
+    v_limit    integer;
+    v_fresh    boolean;
+    v_blocked  boolean;
+    v_ids      bigint[] := '{}';
+    v_txids    xid8[] := '{}';
+    d          record;
+    e          record;
 BEGIN
     PERFORM eventbus._check_origin();          -- before reading the clock
-    v_now := clock_timestamp();
     s := eventbus._subscription(subscription);
     IF max_events IS NULL OR max_events < 1 OR max_events > 10000 THEN
         RAISE EXCEPTION 'max_events must be between 1 and 10000: %', max_events
@@ -60,146 +123,265 @@ BEGIN
     IF lease IS NOT NULL THEN
         PERFORM eventbus._check_interval('lease', lease, interval '1 day');
     END IF;
-    IF s.paused THEN
-        RETURN;
+    IF wait IS NULL OR wait < interval '0' OR wait > interval '1 hour' THEN
+        RAISE EXCEPTION 'wait must be between 0 and 1 hour: "%"', wait
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass e.g. interval ''5 seconds'', or 0 not to wait.';
     END IF;
-    v_until := v_now + coalesce(lease, s.lease);
-    v_left := max_events;
+    -- Waiting needs a new snapshot per attempt: READ COMMITTED only.
+    IF wait > interval '0' AND current_setting('transaction_isolation') = 'read committed' THEN
+        v_deadline := clock_timestamp() + wait;
+    END IF;
 
-    -- 1. Deliveries due again: waiting ones whose time has come, expired leases.
-    FOR d IN
-        SELECT dl.event_id, dl.txid, dl.state, dl.attempt
-          FROM eventbus.delivery dl
-         WHERE dl.sub_id = s.id AND dl.state <> 'dead' AND dl.available_at <= v_now
-         ORDER BY dl.available_at, dl.event_id
-         LIMIT max_events
-           FOR UPDATE SKIP LOCKED
     LOOP
-        IF d.state = 'leased' AND d.attempt >= s.max_attempts THEN
-            UPDATE eventbus.delivery dl
-               SET state = 'dead', reason = 'lease_expired', dead_at = v_now,
-                   last_error = coalesce(dl.last_error, 'lease expired')
-             WHERE dl.sub_id = s.id AND dl.event_id = d.event_id;
-            CONTINUE;
-        END IF;
-        SELECT ev.id, t.topic, ev.key, ev.payload, ev.headers, ev.published_at, ev.expires_at
-          INTO e
-          FROM eventbus.event_log ev JOIN eventbus.topic t ON t.id = ev.topic_id
-         WHERE ev.txid = d.txid AND ev.id = d.event_id;
-        IF NOT FOUND OR e.expires_at <= v_now THEN
-            -- expired (TTL): never handed out again
-            DELETE FROM eventbus.delivery dl WHERE dl.sub_id = s.id AND dl.event_id = d.event_id;
-            CONTINUE;
-        END IF;
-        UPDATE eventbus.delivery dl
-           SET state = 'leased', attempt = dl.attempt + 1, available_at = v_until
-         WHERE dl.sub_id = s.id AND dl.event_id = d.event_id;
-        event_id := e.id; topic := e.topic; key := e.key; payload := e.payload;
-        headers := e.headers; published_at := e.published_at;
-        attempt := d.attempt + 1; lease_until := v_until;
-        RETURN NEXT;
-        v_left := v_left - 1;
-    END LOOP;
-    IF v_left <= 0 THEN
-        RETURN;
-    END IF;
+        v_wakes := eventbus._wake_count();     -- before looking: no wake-up is missed
+        v_now := clock_timestamp();
+        v_until := v_now + coalesce(lease, s.lease);
+        v_left := max_events;
+        v_got := 0;
+        v_more := false;
+        v_expired := '{}';
 
-    -- 2. New events, by whoever holds the cursor; the others skip this step.
-    SELECT * INTO c FROM eventbus.cursor cu WHERE cu.sub_id = s.id FOR UPDATE SKIP LOCKED;
-    IF NOT FOUND THEN
-        RETURN;
-    END IF;
-    v_topics := ARRAY(SELECT t.id FROM eventbus.topic t
-                       WHERE EXISTS (SELECT 1 FROM unnest(s.patterns) p
-                                      WHERE eventbus.topic_matches(t.topic, p)));
-
-    -- The rest of the current window, then at most one fresh window.
-    LOOP
-        IF c.win_hi IS NULL THEN
-            EXIT WHEN v_fresh;
-            v_hi := eventbus._snapshot();
-            -- Snapshots only move forward: a snapshot older than the window's
-            -- start (possible under REPEATABLE READ) reads nothing now.
-            EXIT WHEN pg_snapshot_xmax(v_hi) < pg_snapshot_xmax(c.win_lo)
-                   OR EXISTS (SELECT 1 FROM pg_snapshot_xip(v_hi) x
-                               WHERE pg_visible_in_snapshot(x, c.win_lo));
-            -- Every event of the window has txid >= xmin(win_lo): start
-            -- there, so the position is always an index condition.
-            c.win_hi := v_hi; c.pos_txid := pg_snapshot_xmin(c.win_lo); c.pos_id := 0;
-            v_fresh := true;
-        END IF;
-
-        v_limit := v_left;
-        v_seen := 0;
-        FOR e IN
-            -- Two ordered walks of the (txid, id) indexes from the position,
-            -- each limited, on the log alone (an OR would make the planner
-            -- sort the whole window); topics are joined to what they return.
-            SELECT w.id, w.txid, t.topic, w.key, w.payload, w.headers, w.published_at,
-                   w.deliver_at, w.expires_at
-              FROM ((SELECT ev.id, ev.txid, ev.topic_id, ev.key, ev.payload, ev.headers,
-                            ev.published_at, ev.deliver_at, ev.expires_at
-                       FROM eventbus.event_log ev      -- in progress at win_lo
-                      WHERE ev.txid = ANY (ARRAY(SELECT pg_snapshot_xip(c.win_lo)))
-                        AND ev.topic_id = ANY (v_topics)
-                        AND pg_visible_in_snapshot(ev.txid, c.win_hi)
-                        AND (ev.txid, ev.id) > (c.pos_txid, c.pos_id)
-                      ORDER BY ev.txid, ev.id
-                      LIMIT v_limit)
-                    UNION ALL
-                    (SELECT ev.id, ev.txid, ev.topic_id, ev.key, ev.payload, ev.headers,
-                            ev.published_at, ev.deliver_at, ev.expires_at
-                       FROM eventbus.event_log ev      -- started after win_lo
-                      WHERE ev.txid >= pg_snapshot_xmax(c.win_lo)
-                        AND ev.txid < pg_snapshot_xmax(c.win_hi)
-                        AND ev.topic_id = ANY (v_topics)
-                        AND pg_visible_in_snapshot(ev.txid, c.win_hi)
-                        AND (ev.txid, ev.id) > (c.pos_txid, c.pos_id)
-                      ORDER BY ev.txid, ev.id
-                      LIMIT v_limit)) w
-              JOIN eventbus.topic t ON t.id = w.topic_id
-             ORDER BY w.txid, w.id        -- every xip txid is below xmax(win_lo)
-             LIMIT v_limit
+        -- 1. Deliveries due again: waiting ones whose time has come, expired
+        -- leases; of an ordered subscription only the first of each key.
+        FOR d IN
+            SELECT dl.event_id, dl.txid, dl.state, dl.attempt
+              FROM eventbus.delivery dl
+             WHERE dl.sub_id = s.id AND dl.state <> 'dead' AND dl.available_at <= v_now
+               AND NOT s.paused
+               AND (NOT s.ordered OR dl.key IS NULL
+                    OR NOT EXISTS (SELECT 1 FROM eventbus.delivery k
+                                    WHERE k.sub_id = dl.sub_id AND k.key = dl.key
+                                      AND k.state <> 'dead' AND k.ord < dl.ord))
+             ORDER BY dl.available_at, dl.event_id
+             LIMIT max_events
+               FOR UPDATE OF dl SKIP LOCKED
         LOOP
-            v_seen := v_seen + 1;
-            c.pos_txid := e.txid; c.pos_id := e.id;
-            CONTINUE WHEN c.start_time IS NOT NULL AND e.published_at < c.start_time;
-            CONTINUE WHEN s.filter IS NOT NULL AND NOT coalesce(e.payload @@ s.filter, false);
-            CONTINUE WHEN e.expires_at <= v_now;               -- expired (TTL)
-            IF e.deliver_at > v_now THEN                        -- delayed: wait in a row
-                INSERT INTO eventbus.delivery (sub_id, event_id, txid, state, attempt, available_at)
-                VALUES (s.id, e.id, e.txid, 'waiting', 0, e.deliver_at);
+            IF d.state = 'leased' AND d.attempt >= s.max_attempts THEN
+                UPDATE eventbus.delivery dl
+                   SET state = 'dead', reason = 'lease_expired', dead_at = v_now,
+                       last_error = coalesce(dl.last_error, 'lease expired')
+                 WHERE dl.sub_id = s.id AND dl.event_id = d.event_id;
                 CONTINUE;
             END IF;
-            v_ids := v_ids || e.id;
-            v_txids := v_txids || e.txid;
+            SELECT ev.id, t.topic, ev.key, ev.payload, ev.headers, ev.published_at, ev.expires_at
+              INTO e
+              FROM eventbus.event_log ev JOIN eventbus.topic t ON t.id = ev.topic_id
+             WHERE ev.txid = d.txid AND ev.id = d.event_id;
+            IF NOT FOUND OR e.expires_at <= v_now THEN
+                v_expired := v_expired || d.event_id;     -- counted below, with the cursor
+                CONTINUE;
+            END IF;
+            UPDATE eventbus.delivery dl
+               SET state = 'leased', attempt = dl.attempt + 1, available_at = v_until
+             WHERE dl.sub_id = s.id AND dl.event_id = d.event_id;
             event_id := e.id; topic := e.topic; key := e.key; payload := e.payload;
             headers := e.headers; published_at := e.published_at;
-            attempt := 1; lease_until := v_until;
+            attempt := d.attempt + 1; lease_until := v_until;
             RETURN NEXT;
             v_left := v_left - 1;
+            v_got := v_got + 1;
         END LOOP;
+        v_more := v_left <= 0;
 
-        -- One insert for every event leased from this window.
-        INSERT INTO eventbus.delivery (sub_id, event_id, txid, state, attempt, available_at)
-        SELECT s.id, u.id, u.txid, 'leased', 1, v_until FROM unnest(v_ids, v_txids) AS u (id, txid);
-        v_ids := '{}';
-        v_txids := '{}';
-
-        -- Fewer rows than the limit: the window is read to its end.
-        IF v_seen < v_limit THEN
-            c.win_lo := c.win_hi; c.win_hi := NULL; c.pos_txid := NULL; c.pos_id := NULL;
+        -- 2. New events, by whoever holds the cursor; the others skip this step.
+        IF NOT s.paused AND (v_left > 0 OR cardinality(v_expired) > 0) THEN
+            SELECT * INTO c FROM eventbus.cursor cu WHERE cu.sub_id = s.id FOR UPDATE SKIP LOCKED;
+        ELSE
+            c := NULL;
         END IF;
-        EXIT WHEN v_left <= 0;
-    END LOOP;
+        IF c.sub_id IS NOT NULL THEN
+            IF cardinality(v_expired) > 0 THEN
+                DELETE FROM eventbus.delivery dl WHERE dl.sub_id = s.id AND dl.event_id = ANY (v_expired);
+                c.expired := c.expired + cardinality(v_expired);
+            END IF;
+            v_topics := eventbus._topic_ids(s.patterns);
 
-    UPDATE eventbus.cursor cu
-       SET win_lo = c.win_lo, win_hi = c.win_hi, pos_txid = c.pos_txid, pos_id = c.pos_id
-     WHERE cu.sub_id = s.id;
+            -- Over max_backlog with on_overflow 'drop_oldest': the oldest
+            -- unread events go to the DLQ first ('drop' mode), then the
+            -- rest is leased as usual.
+            FOREACH v_mode IN ARRAY ARRAY['drop', 'lease'] LOOP
+                IF v_mode = 'drop' THEN
+                    CONTINUE WHEN s.max_backlog IS NULL OR s.on_overflow <> 'drop_oldest';
+                    v_want := least(eventbus._backlog(s.id, s.max_backlog + 10000) - s.max_backlog, 10000);
+                ELSE
+                    v_want := v_left;
+                END IF;
+                CONTINUE WHEN v_want <= 0;
+                v_fresh := false;
+
+                -- The rest of the current window, then at most one fresh window.
+                LOOP
+                    IF c.win_hi IS NULL THEN
+                        EXIT WHEN v_fresh;
+                        v_hi := eventbus._snapshot();
+                        -- Snapshots only move forward: a snapshot older than the
+                        -- window's start (possible under REPEATABLE READ) reads
+                        -- nothing now.
+                        EXIT WHEN pg_snapshot_xmax(v_hi) < pg_snapshot_xmax(c.win_lo)
+                               OR EXISTS (SELECT 1 FROM pg_snapshot_xip(v_hi) x
+                                           WHERE pg_visible_in_snapshot(x, c.win_lo));
+                        -- Every event of the window has txid >= xmin(win_lo): start
+                        -- there, so the position is always an index condition.
+                        c.win_hi := v_hi; c.pos_txid := pg_snapshot_xmin(c.win_lo); c.pos_id := 0;
+                        v_fresh := true;
+                    END IF;
+
+                    v_limit := v_want;
+                    v_seen := 0;
+                    FOR e IN
+                        -- Two ordered walks of the (txid, id) indexes from the
+                        -- position, each limited, on the log alone (an OR would
+                        -- make the planner sort the whole window); topics are
+                        -- joined to what they return.
+                        SELECT w.id, w.txid, t.topic, w.key, w.payload, w.headers, w.published_at,
+                               w.deliver_at, w.expires_at
+                          FROM ((SELECT ev.id, ev.txid, ev.topic_id, ev.key, ev.payload, ev.headers,
+                                        ev.published_at, ev.deliver_at, ev.expires_at
+                                   FROM eventbus.event_log ev      -- in progress at win_lo
+                                  WHERE ev.txid = ANY (ARRAY(SELECT pg_snapshot_xip(c.win_lo)))
+                                    AND ev.topic_id = ANY (v_topics)
+                                    AND pg_visible_in_snapshot(ev.txid, c.win_hi)
+                                    AND (ev.txid, ev.id) > (c.pos_txid, c.pos_id)
+                                  ORDER BY ev.txid, ev.id
+                                  LIMIT v_limit)
+                                UNION ALL
+                                (SELECT ev.id, ev.txid, ev.topic_id, ev.key, ev.payload, ev.headers,
+                                        ev.published_at, ev.deliver_at, ev.expires_at
+                                   FROM eventbus.event_log ev      -- started after win_lo
+                                  WHERE ev.txid >= pg_snapshot_xmax(c.win_lo)
+                                    AND ev.txid < pg_snapshot_xmax(c.win_hi)
+                                    AND ev.topic_id = ANY (v_topics)
+                                    AND pg_visible_in_snapshot(ev.txid, c.win_hi)
+                                    AND (ev.txid, ev.id) > (c.pos_txid, c.pos_id)
+                                  ORDER BY ev.txid, ev.id
+                                  LIMIT v_limit)) w
+                          JOIN eventbus.topic t ON t.id = w.topic_id
+                         ORDER BY w.txid, w.id        -- every xip txid is below xmax(win_lo)
+                         LIMIT v_limit
+                    LOOP
+                        v_seen := v_seen + 1;
+                        c.pos_txid := e.txid; c.pos_id := e.id;
+                        CONTINUE WHEN c.start_time IS NOT NULL AND e.published_at < c.start_time;
+                        CONTINUE WHEN c.start_id IS NOT NULL AND e.id < c.start_id;
+                        CONTINUE WHEN s.filter IS NOT NULL AND NOT coalesce(e.payload @@ s.filter, false);
+                        IF e.expires_at <= v_now THEN                  -- expired (TTL)
+                            c.expired := c.expired + 1;
+                            CONTINUE;
+                        END IF;
+                        IF v_mode = 'drop' THEN                         -- overflow: to the DLQ
+                            v_ids := v_ids || e.id;
+                            v_txids := v_txids || e.txid;
+                            v_want := v_want - 1;
+                            CONTINUE;
+                        END IF;
+                        IF e.deliver_at > v_now OR (s.ordered AND e.key IS NOT NULL) THEN
+                            -- Delayed, or keyed in an ordered subscription: one row
+                            -- each; it waits if delayed or if its key has an
+                            -- earlier event not yet acked or dead.
+                            v_blocked := e.deliver_at > v_now
+                                OR (s.ordered AND e.key IS NOT NULL
+                                    AND EXISTS (SELECT 1 FROM eventbus.delivery k
+                                                 WHERE k.sub_id = s.id AND k.key = e.key
+                                                   AND k.state <> 'dead'));
+                            INSERT INTO eventbus.delivery AS dl
+                                   (sub_id, event_id, txid, state, attempt, available_at, key, ord)
+                            VALUES (s.id, e.id, e.txid,
+                                    CASE WHEN v_blocked THEN 'waiting' ELSE 'leased' END,
+                                    CASE WHEN v_blocked THEN 0 ELSE 1 END,
+                                    CASE WHEN v_blocked THEN greatest(e.deliver_at, v_now) ELSE v_until END,
+                                    CASE WHEN s.ordered THEN e.key END,
+                                    CASE WHEN s.ordered AND e.key IS NOT NULL
+                                         THEN nextval('eventbus.delivery_ord_seq') END)
+                            ON CONFLICT ON CONSTRAINT delivery_pkey DO UPDATE     -- replay after seek
+                               SET state = excluded.state, attempt = excluded.attempt,
+                                   available_at = excluded.available_at, key = excluded.key,
+                                   ord = excluded.ord, reason = NULL, dead_at = NULL, last_error = NULL;
+                            CONTINUE WHEN v_blocked;
+                        ELSE
+                            v_ids := v_ids || e.id;
+                            v_txids := v_txids || e.txid;
+                        END IF;
+                        event_id := e.id; topic := e.topic; key := e.key; payload := e.payload;
+                        headers := e.headers; published_at := e.published_at;
+                        attempt := 1; lease_until := v_until;
+                        RETURN NEXT;
+                        v_left := v_left - 1;
+                        v_want := v_want - 1;
+                        v_got := v_got + 1;
+                    END LOOP;
+
+                    -- One insert for every event leased (or dropped) from this window.
+                    IF cardinality(v_ids) > 0 THEN
+                        IF c.start_time IS NULL AND c.start_id IS NULL THEN
+                            INSERT INTO eventbus.delivery (sub_id, event_id, txid, state, attempt,
+                                                           available_at, reason, dead_at, last_error)
+                            SELECT s.id, u.id, u.txid,
+                                   CASE v_mode WHEN 'drop' THEN 'dead' ELSE 'leased' END,
+                                   CASE v_mode WHEN 'drop' THEN 0 ELSE 1 END, v_until,
+                                   CASE v_mode WHEN 'drop' THEN 'overflow' END,
+                                   CASE v_mode WHEN 'drop' THEN v_now END,
+                                   CASE v_mode WHEN 'drop' THEN 'over max_backlog' END
+                              FROM unnest(v_ids, v_txids) AS u (id, txid);
+                        ELSE                                    -- replay after seek
+                            INSERT INTO eventbus.delivery AS dl (sub_id, event_id, txid, state, attempt,
+                                                                 available_at, reason, dead_at, last_error)
+                            SELECT s.id, u.id, u.txid,
+                                   CASE v_mode WHEN 'drop' THEN 'dead' ELSE 'leased' END,
+                                   CASE v_mode WHEN 'drop' THEN 0 ELSE 1 END, v_until,
+                                   CASE v_mode WHEN 'drop' THEN 'overflow' END,
+                                   CASE v_mode WHEN 'drop' THEN v_now END,
+                                   CASE v_mode WHEN 'drop' THEN 'over max_backlog' END
+                              FROM unnest(v_ids, v_txids) AS u (id, txid)
+                            ON CONFLICT ON CONSTRAINT delivery_pkey DO UPDATE
+                               SET state = excluded.state, attempt = excluded.attempt,
+                                   available_at = excluded.available_at, reason = excluded.reason,
+                                   dead_at = excluded.dead_at, last_error = excluded.last_error,
+                                   key = NULL, ord = NULL;
+                        END IF;
+                        v_ids := '{}';
+                        v_txids := '{}';
+                    END IF;
+
+                    -- Fewer rows than the limit: the window is read to its end.
+                    IF v_seen < v_limit THEN
+                        c.win_lo := c.win_hi; c.win_hi := NULL; c.pos_txid := NULL; c.pos_id := NULL;
+                        -- A replay (seek) is over once a window started after it ends.
+                        c.start_id := NULL;
+                        IF c.start_time <= v_now THEN
+                            c.start_time := NULL;
+                        END IF;
+                    END IF;
+                    EXIT WHEN v_want <= 0;
+                END LOOP;
+            END LOOP;
+            v_more := v_more OR v_left <= 0;
+
+            UPDATE eventbus.cursor cu
+               SET win_lo = c.win_lo, win_hi = c.win_hi, pos_txid = c.pos_txid, pos_id = c.pos_id,
+                   start_time = c.start_time, start_id = c.start_id, expired = c.expired
+             WHERE cu.sub_id = s.id;
+        END IF;
+
+        -- Stopped at max_events: other waiting pollers may find the rest.
+        IF v_more THEN
+            PERFORM eventbus._wake();
+        END IF;
+        EXIT WHEN v_got > 0 OR v_deadline IS NULL OR clock_timestamp() >= v_deadline;
+
+        -- Sleep until something may have changed: a wake-up (a commit that
+        -- published, nacked, redrove ...), the next lease end or retry, or
+        -- the deadline.
+        PERFORM eventbus._wait(least(v_deadline,
+                                     (SELECT min(dl.available_at) FROM eventbus.delivery dl
+                                       WHERE dl.sub_id = s.id AND dl.state <> 'dead'
+                                         AND dl.available_at > v_now)),
+                               v_wakes);
+        s := eventbus._subscription(subscription);    -- paused or changed meanwhile
+    END LOOP;
 END
 $$;
-COMMENT ON FUNCTION eventbus.poll(text, integer, interval) IS
-    'eventbus: lease up to max_events events of a subscription: due retries first, then new events in commit order';
+COMMENT ON FUNCTION eventbus.poll(text, integer, interval, interval) IS
+    'eventbus: lease up to max_events events of a subscription: due retries first, then new events in commit order; wait for them up to "wait"';
 
 CREATE FUNCTION eventbus.ack(subscription text, event_ids bigint[])
 RETURNS integer
@@ -207,12 +389,15 @@ LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    s eventbus.subscription := eventbus._subscription(subscription);
     n integer;
 BEGIN
     DELETE FROM eventbus.delivery d
-     WHERE d.sub_id = (eventbus._subscription(subscription)).id
-       AND d.event_id = ANY (event_ids) AND d.state = 'leased';
+     WHERE d.sub_id = s.id AND d.event_id = ANY (event_ids) AND d.state = 'leased';
     GET DIAGNOSTICS n = ROW_COUNT;
+    IF s.ordered AND n > 0 THEN
+        PERFORM eventbus._wake();       -- the next event of each key is pollable now
+    END IF;
     RETURN n;
 END
 $$;
@@ -242,6 +427,7 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Only events returned by eventbus.poll and not yet acked can be nacked.';
     END IF;
+    PERFORM eventbus._wake();           -- waiting pollers look at the new retry time
     IF d.attempt >= s.max_attempts THEN
         UPDATE eventbus.delivery dl
            SET state = 'dead', reason = 'failed', last_error = error, dead_at = clock_timestamp()
@@ -299,10 +485,14 @@ DECLARE
 BEGIN
     UPDATE eventbus.delivery d
        SET state = 'waiting', attempt = 0, available_at = clock_timestamp(),
-           reason = NULL, dead_at = NULL
+           reason = NULL, dead_at = NULL,
+           ord = CASE WHEN d.key IS NOT NULL THEN nextval('eventbus.delivery_ord_seq') END
      WHERE d.sub_id = (eventbus._subscription(subscription)).id AND d.state = 'dead'
        AND (event_ids IS NULL OR d.event_id = ANY (event_ids));
     GET DIAGNOSTICS n = ROW_COUNT;
+    IF n > 0 THEN
+        PERFORM eventbus._wake();
+    END IF;
     RETURN n;
 END
 $$;

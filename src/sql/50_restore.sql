@@ -34,29 +34,36 @@ BEGIN
 
     -- Snapshots and xids still agree with each other here: both come from
     -- the dumped cluster, so each cursor says exactly what is undelivered.
-    FOR s IN SELECT sb.id, sb.patterns, sb.filter, c.win_lo, c.win_hi, c.pos_txid, c.pos_id, c.start_time
+    FOR s IN SELECT sb.id, sb.patterns, sb.filter, sb.ordered, c.win_lo, c.win_hi, c.pos_txid,
+                    c.pos_id, c.start_time, c.start_id
                FROM eventbus.subscription sb JOIN eventbus.cursor c ON c.sub_id = sb.id
     LOOP
-        v_topics := ARRAY(SELECT t.id FROM eventbus.topic t
-                           WHERE EXISTS (SELECT 1 FROM unnest(s.patterns) p
-                                          WHERE eventbus.topic_matches(t.topic, p)));
-        INSERT INTO eventbus.delivery (sub_id, event_id, txid, state, attempt, available_at)
-        SELECT s.id, ev.id, ev.txid, 'waiting', 0, coalesce(ev.deliver_at, now())
-          FROM eventbus.event_log ev
-         WHERE ev.topic_id = ANY (v_topics)
-           AND NOT pg_visible_in_snapshot(ev.txid, s.win_lo)
-           AND NOT (s.win_hi IS NOT NULL AND s.pos_txid IS NOT NULL
-                    AND pg_visible_in_snapshot(ev.txid, s.win_hi)
-                    AND (ev.txid, ev.id) <= (s.pos_txid, s.pos_id))
-           AND (s.start_time IS NULL OR ev.published_at >= s.start_time)
-           AND (s.filter IS NULL OR coalesce(ev.payload @@ s.filter, false))
+        v_topics := eventbus._topic_ids(s.patterns);
+        -- In (txid, id) order, so that keys of ordered subscriptions queue in it.
+        INSERT INTO eventbus.delivery (sub_id, event_id, txid, state, attempt, available_at, key, ord)
+        SELECT s.id, q.id, q.txid, 'waiting', 0, coalesce(q.deliver_at, now()),
+               CASE WHEN s.ordered THEN q.key END,
+               CASE WHEN s.ordered AND q.key IS NOT NULL THEN nextval('eventbus.delivery_ord_seq') END
+          FROM (SELECT ev.id, ev.txid, ev.key, ev.deliver_at
+                  FROM eventbus.event_log ev
+                 WHERE ev.topic_id = ANY (v_topics)
+                   AND NOT pg_visible_in_snapshot(ev.txid, s.win_lo)
+                   AND NOT (s.win_hi IS NOT NULL AND s.pos_txid IS NOT NULL
+                            AND pg_visible_in_snapshot(ev.txid, s.win_hi)
+                            AND (ev.txid, ev.id) <= (s.pos_txid, s.pos_id))
+                   AND (s.start_time IS NULL OR ev.published_at >= s.start_time)
+                   AND (s.start_id IS NULL OR ev.id >= s.start_id)
+                   AND (s.filter IS NULL OR coalesce(ev.payload @@ s.filter, false))
+                 ORDER BY ev.txid, ev.id) q
         ON CONFLICT DO NOTHING;
     END LOOP;
 
     -- Everything restored counts as committed before any snapshot here.
     UPDATE eventbus.event_log SET txid = '2';
     UPDATE eventbus.delivery SET txid = '2';
-    UPDATE eventbus.cursor SET win_lo = '3:3:', win_hi = NULL, pos_txid = NULL, pos_id = NULL;
+    UPDATE eventbus.cursor
+       SET win_lo = '3:3:', win_hi = NULL, pos_txid = NULL, pos_id = NULL,
+           start_time = NULL, start_id = NULL;
     DELETE FROM eventbus.origin;
     INSERT INTO eventbus.origin VALUES (cur);
     RETURN true;

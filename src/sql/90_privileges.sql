@@ -15,11 +15,14 @@ FROM PUBLIC;
 
 -- Subscriptions and consuming: granted per role, never to PUBLIC.
 REVOKE EXECUTE ON FUNCTION
-    eventbus.subscribe(text, text[], integer, interval, interval, interval, text, jsonpath),
+    eventbus.subscribe(text, text[], integer, interval, interval, interval, boolean, text, jsonpath, bigint, text),
+    eventbus.alter_subscription(text, text[], integer, interval, interval, interval, boolean, jsonpath, bigint, text, text[]),
     eventbus.unsubscribe(text),
     eventbus.pause(text),
     eventbus.resume(text),
-    eventbus.poll(text, integer, interval),
+    eventbus.seek(text, timestamptz),
+    eventbus.seek(text, bigint),
+    eventbus.poll(text, integer, interval, interval),
     eventbus.ack(text, bigint[]),
     eventbus.nack(text, bigint, text, interval),
     eventbus.extend_lease(text, bigint[], interval),
@@ -27,5 +30,11 @@ REVOKE EXECUTE ON FUNCTION
     eventbus.purge_dead_letters(text, interval),
     eventbus._snapshot(),
     eventbus._subscription(text),
-    eventbus._backoff(interval, interval, integer)
+    eventbus._backoff(interval, interval, integer),
+    eventbus._seek(integer, timestamptz, bigint),
+    eventbus._backlog(integer, bigint),
+    eventbus._subscriptions_changed(),
+    eventbus._wake(),
+    eventbus._wake_count(),
+    eventbus._wait(timestamptz, bigint)
 FROM PUBLIC;

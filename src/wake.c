@@ -1,0 +1,185 @@
+/*-------------------------------------------------------------------------
+ *
+ * wake.c
+ *	  Waking pollers that wait: poll(..., wait => '5s').
+ *
+ * With the library in shared_preload_libraries, shared memory holds a wake
+ * count and a condition variable. A transaction that makes events pollable
+ * (publish, and nack, redrive, seek, resume, ack of ordered events) marks
+ * itself; when it commits, the count goes up and every waiter wakes, looks
+ * again and goes back to sleep if there is nothing for it. Waiters sleep
+ * on the condition variable (a latch wait), never in a sleep loop, and
+ * remain cancellable (statement_timeout, pg_cancel_backend).
+ *
+ * Without shared memory (library not preloaded) a waiter looks again every
+ * EB_WAIT_FALLBACK_MS instead; docs/consuming.md says so.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "eventbus.h"
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "port/atomics.h"
+#include "storage/condition_variable.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/timestamp.h"
+
+/* How often a waiter looks again when there is no shared memory. */
+#define EB_WAIT_FALLBACK_MS	100
+
+typedef struct EbWakeShared
+{
+	pg_atomic_uint64 wakes;		/* commits that made events pollable */
+	ConditionVariable cv;		/* broadcast at each of them */
+} EbWakeShared;
+
+static EbWakeShared *WakeShared = NULL;
+static bool WakeAtCommit = false;
+static shmem_request_hook_type PrevShmemRequest = NULL;
+static shmem_startup_hook_type PrevShmemStartup = NULL;
+
+/* Asks for the shared memory (preload only). */
+static void
+WakeShmemRequest(void)
+{
+	if (PrevShmemRequest)
+		PrevShmemRequest();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(EbWakeShared)));
+}
+
+/* Finds or creates the shared state. */
+static void
+WakeShmemStartup(void)
+{
+	bool		found;
+
+	if (PrevShmemStartup)
+		PrevShmemStartup();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	WakeShared = ShmemInitStruct("eventbus wake-ups", sizeof(EbWakeShared), &found);
+	if (!found)
+	{
+		pg_atomic_init_u64(&WakeShared->wakes, 0);
+		ConditionVariableInit(&WakeShared->cv);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* Wakes the waiters when a marked transaction commits. */
+static void
+WakeXactCallback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (WakeAtCommit && WakeShared != NULL)
+			{
+				pg_atomic_fetch_add_u64(&WakeShared->wakes, 1);
+				ConditionVariableBroadcast(&WakeShared->cv);
+			}
+			WakeAtCommit = false;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			WakeAtCommit = false;
+			break;
+		default:
+			break;
+	}
+}
+
+/* Marks the current transaction: wake waiting pollers when it commits. */
+void
+EbWakeAtCommit(void)
+{
+	WakeAtCommit = true;
+}
+
+/* Registers the shared memory (when preloaded) and the commit callback. */
+void
+EbWakeInit(void)
+{
+	if (process_shared_preload_libraries_in_progress)
+	{
+		PrevShmemRequest = shmem_request_hook;
+		shmem_request_hook = WakeShmemRequest;
+		PrevShmemStartup = shmem_startup_hook;
+		shmem_startup_hook = WakeShmemStartup;
+	}
+	RegisterXactCallback(WakeXactCallback, NULL);
+}
+
+PG_FUNCTION_INFO_V1(eventbus_wake);
+
+/* SQL eventbus._wake(): wake waiting pollers when this transaction commits. */
+Datum
+eventbus_wake(PG_FUNCTION_ARGS)
+{
+	EbWakeAtCommit();
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(eventbus_wake_count);
+
+/* SQL eventbus._wake_count(): the number of wake-ups so far (0 without shared memory). */
+Datum
+eventbus_wake_count(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(WakeShared ? (int64) pg_atomic_read_u64(&WakeShared->wakes) : 0);
+}
+
+PG_FUNCTION_INFO_V1(eventbus_wait);
+
+/*
+ * SQL eventbus._wait(until, seen): returns once the wake count differs from
+ * "seen" or "until" has passed; without shared memory, after at most
+ * EB_WAIT_FALLBACK_MS. A NULL "until" returns at once.
+ */
+Datum
+eventbus_wait(PG_FUNCTION_ARGS)
+{
+	TimestampTz until;
+	uint64		seen;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_VOID();
+	until = PG_GETARG_TIMESTAMPTZ(0);
+	seen = (uint64) PG_GETARG_INT64(1);
+
+	if (WakeShared == NULL)
+	{
+		long		ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
+
+		if (ms > 0)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 Min(ms, EB_WAIT_FALLBACK_MS), PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+		PG_RETURN_VOID();
+	}
+
+	ConditionVariablePrepareToSleep(&WakeShared->cv);
+	for (;;)
+	{
+		long		ms;
+
+		if (pg_atomic_read_u64(&WakeShared->wakes) != seen)
+			break;
+		ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
+		if (ms <= 0)
+			break;
+		/* Checks for interrupts: statement_timeout and cancel end the wait. */
+		(void) ConditionVariableTimedSleep(&WakeShared->cv, ms, PG_WAIT_EXTENSION);
+	}
+	ConditionVariableCancelSleep();
+	PG_RETURN_VOID();
+}
