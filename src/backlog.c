@@ -47,6 +47,10 @@ typedef struct LimitedSub
 	int64		counted;		/* backlog as last counted, capped at max + 1 */
 	TimestampTz counted_at;
 	int64		added;			/* events this backend published since */
+	/* Events published by the current command: the count cannot see them. */
+	uint64		cmd_xact;
+	CommandId	cmd_id;
+	int64		added_in_cmd;
 } LimitedSub;
 
 static LimitedSub *Limited = NULL;
@@ -55,6 +59,7 @@ static bool LimitedValid = false;
 static MemoryContext LimitedCxt = NULL;
 static Oid	SubscriptionRelid = InvalidOid;
 static Oid	BacklogFunc = InvalidOid;
+static uint64 XactSerial = 0;	/* transactions ended in this backend */
 
 /* Returns attribute "name" of a subscription row. */
 static Datum
@@ -167,6 +172,12 @@ EbCheckBacklog(const char *topic, int len)
 
 		if (!SubMatches(sub, topic, len))
 			continue;
+		if (sub->cmd_xact != XactSerial || sub->cmd_id != GetCurrentCommandId(false))
+		{
+			sub->cmd_xact = XactSerial;
+			sub->cmd_id = GetCurrentCommandId(false);
+			sub->added_in_cmd = 0;
+		}
 		now = GetCurrentTimestamp();
 		if (!sub->counted_valid ||
 			TimestampDifferenceExceeds(sub->counted_at, now, eb_backlog_check_interval))
@@ -184,7 +195,8 @@ EbCheckBacklog(const char *topic, int len)
 			}
 			sub->counted = n;
 			sub->counted_at = now;
-			sub->added = 0;
+			/* The count sees earlier commands of this transaction, not this one. */
+			sub->added = sub->added_in_cmd;
 			sub->counted_valid = true;
 		}
 		if (sub->counted + sub->added >= sub->max_backlog)
@@ -198,6 +210,7 @@ EbCheckBacklog(const char *topic, int len)
 					 errhint("Consume the subscription's events, raise its limit with "
 							 "eventbus.alter_subscription(), or use on_overflow => 'drop_oldest'.")));
 		sub->added++;
+		sub->added_in_cmd++;
 	}
 }
 
@@ -208,6 +221,10 @@ BacklogXactCallback(XactEvent event, void *arg)
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
 		for (int i = 0; i < NLimited; i++)
 			Limited[i].counted_valid = false;
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
+		event == XACT_EVENT_PREPARE)
+		XactSerial++;
 }
 
 /* Reloads the limits after eventbus.subscription changes. */
