@@ -91,3 +91,16 @@ select eventbus.publish('damaged.columns', '{}');
 \echo :LAST_ERROR_SQLSTATE
 rollback;
 select eventbus.publish('damaged.columns', '{}') > 0 as works_again;
+-- 53400 publish: a subscription with on_overflow 'reject' is at its max_backlog
+select eventbus.subscribe('errors_full', array['full.#'], max_backlog => 1);
+select eventbus.publish('full.a', '{}') > 0 as published;
+select eventbus.publish('full.a', '{}');
+\echo :LAST_ERROR_SQLSTATE
+select eventbus.unsubscribe('errors_full');
+-- 57014 a waiting poll cancelled by statement_timeout
+select eventbus.subscribe('errors_wait', array['wait.#']);
+set statement_timeout = '20ms';
+select * from eventbus.poll('errors_wait', 10, wait => '1 minute');
+\echo :LAST_ERROR_SQLSTATE
+reset statement_timeout;
+select eventbus.unsubscribe('errors_wait');
