@@ -7,7 +7,7 @@
 -- is_strict and function_lang_is compare the argument list as text, only
 -- has_function normalises it.
 BEGIN;
-SELECT plan(50);
+SELECT plan(63);
 
 -- ---------------------------------------------------------------------------
 -- Functions exist with exactly these argument types.
@@ -23,6 +23,29 @@ SELECT has_function('eventbus', 'publish',
 SELECT has_function('eventbus', 'publish_batch',
     ARRAY['text[]', 'jsonb[]', 'text[]', 'jsonb[]', 'timestamptz', 'interval'],
     'eventbus.publish_batch(text[], jsonb[], text[], jsonb[], timestamptz, interval) exists');
+SELECT has_function('eventbus', 'subscribe',
+    ARRAY['text', 'text[]', 'integer', 'interval', 'interval', 'interval', 'boolean', 'text',
+          'jsonpath', 'bigint', 'text'],
+    'eventbus.subscribe(name, patterns, max_attempts, backoff_initial, backoff_max, lease, ordered, start_at, filter, max_backlog, on_overflow) exists');
+SELECT has_function('eventbus', 'alter_subscription',
+    ARRAY['text', 'text[]', 'integer', 'interval', 'interval', 'interval', 'boolean',
+          'jsonpath', 'bigint', 'text', 'text[]'],
+    'eventbus.alter_subscription(name, ..., reset) exists');
+SELECT has_function('eventbus', 'unsubscribe', ARRAY['text'], 'eventbus.unsubscribe(text) exists');
+SELECT has_function('eventbus', 'pause', ARRAY['text'], 'eventbus.pause(text) exists');
+SELECT has_function('eventbus', 'resume', ARRAY['text'], 'eventbus.resume(text) exists');
+SELECT has_function('eventbus', 'seek', ARRAY['text', 'timestamptz'], 'eventbus.seek(text, timestamptz) exists');
+SELECT has_function('eventbus', 'seek', ARRAY['text', 'bigint'], 'eventbus.seek(text, bigint) exists');
+SELECT has_function('eventbus', 'poll', ARRAY['text', 'integer', 'interval', 'interval'],
+    'eventbus.poll(subscription, max_events, lease, wait) exists');
+SELECT has_function('eventbus', 'ack', ARRAY['text', 'bigint[]'], 'eventbus.ack(text, bigint[]) exists');
+SELECT has_function('eventbus', 'nack', ARRAY['text', 'bigint', 'text', 'interval'],
+    'eventbus.nack(subscription, event_id, error, retry_in) exists');
+SELECT has_function('eventbus', 'extend_lease', ARRAY['text', 'bigint[]', 'interval'],
+    'eventbus.extend_lease(text, bigint[], interval) exists');
+SELECT has_function('eventbus', 'redrive', ARRAY['text', 'bigint[]'], 'eventbus.redrive(text, bigint[]) exists');
+SELECT has_function('eventbus', 'purge_dead_letters', ARRAY['text', 'interval'],
+    'eventbus.purge_dead_letters(text, interval) exists');
 
 -- Return types.
 SELECT function_returns('eventbus', 'topic_matches', ARRAY['text', 'text'], 'boolean');
