@@ -25,6 +25,15 @@ $src->safe_psql(
 	SELECT eventbus.subscribe('audit', array['#'], start_at => 'earliest', lease => '1 hour');
 	SELECT eventbus.publish('orders.eu.created', jsonb_build_object('n', g)) FROM generate_series(1, 6) g;
 	SELECT eventbus.publish('misc.x', '{"n": 7}');
+	SELECT eventbus.subscribe('ship', array['ship.#'], ordered => true, lease => '1 hour');
+	SELECT eventbus.publish('ship.x', jsonb_build_object('s', s), key => k)
+	  FROM (VALUES ('a', 'k1'), ('b', 'k1'), ('c', 'k2')) v (s, k);
+});
+# ship (ordered): a and c leased, c acked; b queued behind a; d unread.
+$src->safe_psql(
+	'app', q{
+	SELECT eventbus.ack('ship', array(SELECT event_id FROM eventbus.poll('ship', 10) WHERE payload->>'s' = 'c'));
+	SELECT eventbus.publish('ship.x', '{"s": "d"}', key => 'k1');
 });
 # billing: acks 1 and 2, kills 3, leaves 4, 5 and 6 undelivered.
 $src->safe_psql(
@@ -55,7 +64,7 @@ cmp_ok(
 is( $dst->safe_psql(
 		'app', "SELECT name || ':' || array_to_string(patterns, ',') || ':' || max_attempts
 		          FROM eventbus.subscriptions ORDER BY name"),
-	"audit:#:5\nbilling:orders.#:1",
+	"audit:#:5\nbilling:orders.#:1\nship:ship.#:5",
 	'subscriptions survive with their options');
 is( $dst->safe_psql(
 		'app', "SELECT subscription || ':' || (payload->>'n') || ':' || last_error FROM eventbus.dead_letters"),
@@ -72,6 +81,18 @@ is( $dst->safe_psql(
 		"SELECT string_agg(payload->>'n', ',' ORDER BY (payload->>'n')::int) FROM eventbus.poll('audit', 100)"),
 	'1,2,3,4,5,6,7',
 	'audit gets every event it never received');
+
+# The ordered subscription keeps its key order across the restore.
+is($dst->safe_psql('app', "SELECT count(*) FROM eventbus.poll('ship', 10)"),
+	'0', 'ship: b and d still wait behind the leased a');
+foreach my $step ([ 'a', 'b' ], [ 'b', 'd' ])
+{
+	my ($done, $next) = @$step;
+	$dst->safe_psql('app',
+		"SELECT eventbus.ack('ship', array(SELECT id FROM eventbus.events WHERE payload->>'s' = '$done'))");
+	is($dst->safe_psql('app', "SELECT string_agg(payload->>'s', ',') FROM eventbus.poll('ship', 10)"),
+		$next, "ship: after $done, $next");
+}
 
 # New events after the restore are delivered once, nothing old comes back.
 $dst->safe_psql('app', "SELECT eventbus.publish('orders.us.created', '{\"n\": 8}')");
