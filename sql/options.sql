@@ -64,6 +64,16 @@ select eventbus.publish('bl.x', '{"n": 4}') > 0 as published;
 select eventbus.publish('bl.x', '{"n": 5}') > 0 as published;
 select eventbus.publish('bl.x', '{"n": 6}');
 \echo :LAST_ERROR_SQLSTATE
+-- a rollback to a savepoint does not count either
+select count(*) from eventbus.poll('bl', 10);     -- backlog 0
+begin;
+select eventbus.publish('bl.x', '{"n": 11}') > 0 as published;
+savepoint s;
+select eventbus.publish('bl.x', '{"n": 12}') > 0 as p12, eventbus.publish('bl.x', '{"n": 13}') > 0 as p13;
+rollback to savepoint s;
+select eventbus.publish('bl.x', '{"n": 12}') > 0 as published;
+commit;
+select count(*) from eventbus.poll('bl', 10);
 -- with a check interval, events this session publishes meanwhile are added
 select count(*) from eventbus.poll('bl', 10);     -- backlog 0
 select eventbus.publish_batch(array['bl.x'], array['{"n": 7}', '{"n": 8}', '{"n": 9}', '{"n": 10}']::jsonb[]);
@@ -85,6 +95,20 @@ select payload->>'n' as n, attempt from eventbus.poll('drop', 10);
 select payload->>'n' as n, attempts, last_error, reason from eventbus.dead_letters
  where subscription = 'drop' order by event_id;
 select eventbus.unsubscribe('drop');
+-- overflowed events of an ordered subscription keep their key when redriven
+select eventbus.subscribe('dropo', array['dropo.#'], ordered => true, max_backlog => 2,
+                          on_overflow => 'drop_oldest');
+select count(eventbus.publish('dropo.x', jsonb_build_object('n', n), key => 'k')) from generate_series(1, 4) n;
+select payload->>'n' as n from eventbus.poll('dropo', 10);     -- 3; 4 waits; 1, 2 dead
+select eventbus.redrive('dropo');
+select payload->>'n' as n from eventbus.poll('dropo', 10);     -- nothing: k is leased
+select ack_n('dropo', 3);
+select payload->>'n' as n from eventbus.poll('dropo', 10);     -- 4, then the redriven 1, 2
+select ack_n('dropo', 4);
+select payload->>'n' as n from eventbus.poll('dropo', 10);
+select ack_n('dropo', 1);
+select payload->>'n' as n from eventbus.poll('dropo', 10);
+select eventbus.unsubscribe('dropo');
 
 -- alter_subscription
 select eventbus.subscribe('alt', array['alt.a'], filter => '$.ok == true');
@@ -136,6 +160,12 @@ select eventbus.seek('sk', id_of('sk', 5) + 1);                -- skip to after 
 select count(*) from eventbus.poll('sk', 10);
 select eventbus.publish('sk.x', '{"n": 6}') > 0 as published;
 select payload->>'n' as n from eventbus.poll('sk', 10);
+-- a replay never hands out an event that is still leased
+select eventbus.seek('sk', id_of('sk', 6));
+select count(*) from eventbus.poll('sk', 10);                  -- 6 is leased: not again
+select ack_n('sk', 6);
+select eventbus.seek('sk', id_of('sk', 6));
+select payload->>'n' as n from eventbus.poll('sk', 10);        -- acked: replayed
 select eventbus.seek('sk', 0::bigint);
 \echo :LAST_ERROR_SQLSTATE
 select eventbus.seek('sk', 'infinity'::timestamptz);

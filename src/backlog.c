@@ -60,6 +60,7 @@ static MemoryContext LimitedCxt = NULL;
 static Oid	SubscriptionRelid = InvalidOid;
 static Oid	BacklogFunc = InvalidOid;
 static uint64 XactSerial = 0;	/* transactions ended in this backend */
+static uint64 InvalGeneration = 0;	/* invalidations of eventbus.subscription seen */
 
 /* Returns attribute "name" of a subscription row. */
 static Datum
@@ -85,6 +86,7 @@ LoadLimited(void)
 	HeapTuple	tuple;
 	Oid			argtypes[2] = {INT4OID, INT8OID};
 	int			allocated = 0;
+	uint64		generation = InvalGeneration;
 
 	if (LimitedCxt == NULL)
 		LimitedCxt = AllocSetContextCreate(CacheMemoryContext, "eventbus backlog limits",
@@ -92,11 +94,16 @@ LoadLimited(void)
 	MemoryContextReset(LimitedCxt);
 	Limited = NULL;
 	NLimited = 0;
-	/* Valid from here: an invalidation while loading makes the next call reload. */
-	LimitedValid = true;
+	/* Invalid until loaded in full: an error part-way leaves it invalid. */
+	LimitedValid = false;
+	SubscriptionRelid = relid;
 
+	/*
+	 * SnapshotSelf: every committed subscription (and our own), and no SSI
+	 * predicate lock on eventbus.subscription for SERIALIZABLE publishers.
+	 */
 	rel = table_open(relid, AccessShareLock);
-	scan = table_beginscan(rel, GetLatestSnapshot(), 0, NULL);
+	scan = table_beginscan(rel, SnapshotSelf, 0, NULL);
 	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
 	{
 		bool		isnull;
@@ -142,7 +149,8 @@ LoadLimited(void)
 
 	BacklogFunc = LookupFuncName(list_make2(makeString(EB_SCHEMA), makeString("_backlog")),
 								 2, argtypes, false);
-	SubscriptionRelid = relid;
+	/* Valid unless an invalidation arrived while loading. */
+	LimitedValid = (generation == InvalGeneration);
 }
 
 /* Says whether the topic matches one of the subscription's patterns. */
@@ -214,6 +222,16 @@ EbCheckBacklog(const char *topic, int len)
 	}
 }
 
+/* Recounts after a rollback to a savepoint, too. */
+static void
+BacklogSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		for (int i = 0; i < NLimited; i++)
+			Limited[i].counted_valid = false;
+}
+
 /* Recounts after a rollback: the events counted as added are gone. */
 static void
 BacklogXactCallback(XactEvent event, void *arg)
@@ -232,7 +250,10 @@ static void
 BacklogRelcacheCallback(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == SubscriptionRelid)
+	{
 		LimitedValid = false;
+		InvalGeneration++;
+	}
 }
 
 /* Registers the callbacks; called once from _PG_init. */
@@ -241,6 +262,7 @@ EbBacklogInit(void)
 {
 	CacheRegisterRelcacheCallback(BacklogRelcacheCallback, (Datum) 0);
 	RegisterXactCallback(BacklogXactCallback, NULL);
+	RegisterSubXactCallback(BacklogSubXactCallback, NULL);
 }
 
 PG_FUNCTION_INFO_V1(eventbus_subscriptions_changed);

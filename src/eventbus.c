@@ -39,7 +39,7 @@ _PG_init(void)
 							1000,
 							0,
 							3600 * 1000,
-							PGC_USERSET,
+							PGC_SUSET,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("eventbus");

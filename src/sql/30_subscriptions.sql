@@ -336,6 +336,8 @@ DECLARE
     s eventbus.subscription := eventbus._subscription(alter_subscription.name);
     r text;
 BEGIN
+    -- Concurrent alters apply one after the other, each to the other's result.
+    SELECT * INTO s FROM eventbus.subscription sb WHERE sb.id = s.id FOR UPDATE;
     FOREACH r IN ARRAY coalesce(reset, '{}') LOOP
         CASE r
             WHEN 'filter' THEN s.filter := NULL;
@@ -423,9 +425,9 @@ COMMENT ON VIEW eventbus.subscriptions IS
     'eventbus: every subscription with its options, LISTEN channel and delivery counts';
 
 -- Moves the subscription back (or forward) to a point of the log: from
--- then on, poll hands out again every retained event from that point. The
--- subscription's leased and waiting deliveries from the point on are
--- dropped (the replay hands them out again); earlier ones are kept.
+-- then on, poll hands out again every retained event from that point.
+-- Deliveries in flight (leased or waiting) stay as they are: the replay
+-- skips their events. Dead letters from the point on are handed out again.
 CREATE FUNCTION eventbus._seek(sub_id integer, since timestamptz, from_event bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
@@ -433,12 +435,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM eventbus._check_origin();
-    PERFORM 1 FROM eventbus.cursor c WHERE c.sub_id = _seek.sub_id FOR UPDATE;
-    DELETE FROM eventbus.delivery d
-     USING eventbus.event_log ev
-     WHERE d.sub_id = _seek.sub_id AND d.state <> 'dead'
-       AND ev.txid = d.txid AND ev.id = d.event_id
-       AND (ev.published_at >= since OR ev.id >= from_event);
     UPDATE eventbus.cursor c
        SET win_lo = '1:1:', win_hi = NULL, pos_txid = NULL, pos_id = NULL,
            start_time = since, start_id = from_event

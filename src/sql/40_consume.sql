@@ -51,6 +51,7 @@ DECLARE
     s eventbus.subscription;
     c eventbus.cursor;
     n bigint;
+    v_topics integer[];
 BEGIN
     SELECT * INTO s FROM eventbus.subscription sb WHERE sb.id = _backlog.sub_id;
     SELECT * INTO c FROM eventbus.cursor cu WHERE cu.sub_id = _backlog.sub_id;
@@ -63,10 +64,11 @@ BEGIN
     IF n >= lim THEN
         RETURN n;
     END IF;
+    v_topics := eventbus._topic_ids(s.patterns);
     RETURN n + (SELECT count(*)
                   FROM (SELECT 1 FROM eventbus.event_log ev
                          WHERE ev.txid >= pg_snapshot_xmin(c.win_lo)
-                           AND ev.topic_id = ANY (eventbus._topic_ids(s.patterns))
+                           AND ev.topic_id = ANY (v_topics)
                            AND NOT pg_visible_in_snapshot(ev.txid, c.win_lo)
                            AND (c.win_hi IS NULL OR NOT pg_visible_in_snapshot(ev.txid, c.win_hi)
                                 OR (ev.txid, ev.id) > (c.pos_txid, c.pos_id))
@@ -109,8 +111,12 @@ DECLARE
     v_limit    integer;
     v_fresh    boolean;
     v_blocked  boolean;
+    v_denied   boolean;             -- another poller holds the cursor
     v_ids      bigint[] := '{}';
     v_txids    xid8[] := '{}';
+    v_keys     text[] := '{}';          -- ordered: keys of overflowed events
+    v_replay   boolean;                 -- replaying after seek
+    v_looked   pg_snapshot;             -- a waiting poll: the log as of its last look
     d          record;
     e          record;
 BEGIN
@@ -132,9 +138,14 @@ BEGIN
         v_deadline := clock_timestamp() + wait;
     END IF;
 
+    v_topics := eventbus._topic_ids(s.patterns);
     LOOP
-        v_wakes := eventbus._wake_count();     -- before looking: no wake-up is missed
+        IF v_deadline IS NOT NULL THEN
+            v_wakes := eventbus._wake_count(); -- before looking: no wake-up is missed
+            v_looked := eventbus._snapshot();
+        END IF;
         v_now := clock_timestamp();
+        v_denied := false;
         v_until := v_now + coalesce(lease, s.lease);
         v_left := max_events;
         v_got := 0;
@@ -151,7 +162,8 @@ BEGIN
                AND (NOT s.ordered OR dl.key IS NULL
                     OR NOT EXISTS (SELECT 1 FROM eventbus.delivery k
                                     WHERE k.sub_id = dl.sub_id AND k.key = dl.key
-                                      AND k.state <> 'dead' AND k.ord < dl.ord))
+                                      AND k.state <> 'dead' AND k.event_id <> dl.event_id
+                                      AND (k.ord < dl.ord OR k.state = 'leased')))
              ORDER BY dl.available_at, dl.event_id
              LIMIT max_events
                FOR UPDATE OF dl SKIP LOCKED
@@ -186,6 +198,7 @@ BEGIN
         -- 2. New events, by whoever holds the cursor; the others skip this step.
         IF NOT s.paused AND (v_left > 0 OR cardinality(v_expired) > 0) THEN
             SELECT * INTO c FROM eventbus.cursor cu WHERE cu.sub_id = s.id FOR UPDATE SKIP LOCKED;
+            v_denied := NOT FOUND;
         ELSE
             c := NULL;
         END IF;
@@ -194,7 +207,7 @@ BEGIN
                 DELETE FROM eventbus.delivery dl WHERE dl.sub_id = s.id AND dl.event_id = ANY (v_expired);
                 c.expired := c.expired + cardinality(v_expired);
             END IF;
-            v_topics := eventbus._topic_ids(s.patterns);
+            v_replay := c.start_time IS NOT NULL OR c.start_id IS NOT NULL;
 
             -- Over max_backlog with on_overflow 'drop_oldest': the oldest
             -- unread events go to the DLQ first ('drop' mode), then the
@@ -268,9 +281,15 @@ BEGIN
                             c.expired := c.expired + 1;
                             CONTINUE;
                         END IF;
+                        -- Replaying after seek: an event still leased or waiting
+                        -- is in flight already; it is not handed out twice.
+                        CONTINUE WHEN v_replay AND EXISTS (
+                            SELECT 1 FROM eventbus.delivery dl
+                             WHERE dl.sub_id = s.id AND dl.event_id = e.id AND dl.state <> 'dead');
                         IF v_mode = 'drop' THEN                         -- overflow: to the DLQ
                             v_ids := v_ids || e.id;
                             v_txids := v_txids || e.txid;
+                            v_keys := v_keys || CASE WHEN s.ordered THEN e.key END;
                             v_want := v_want - 1;
                             CONTINUE;
                         END IF;
@@ -300,6 +319,7 @@ BEGIN
                         ELSE
                             v_ids := v_ids || e.id;
                             v_txids := v_txids || e.txid;
+                            v_keys := v_keys || NULL::text;
                         END IF;
                         event_id := e.id; topic := e.topic; key := e.key; payload := e.payload;
                         headers := e.headers; published_at := e.published_at;
@@ -312,34 +332,43 @@ BEGIN
 
                     -- One insert for every event leased (or dropped) from this window.
                     IF cardinality(v_ids) > 0 THEN
-                        IF c.start_time IS NULL AND c.start_id IS NULL THEN
+                        IF NOT v_replay THEN
                             INSERT INTO eventbus.delivery (sub_id, event_id, txid, state, attempt,
-                                                           available_at, reason, dead_at, last_error)
+                                                           available_at, reason, dead_at, last_error,
+                                                           key, ord)
                             SELECT s.id, u.id, u.txid,
                                    CASE v_mode WHEN 'drop' THEN 'dead' ELSE 'leased' END,
                                    CASE v_mode WHEN 'drop' THEN 0 ELSE 1 END, v_until,
                                    CASE v_mode WHEN 'drop' THEN 'overflow' END,
                                    CASE v_mode WHEN 'drop' THEN v_now END,
-                                   CASE v_mode WHEN 'drop' THEN 'over max_backlog' END
-                              FROM unnest(v_ids, v_txids) AS u (id, txid);
+                                   CASE v_mode WHEN 'drop' THEN 'over max_backlog' END,
+                                   u.key,
+                                   CASE WHEN u.key IS NOT NULL THEN nextval('eventbus.delivery_ord_seq') END
+                              FROM unnest(v_ids, v_txids, v_keys) WITH ORDINALITY AS u (id, txid, key, i)
+                             ORDER BY u.i;
                         ELSE                                    -- replay after seek
                             INSERT INTO eventbus.delivery AS dl (sub_id, event_id, txid, state, attempt,
-                                                                 available_at, reason, dead_at, last_error)
+                                                                 available_at, reason, dead_at, last_error,
+                                                                 key, ord)
                             SELECT s.id, u.id, u.txid,
                                    CASE v_mode WHEN 'drop' THEN 'dead' ELSE 'leased' END,
                                    CASE v_mode WHEN 'drop' THEN 0 ELSE 1 END, v_until,
                                    CASE v_mode WHEN 'drop' THEN 'overflow' END,
                                    CASE v_mode WHEN 'drop' THEN v_now END,
-                                   CASE v_mode WHEN 'drop' THEN 'over max_backlog' END
-                              FROM unnest(v_ids, v_txids) AS u (id, txid)
-                            ON CONFLICT ON CONSTRAINT delivery_pkey DO UPDATE
+                                   CASE v_mode WHEN 'drop' THEN 'over max_backlog' END,
+                                   u.key,
+                                   CASE WHEN u.key IS NOT NULL THEN nextval('eventbus.delivery_ord_seq') END
+                              FROM unnest(v_ids, v_txids, v_keys) WITH ORDINALITY AS u (id, txid, key, i)
+                             ORDER BY u.i
+                            ON CONFLICT ON CONSTRAINT delivery_pkey DO UPDATE   -- a dead letter replayed
                                SET state = excluded.state, attempt = excluded.attempt,
                                    available_at = excluded.available_at, reason = excluded.reason,
                                    dead_at = excluded.dead_at, last_error = excluded.last_error,
-                                   key = NULL, ord = NULL;
+                                   key = excluded.key, ord = excluded.ord;
                         END IF;
                         v_ids := '{}';
                         v_txids := '{}';
+                        v_keys := '{}';
                     END IF;
 
                     -- Fewer rows than the limit: the window is read to its end.
@@ -368,15 +397,40 @@ BEGIN
         END IF;
         EXIT WHEN v_got > 0 OR v_deadline IS NULL OR clock_timestamp() >= v_deadline;
 
-        -- Sleep until something may have changed: a wake-up (a commit that
-        -- published, nacked, redrove ...), the next lease end or retry, or
-        -- the deadline.
-        PERFORM eventbus._wait(least(v_deadline,
-                                     (SELECT min(dl.available_at) FROM eventbus.delivery dl
-                                       WHERE dl.sub_id = s.id AND dl.state <> 'dead'
-                                         AND dl.available_at > v_now)),
-                               v_wakes);
-        s := eventbus._subscription(subscription);    -- paused or changed meanwhile
+        -- Sleep until something may be there: a wake-up (a commit that
+        -- published, nacked, redrove ...) followed by a cheap check that
+        -- reads the log and the due deliveries without writing; the next
+        -- lease end or retry; the deadline. Denied the cursor, look again
+        -- within 100 ms (its holder wakes nobody when it is done).
+        LOOP
+            PERFORM eventbus._wait(least(v_deadline,
+                                         CASE WHEN v_denied THEN clock_timestamp() + interval '100 ms' END,
+                                         (SELECT min(dl.available_at) FROM eventbus.delivery dl
+                                           WHERE dl.sub_id = s.id AND dl.state <> 'dead'
+                                             AND dl.available_at > v_now)),
+                                   v_wakes);
+            EXIT WHEN v_denied OR clock_timestamp() >= v_deadline;
+            s := eventbus._subscription(subscription);    -- paused or changed meanwhile
+            v_topics := eventbus._topic_ids(s.patterns);
+            v_wakes := eventbus._wake_count();
+            v_hi := eventbus._snapshot();
+            EXIT WHEN NOT s.paused
+                  AND (EXISTS (SELECT 1 FROM eventbus.delivery dl
+                                WHERE dl.sub_id = s.id AND dl.state <> 'dead'
+                                  AND dl.available_at <= clock_timestamp()
+                                  AND (NOT s.ordered OR dl.key IS NULL
+                                       OR NOT EXISTS (SELECT 1 FROM eventbus.delivery k
+                                                       WHERE k.sub_id = dl.sub_id AND k.key = dl.key
+                                                         AND k.state <> 'dead' AND k.event_id <> dl.event_id
+                                                         AND (k.ord < dl.ord OR k.state = 'leased'))))
+                       OR EXISTS (SELECT 1 FROM eventbus.event_log ev
+                                   WHERE ev.txid >= pg_snapshot_xmin(v_looked)
+                                     AND ev.topic_id = ANY (v_topics)
+                                     AND NOT pg_visible_in_snapshot(ev.txid, v_looked)));
+            v_looked := v_hi;
+            v_now := clock_timestamp();
+        END LOOP;
+        s := eventbus._subscription(subscription);
     END LOOP;
 END
 $$;

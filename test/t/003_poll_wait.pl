@@ -69,7 +69,37 @@ is(finish_wait($bg, 'nack'), 'nack 1 2', 'the retried event is handed out when d
 cmp_ok(time - $t0, '>=', 0.9, 'not before retry_in');
 cmp_ok(time - $t0, '<', 30, 'and long before the wait ended');
 
-# 4. pg_cancel_backend ends a wait.
+# 4. Another poller holds the cursor when the event comes: the waiter gets
+# it soon after that poller commits (it looks again every 100 ms while
+# denied the cursor).
+my $holder = $node->background_psql('postgres');
+$holder->query_safe("BEGIN; SELECT count(*) FROM eventbus.poll('w', 10);");
+ok(start_wait($node, $bg, 'w', 60, 'denied'), 'waiting while another poller holds the cursor');
+$node->safe_psql('postgres', "SELECT eventbus.publish('w.x', '{\"n\": 3}')");
+$node->safe_psql('postgres', "SELECT pg_sleep(0.3)");
+$t0 = time;
+$holder->query_safe("COMMIT");
+is(finish_wait($bg, 'denied'), 'denied 1 3', 'the waiter gets the event once the cursor is free');
+cmp_ok(time - $t0, '<', 30, 'soon after the holder commits, not at the end of its wait');
+$holder->quit;
+
+# 5. Wake-ups for other topics do not write: a waiting poll looks at the
+# log first and updates its cursor only when something may be there.
+$node->safe_psql('postgres', "SELECT eventbus.subscribe('other', array['other.#'])");
+my $cursor_updates = sub {
+	$bg->query_safe("SELECT pg_stat_force_next_flush()");
+	$bg->query_safe("SELECT 1");
+	return $node->safe_psql('postgres',
+		"SELECT n_tup_upd FROM pg_stat_user_tables WHERE relid = 'eventbus.cursor'::regclass");
+};
+my $before = $cursor_updates->();
+ok(start_wait($node, $bg, 'w', 3, 'quiet'), 'waiting for three seconds');
+$node->safe_psql('postgres', join("\n", map { "SELECT eventbus.publish('other.x', '{}');" } 1 .. 50));
+is(finish_wait($bg, 'quiet'), 'quiet 0 -', '50 commits on other topics: nothing for this poll');
+my $updates = $cursor_updates->() - $before;
+cmp_ok($updates, '<=', 3, "the cursor was updated $updates times during the wait, not once per wake-up");
+
+# 6. pg_cancel_backend ends a wait.
 ok(start_wait($node, $bg, 'w', 600, 'cancel'), 'waiting for ten minutes');
 $node->safe_psql('postgres',
 	"SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE wait_event_type = 'Extension'");
@@ -79,7 +109,7 @@ $bg->quit;
 $pub->quit;
 $node->stop;
 
-# 5. Without shared_preload_libraries the waiter re-checks every 100 ms.
+# 7. Without shared_preload_libraries the waiter re-checks every 100 ms.
 my $plain = PostgreSQL::Test::Cluster->new('plain');
 $plain->init;
 $plain->start;
