@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # The test command (make test): installs what it needs (as root), builds with
 # -Werror and assertions, installs, starts a throwaway cluster as a non-root
-# user and runs every suite: pg_regress, isolation, pgTAP, TAP. Ends with
-# "N passed, N failed" and exits non-zero on any failure.
+# user and runs every suite: pg_regress, isolation, pgTAP, TAP, examples.
+# Ends with "N passed, N failed" and exits non-zero on any failure.
 #
 #   EB_TEST_PORT   port of the throwaway cluster (54329)
-#   EB_SUITES      subset of: regress isolation pgtap tap (all)
+#   EB_SUITES      subset of: regress isolation pgtap tap examples (all)
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PORT=${EB_TEST_PORT:-54329}
-SUITES=${EB_SUITES:-"regress isolation pgtap tap"}
+SUITES=${EB_SUITES:-"regress isolation pgtap tap examples"}
 START=$(date +%s)
 
 eb_install_packages || exit 1
@@ -98,6 +98,29 @@ for suite in $SUITES; do
 			broken tap "prove did not pass (see test/results/tap.out)"
 		cp -r "$tapdir"/tmp_check/log "$OUTDIR/tap-logs" 2>/dev/null
 		rm -rf "$tapdir"
+		;;
+	examples)
+		eb_log "consumer examples (docs/examples)"
+		psql -q -X -d postgres -c "DROP DATABASE IF EXISTS examples" \
+			-c "CREATE DATABASE examples" >/dev/null &&
+			psql -q -X -d examples -c "CREATE EXTENSION eventbus" >/dev/null ||
+			{ broken examples "could not create database examples"; continue; }
+		# As the calling user, who owns the checkout (node_modules is theirs).
+		# Debian's psycopg2 is for /usr/bin/python3, whatever python3 is first
+		# on the PATH.
+		(
+			cd docs/examples && npm ci --no-audit --no-fund || echo "npm ci failed"
+			for example in "/usr/bin/python3 consumer.py" "node consumer.js"; do
+				echo "--- $example --self-test"
+				if PGDATABASE=examples timeout 120 $example --self-test; then
+					echo "ok - $example"
+				else
+					echo "not ok - $example"
+				fi
+			done
+		) >"$OUTDIR/examples.out" 2>&1
+		cat "$OUTDIR/examples.out"
+		count examples "$OUTDIR/examples.out" '^ok - ' '^not ok - '
 		;;
 	*)
 		broken "$suite" "unknown suite"
