@@ -318,8 +318,7 @@ BEGIN
                             CONTINUE WHEN v_blocked;
                         ELSE
                             v_ids := v_ids || e.id;
-                            v_txids := v_txids || e.txid;
-                            v_keys := v_keys || NULL::text;
+                            v_txids := v_txids || e.txid;   -- v_keys stays empty: unnest pads NULLs
                         END IF;
                         event_id := e.id; topic := e.topic; key := e.key; payload := e.payload;
                         headers := e.headers; published_at := e.published_at;
