@@ -91,6 +91,14 @@ select eventbus.publish('damaged.columns', '{}');
 \echo :LAST_ERROR_SQLSTATE
 rollback;
 select eventbus.publish('damaged.columns', '{}') > 0 as works_again;
+-- 55000 the subscription table edited by hand: publish (which reads it for
+-- backlog limits) refuses, and works again after the rollback
+begin;
+alter table eventbus.subscription rename column max_backlog to renamed;
+select eventbus.publish('damaged.subscription', '{}');
+\echo :LAST_ERROR_SQLSTATE
+rollback;
+select eventbus.publish('damaged.subscription', '{}') > 0 as works_again;
 -- 53400 publish: a subscription with on_overflow 'reject' is at its max_backlog
 select eventbus.subscribe('errors_full', array['full.#'], max_backlog => 1);
 select eventbus.publish('full.a', '{}') > 0 as published;

@@ -62,18 +62,34 @@ static Oid	BacklogFunc = InvalidOid;
 static uint64 XactSerial = 0;	/* transactions ended in this backend */
 static uint64 InvalGeneration = 0;	/* invalidations of eventbus.subscription seen */
 
-/* Returns attribute "name" of a subscription row. */
-static Datum
-SubAttr(HeapTuple tuple, Relation rel, const char *name, bool *isnull)
+/* Columns of eventbus.subscription the cache reads. */
+typedef enum SubColumn
 {
-	AttrNumber	attno = get_attnum(RelationGetRelid(rel), name);
+	SUB_ID,
+	SUB_NAME,
+	SUB_PATTERNS,
+	SUB_MAX_BACKLOG,
+	SUB_ON_OVERFLOW,
+	SUB_NCOLUMNS
+} SubColumn;
 
-	if (attno == InvalidAttrNumber)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("eventbus.subscription has no column \"%s\"", name),
-				 errhint("Reinstall the extension: DROP EXTENSION eventbus; CREATE EXTENSION eventbus.")));
-	return heap_getattr(tuple, attno, RelationGetDescr(rel), isnull);
+static const char *const SubColumnNames[SUB_NCOLUMNS] = {
+	"id", "name", "patterns", "max_backlog", "on_overflow"
+};
+
+/* Finds the columns, or raises 55000 if one was dropped or renamed by hand. */
+static void
+SubColumnNumbers(Oid relid, AttrNumber *attnos)
+{
+	for (int i = 0; i < SUB_NCOLUMNS; i++)
+	{
+		attnos[i] = get_attnum(relid, SubColumnNames[i]);
+		if (attnos[i] == InvalidAttrNumber)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("eventbus.subscription has no column \"%s\"", SubColumnNames[i]),
+					 errhint("Reinstall the extension: DROP EXTENSION eventbus; CREATE EXTENSION eventbus.")));
+	}
 }
 
 /* Loads the subscriptions with max_backlog and on_overflow 'reject'. */
@@ -87,6 +103,8 @@ LoadLimited(void)
 	Oid			argtypes[2] = {INT4OID, INT8OID};
 	int			allocated = 0;
 	uint64		generation = InvalGeneration;
+	AttrNumber	attnos[SUB_NCOLUMNS];
+	TupleDesc	desc;
 
 	if (LimitedCxt == NULL)
 		LimitedCxt = AllocSetContextCreate(CacheMemoryContext, "eventbus backlog limits",
@@ -103,11 +121,13 @@ LoadLimited(void)
 	 * predicate lock on eventbus.subscription for SERIALIZABLE publishers.
 	 */
 	rel = table_open(relid, AccessShareLock);
+	SubColumnNumbers(relid, attnos);
+	desc = RelationGetDescr(rel);
 	scan = table_beginscan(rel, SnapshotSelf, 0, NULL);
 	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
 	{
 		bool		isnull;
-		Datum		d = SubAttr(tuple, rel, "max_backlog", &isnull);
+		Datum		d = heap_getattr(tuple, attnos[SUB_MAX_BACKLOG], desc, &isnull);
 		LimitedSub *sub;
 		MemoryContext old;
 		Datum	   *elems;
@@ -116,7 +136,7 @@ LoadLimited(void)
 
 		if (isnull)
 			continue;
-		if (strcmp(TextDatumGetCString(SubAttr(tuple, rel, "on_overflow", &isnull)), "reject") != 0)
+		if (strcmp(TextDatumGetCString(heap_getattr(tuple, attnos[SUB_ON_OVERFLOW], desc, &isnull)), "reject") != 0)
 			continue;
 		old = MemoryContextSwitchTo(LimitedCxt);
 		if (NLimited == allocated)
@@ -128,9 +148,9 @@ LoadLimited(void)
 		sub = &Limited[NLimited++];
 		memset(sub, 0, sizeof(LimitedSub));
 		sub->max_backlog = DatumGetInt64(d);
-		sub->id = DatumGetInt32(SubAttr(tuple, rel, "id", &isnull));
-		sub->name = TextDatumGetCString(SubAttr(tuple, rel, "name", &isnull));
-		deconstruct_array(DatumGetArrayTypeP(SubAttr(tuple, rel, "patterns", &isnull)),
+		sub->id = DatumGetInt32(heap_getattr(tuple, attnos[SUB_ID], desc, &isnull));
+		sub->name = TextDatumGetCString(heap_getattr(tuple, attnos[SUB_NAME], desc, &isnull));
+		deconstruct_array(DatumGetArrayTypeP(heap_getattr(tuple, attnos[SUB_PATTERNS], desc, &isnull)),
 						  TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
 		sub->patterns = palloc(sizeof(EbPattern) * Max(n, 1));
 		for (int i = 0; i < n; i++)
