@@ -19,7 +19,9 @@ OBJS = \
 	src/publish.o \
 	src/origin.o \
 	src/backlog.o \
-	src/wake.o
+	src/wake.o \
+	src/worker.o \
+	src/handler.o
 
 # The install script is concatenated from src/sql/NN_*.sql, by concern.
 SQL_PARTS  = $(sort $(wildcard src/sql/[0-9]*.sql))

@@ -11,7 +11,10 @@
 
 #include "postgres.h"
 
+#include <signal.h>
+
 #include "fmgr.h"
+#include "nodes/pg_list.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
@@ -105,5 +108,20 @@ extern void EbBacklogInit(void);
 /* ---- wake.c: waking waiting pollers ---- */
 extern void EbWakeAtCommit(void);
 extern void EbWakeInit(void);
+
+/* ---- worker.c: the launcher and the per-database workers ---- */
+extern int	eb_tick_interval;	/* ms */
+extern int	eb_maintenance_interval;	/* s */
+extern int	eb_worker_restart_delay;	/* s */
+extern void EbWorkerKick(const int32 *sub_ids, int nsubs, bool kick_all);
+extern void EbWorkerStartAtCommit(void);
+extern void EbWorkerCountHandlerCall(void);
+extern void EbWorkerInit(void);
+
+/* ---- handler.c: handler subscriptions, run by the worker ---- */
+extern int	eb_handler_timeout; /* ms */
+extern int	eb_handler_batch;
+extern volatile bool EbInHandler;
+extern bool EbRunHandlers(List *subs, volatile sig_atomic_t *stop);
 
 #endif							/* EVENTBUS_H */

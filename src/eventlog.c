@@ -309,3 +309,13 @@ EbEventLogInit(void)
 {
 	CacheRegisterRelcacheCallback(EventLogRelcacheCallback, (Datum) 0);
 }
+
+PG_FUNCTION_INFO_V1(eventbus_chunks_changed);
+
+/* SQL eventbus._chunks_changed(): every backend re-reads the current chunk. */
+Datum
+eventbus_chunks_changed(PG_FUNCTION_ARGS)
+{
+	CacheInvalidateRelcacheByRelid(EbRelid("chunk"));
+	PG_RETURN_VOID();
+}

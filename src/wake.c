@@ -11,6 +11,10 @@
  * on the condition variable (a latch wait), never in a sleep loop, and
  * remain cancellable (statement_timeout, pg_cancel_backend).
  *
+ * The same commit sets the background worker's latch (worker.c), passing
+ * the subscriptions the transaction named, so that the worker ticks and
+ * notifies LISTENing consumers.
+ *
  * Without shared memory (library not preloaded) a waiter looks again every
  * EB_WAIT_FALLBACK_MS instead; docs/consuming.md says so.
  *
@@ -38,8 +42,14 @@ typedef struct EbWakeShared
 	ConditionVariable cv;		/* broadcast at each of them */
 } EbWakeShared;
 
+/* Subscriptions a transaction names for the worker to notify. */
+#define EB_MAX_LOCAL_KICKS	16
+
 static EbWakeShared *WakeShared = NULL;
 static bool WakeAtCommit = false;
+static int32 Kicks[EB_MAX_LOCAL_KICKS];
+static int	NKicks = 0;
+static bool KickAll = false;
 static shmem_request_hook_type PrevShmemRequest = NULL;
 static shmem_startup_hook_type PrevShmemStartup = NULL;
 
@@ -83,12 +93,18 @@ WakeXactCallback(XactEvent event, void *arg)
 				pg_atomic_fetch_add_u64(&WakeShared->wakes, 1);
 				ConditionVariableBroadcast(&WakeShared->cv);
 			}
+			if (WakeAtCommit)
+				EbWorkerKick(Kicks, NKicks, KickAll);
 			WakeAtCommit = false;
+			NKicks = 0;
+			KickAll = false;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			WakeAtCommit = false;
+			NKicks = 0;
+			KickAll = false;
 			break;
 		default:
 			break;
@@ -118,11 +134,27 @@ EbWakeInit(void)
 
 PG_FUNCTION_INFO_V1(eventbus_wake);
 
-/* SQL eventbus._wake(): wake waiting pollers when this transaction commits. */
+/*
+ * SQL eventbus._wake(sub_id): wake waiting pollers when this transaction
+ * commits, and have the worker notify subscription sub_id (NULL: none in
+ * particular) even if it received no new events.
+ */
 Datum
 eventbus_wake(PG_FUNCTION_ARGS)
 {
 	EbWakeAtCommit();
+	if (!PG_ARGISNULL(0))
+	{
+		int32		sub_id = PG_GETARG_INT32(0);
+		bool		known = false;
+
+		for (int i = 0; i < NKicks; i++)
+			known |= Kicks[i] == sub_id;
+		if (!known && NKicks == EB_MAX_LOCAL_KICKS)
+			KickAll = true;
+		else if (!known)
+			Kicks[NKicks++] = sub_id;
+	}
 	PG_RETURN_VOID();
 }
 

@@ -18,10 +18,24 @@ CREATE TABLE eventbus.subscription (
     max_backlog     bigint,
     on_overflow     text NOT NULL DEFAULT 'reject' CHECK (on_overflow IN ('reject', 'drop_oldest')),
     paused          boolean NOT NULL DEFAULT false,
-    created_at      timestamptz NOT NULL DEFAULT now()
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    handler         regprocedure            -- called by the background worker per event
 );
 COMMENT ON TABLE eventbus.subscription IS 'eventbus: subscriptions (configuration)';
 COMMENT ON SEQUENCE eventbus.subscription_id_seq IS 'eventbus: subscription ids';
+
+-- What a handler subscription's function receives, one event per call.
+CREATE TYPE eventbus.event AS (
+    id           bigint,
+    topic        text,
+    key          text,
+    payload      jsonb,
+    headers      jsonb,
+    published_at timestamptz,
+    attempt      integer,        -- 1 on the first try
+    subscription text
+);
+COMMENT ON TYPE eventbus.event IS 'eventbus: an event as handed to a handler function';
 
 -- Where a subscription stands in the log. The window (win_lo, win_hi] holds
 -- the events whose publishing transaction committed after snapshot win_lo
@@ -84,12 +98,12 @@ COMMENT ON FUNCTION eventbus._subscriptions_changed() IS
 -- Waiting pollers (poll's wait) sleep until a transaction that made events
 -- pollable commits: publishes, nacks, redrives, seeks and resumes call
 -- _wake, which wakes them at commit. See docs/consuming.md.
-CREATE FUNCTION eventbus._wake()
+CREATE FUNCTION eventbus._wake(sub_id integer DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'eventbus_wake'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION eventbus._wake() IS
-    'eventbus (internal): wake waiting pollers when this transaction commits';
+COMMENT ON FUNCTION eventbus._wake(integer) IS
+    'eventbus (internal): at commit, wake waiting pollers and have the worker notify subscription sub_id';
 
 CREATE FUNCTION eventbus._wake_count()
 RETURNS bigint
@@ -233,6 +247,20 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Pass ''reject'' (publish fails) or ''drop_oldest'' (oldest pending events become dead letters).';
     END IF;
+    IF s.handler IS NOT NULL AND NOT EXISTS (
+           SELECT 1 FROM pg_proc p
+            WHERE p.oid = s.handler AND p.prokind = 'f' AND NOT p.proretset
+              AND p.pronargs = 1 AND p.proargtypes[0] = 'eventbus.event'::regtype) THEN
+        RAISE EXCEPTION 'function % cannot be the handler of subscription "%"', s.handler, s.name
+            USING ERRCODE = 'invalid_function_definition',
+                  DETAIL = 'A handler is a function (not a procedure, not set-returning) with one argument of type eventbus.event.',
+                  HINT = 'Create e.g. FUNCTION app.on_order(e eventbus.event) RETURNS void, and pass ''app.on_order(eventbus.event)''::regprocedure.';
+    END IF;
+    IF s.handler IS NOT NULL AND NOT has_function_privilege(session_user, s.handler, 'EXECUTE') THEN
+        RAISE EXCEPTION 'permission denied for handler function %', s.handler
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'The role that subscribes needs EXECUTE on the handler; the worker runs it as the function''s owner.';
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION eventbus._check_subscription(eventbus.subscription) IS
@@ -277,7 +305,8 @@ CREATE FUNCTION eventbus.subscribe(
     start_at        text     DEFAULT 'now',
     filter          jsonpath DEFAULT NULL,
     max_backlog     bigint   DEFAULT NULL,
-    on_overflow     text     DEFAULT 'reject')
+    on_overflow     text     DEFAULT 'reject',
+    handler         regprocedure DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -290,15 +319,15 @@ BEGIN
     s.name := name; s.patterns := patterns; s.max_attempts := max_attempts;
     s.backoff_initial := backoff_initial; s.backoff_max := backoff_max; s.lease := lease;
     s.ordered := ordered; s.filter := filter; s.max_backlog := max_backlog;
-    s.on_overflow := on_overflow;
+    s.on_overflow := on_overflow; s.handler := handler;
     PERFORM eventbus._check_subscription(s);
     t := eventbus._start_time(start_at);
 
     INSERT INTO eventbus.subscription AS sb (name, patterns, max_attempts, backoff_initial,
                                              backoff_max, lease, ordered, filter, max_backlog,
-                                             on_overflow)
+                                             on_overflow, handler)
     VALUES (s.name, s.patterns, s.max_attempts, s.backoff_initial, s.backoff_max, s.lease,
-            s.ordered, s.filter, s.max_backlog, s.on_overflow)
+            s.ordered, s.filter, s.max_backlog, s.on_overflow, s.handler)
     ON CONFLICT ON CONSTRAINT subscription_name_key DO NOTHING
     RETURNING sb.id INTO s.id;
     IF s.id IS NULL THEN
@@ -313,7 +342,7 @@ BEGIN
     PERFORM eventbus._subscriptions_changed();
 END
 $$;
-COMMENT ON FUNCTION eventbus.subscribe(text, text[], integer, interval, interval, interval, boolean, text, jsonpath, bigint, text) IS
+COMMENT ON FUNCTION eventbus.subscribe(text, text[], integer, interval, interval, interval, boolean, text, jsonpath, bigint, text, regprocedure) IS
     'eventbus: create a durable subscription to every event whose topic matches one of the patterns';
 
 CREATE FUNCTION eventbus.alter_subscription(
@@ -327,7 +356,8 @@ CREATE FUNCTION eventbus.alter_subscription(
     filter          jsonpath DEFAULT NULL,
     max_backlog     bigint   DEFAULT NULL,
     on_overflow     text     DEFAULT NULL,
-    reset           text[]   DEFAULT NULL)
+    reset           text[]   DEFAULT NULL,
+    handler         regprocedure DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -348,10 +378,11 @@ BEGIN
             WHEN 'lease' THEN s.lease := interval '30 seconds';
             WHEN 'ordered' THEN s.ordered := false;
             WHEN 'on_overflow' THEN s.on_overflow := 'reject';
+            WHEN 'handler' THEN s.handler := NULL;
             ELSE
                 RAISE EXCEPTION 'cannot reset "%"', r
                     USING ERRCODE = 'invalid_parameter_value',
-                          HINT = 'reset takes option names: filter, max_backlog, max_attempts, backoff_initial, backoff_max, lease, ordered, on_overflow.';
+                          HINT = 'reset takes option names: filter, max_backlog, max_attempts, backoff_initial, backoff_max, lease, ordered, on_overflow, handler.';
         END CASE;
     END LOOP;
     s.patterns := coalesce(patterns, s.patterns);
@@ -363,16 +394,18 @@ BEGIN
     s.filter := coalesce(filter, s.filter);
     s.max_backlog := coalesce(max_backlog, s.max_backlog);
     s.on_overflow := coalesce(on_overflow, s.on_overflow);
+    s.handler := coalesce(handler, s.handler);
     PERFORM eventbus._check_subscription(s);
     UPDATE eventbus.subscription sb
        SET patterns = s.patterns, max_attempts = s.max_attempts, backoff_initial = s.backoff_initial,
            backoff_max = s.backoff_max, lease = s.lease, ordered = s.ordered, filter = s.filter,
-           max_backlog = s.max_backlog, on_overflow = s.on_overflow
+           max_backlog = s.max_backlog, on_overflow = s.on_overflow, handler = s.handler
      WHERE sb.id = s.id;
     PERFORM eventbus._subscriptions_changed();
+    PERFORM eventbus._wake(s.id);       -- the worker looks at it again (handler, patterns)
 END
 $$;
-COMMENT ON FUNCTION eventbus.alter_subscription(text, text[], integer, interval, interval, interval, boolean, jsonpath, bigint, text, text[]) IS
+COMMENT ON FUNCTION eventbus.alter_subscription(text, text[], integer, interval, interval, interval, boolean, jsonpath, bigint, text, text[], regprocedure) IS
     'eventbus: change options of a subscription (NULL keeps an option; reset => names puts options back to their defaults)';
 
 CREATE FUNCTION eventbus.unsubscribe(name text)
@@ -408,14 +441,14 @@ LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     UPDATE eventbus.subscription s SET paused = false WHERE s.id = (eventbus._subscription(resume.name)).id;
-    SELECT eventbus._wake();        -- pollers waiting on the paused subscription look again
+    SELECT eventbus._wake((eventbus._subscription(resume.name)).id);  -- waiting pollers and LISTENers look again
 $$;
 COMMENT ON FUNCTION eventbus.resume(text) IS 'eventbus: hand out events of a paused subscription again';
 
 CREATE VIEW eventbus.subscriptions AS
 SELECT s.name, s.patterns, s.max_attempts, s.backoff_initial, s.backoff_max, s.lease,
        s.ordered, s.filter, s.max_backlog, s.on_overflow, s.paused,
-       'eventbus_' || s.name AS channel, s.created_at,
+       'eventbus_' || s.name AS channel, s.created_at, s.handler,
        (SELECT count(*) FROM eventbus.delivery d WHERE d.sub_id = s.id AND d.state = 'leased') AS leased,
        (SELECT count(*) FROM eventbus.delivery d WHERE d.sub_id = s.id AND d.state = 'waiting') AS waiting,
        (SELECT count(*) FROM eventbus.delivery d WHERE d.sub_id = s.id AND d.state = 'dead') AS dead,
@@ -439,7 +472,7 @@ BEGIN
        SET win_lo = '1:1:', win_hi = NULL, pos_txid = NULL, pos_id = NULL,
            start_time = since, start_id = from_event
      WHERE c.sub_id = _seek.sub_id;
-    PERFORM eventbus._wake();
+    PERFORM eventbus._wake(sub_id);
 END
 $$;
 COMMENT ON FUNCTION eventbus._seek(integer, timestamptz, bigint) IS

@@ -392,7 +392,7 @@ BEGIN
 
         -- Stopped at max_events: other waiting pollers may find the rest.
         IF v_more THEN
-            PERFORM eventbus._wake();
+            PERFORM eventbus._wake(s.id);
         END IF;
         EXIT WHEN v_got > 0 OR v_deadline IS NULL OR clock_timestamp() >= v_deadline;
 
@@ -449,7 +449,7 @@ BEGIN
      WHERE d.sub_id = s.id AND d.event_id = ANY (event_ids) AND d.state = 'leased';
     GET DIAGNOSTICS n = ROW_COUNT;
     IF s.ordered AND n > 0 THEN
-        PERFORM eventbus._wake();       -- the next event of each key is pollable now
+        PERFORM eventbus._wake(s.id);       -- the next event of each key is pollable now
     END IF;
     RETURN n;
 END
@@ -480,7 +480,7 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Only events returned by eventbus.poll and not yet acked can be nacked.';
     END IF;
-    PERFORM eventbus._wake();           -- waiting pollers look at the new retry time
+    PERFORM eventbus._wake(s.id);           -- waiting pollers look at the new retry time
     IF d.attempt >= s.max_attempts THEN
         UPDATE eventbus.delivery dl
            SET state = 'dead', reason = 'failed', last_error = error, dead_at = clock_timestamp()
@@ -544,7 +544,7 @@ BEGIN
        AND (event_ids IS NULL OR d.event_id = ANY (event_ids));
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n > 0 THEN
-        PERFORM eventbus._wake();
+        PERFORM eventbus._wake((eventbus._subscription(subscription)).id);
     END IF;
     RETURN n;
 END

@@ -15,8 +15,8 @@ FROM PUBLIC;
 
 -- Subscriptions and consuming: granted per role, never to PUBLIC.
 REVOKE EXECUTE ON FUNCTION
-    eventbus.subscribe(text, text[], integer, interval, interval, interval, boolean, text, jsonpath, bigint, text),
-    eventbus.alter_subscription(text, text[], integer, interval, interval, interval, boolean, jsonpath, bigint, text, text[]),
+    eventbus.subscribe(text, text[], integer, interval, interval, interval, boolean, text, jsonpath, bigint, text, regprocedure),
+    eventbus.alter_subscription(text, text[], integer, interval, interval, interval, boolean, jsonpath, bigint, text, text[], regprocedure),
     eventbus.unsubscribe(text),
     eventbus.pause(text),
     eventbus.resume(text),
@@ -34,7 +34,19 @@ REVOKE EXECUTE ON FUNCTION
     eventbus._seek(integer, timestamptz, bigint),
     eventbus._backlog(integer, bigint),
     eventbus._subscriptions_changed(),
-    eventbus._wake(),
+    eventbus._wake(integer),
     eventbus._wake_count(),
     eventbus._wait(timestamptz, bigint)
+FROM PUBLIC;
+
+-- Workers and maintenance: the extension owner's, granted per role.
+REVOKE EXECUTE ON FUNCTION
+    eventbus.run_maintenance(),
+    eventbus._tick(pg_snapshot, timestamptz, integer[], boolean),
+    eventbus._maintain(),
+    eventbus._chunk_pins(regclass),
+    eventbus._chunks_changed(),
+    eventbus._worker_start(),
+    eventbus.schedule(text, text, text, jsonb),
+    eventbus.unschedule(text)
 FROM PUBLIC;

@@ -7,7 +7,7 @@
 -- is_strict and function_lang_is compare the argument list as text, only
 -- has_function normalises it.
 BEGIN;
-SELECT plan(63);
+SELECT plan(69);
 
 -- ---------------------------------------------------------------------------
 -- Functions exist with exactly these argument types.
@@ -25,12 +25,21 @@ SELECT has_function('eventbus', 'publish_batch',
     'eventbus.publish_batch(text[], jsonb[], text[], jsonb[], timestamptz, interval) exists');
 SELECT has_function('eventbus', 'subscribe',
     ARRAY['text', 'text[]', 'integer', 'interval', 'interval', 'interval', 'boolean', 'text',
-          'jsonpath', 'bigint', 'text'],
-    'eventbus.subscribe(name, patterns, max_attempts, backoff_initial, backoff_max, lease, ordered, start_at, filter, max_backlog, on_overflow) exists');
+          'jsonpath', 'bigint', 'text', 'regprocedure'],
+    'eventbus.subscribe(name, patterns, max_attempts, backoff_initial, backoff_max, lease, ordered, start_at, filter, max_backlog, on_overflow, handler) exists');
 SELECT has_function('eventbus', 'alter_subscription',
     ARRAY['text', 'text[]', 'integer', 'interval', 'interval', 'interval', 'boolean',
-          'jsonpath', 'bigint', 'text', 'text[]'],
-    'eventbus.alter_subscription(name, ..., reset) exists');
+          'jsonpath', 'bigint', 'text', 'text[]', 'regprocedure'],
+    'eventbus.alter_subscription(name, ..., reset, handler) exists');
+SELECT has_function('eventbus', 'run_maintenance', ARRAY[]::text[], 'eventbus.run_maintenance() exists');
+SELECT has_function('eventbus', 'schedule', ARRAY['text', 'text', 'text', 'jsonb'],
+    'eventbus.schedule(job, cron, topic, payload) exists');
+SELECT has_function('eventbus', 'unschedule', ARRAY['text'], 'eventbus.unschedule(job) exists');
+SELECT has_view('eventbus', 'chunks', 'view eventbus.chunks exists');
+SELECT has_composite('eventbus', 'event', 'type eventbus.event (what handlers receive) exists');
+SELECT columns_are('eventbus', 'event',
+    ARRAY['id', 'topic', 'key', 'payload', 'headers', 'published_at', 'attempt', 'subscription'],
+    'eventbus.event has the documented fields');
 SELECT has_function('eventbus', 'unsubscribe', ARRAY['text'], 'eventbus.unsubscribe(text) exists');
 SELECT has_function('eventbus', 'pause', ARRAY['text'], 'eventbus.pause(text) exists');
 SELECT has_function('eventbus', 'resume', ARRAY['text'], 'eventbus.resume(text) exists');

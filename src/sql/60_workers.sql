@@ -1,0 +1,275 @@
+-- eventbus install script, part 60: background workers and maintenance.
+--
+-- The background worker (src/worker.c) calls _tick after publishing commits
+-- (and at least every eventbus.tick_interval): it notifies, with at most
+-- one NOTIFY each, the subscriptions that have something new. It calls
+-- _maintain every eventbus.maintenance_interval: the event log moves on to
+-- the next chunk and chunks nobody needs are truncated. run_maintenance()
+-- does one round of both by hand (e.g. from pg_cron, without the worker).
+-- See docs/workers.md and docs/notifications.md.
+
+CREATE FUNCTION eventbus._worker_start()
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_worker_start'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus._worker_start() IS
+    'eventbus (internal): start this database''s background worker when the transaction commits';
+
+CREATE FUNCTION eventbus._chunks_changed()
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_chunks_changed'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus._chunks_changed() IS
+    'eventbus (internal): make every backend re-read the current chunk';
+
+-- One tick: what became pollable since the previous tick (snapshot prev,
+-- time prev_at), and one NOTIFY per subscription concerned:
+--   * events committed between the two snapshots, on topics the
+--     subscription's patterns match (its filter is not applied: a
+--     notification means "poll now", and the poll may find nothing);
+--   * deliveries whose retry, delay or lease ended since prev_at;
+--   * subscriptions named by committed transactions (kicked): a nack with
+--     an immediate retry, a redrive, resume, seek, an ack of an ordered
+--     event, a poll that stopped at max_events.
+-- The first tick of a worker (prev NULL) notifies every subscription.
+-- The payload of each notification is the subscription's name.
+CREATE FUNCTION eventbus._tick(prev pg_snapshot, prev_at timestamptz,
+                               kicked integer[], kick_all boolean,
+                               OUT snap pg_snapshot, OUT tick_at timestamptz,
+                               OUT next_due timestamptz, OUT notified integer,
+                               OUT handlers text[])
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_topics integer[] := '{}';
+    r record;
+BEGIN
+    snap := pg_current_snapshot();
+    tick_at := clock_timestamp();
+    notified := 0;
+    handlers := '{}';
+    IF prev IS NOT NULL THEN
+        -- The topics of the events committed between the two snapshots.
+        v_topics := ARRAY(
+            SELECT DISTINCT q.topic_id
+              FROM (SELECT ev.topic_id FROM eventbus.event_log ev
+                     WHERE ev.txid = ANY (ARRAY(SELECT pg_snapshot_xip(prev)))
+                       AND pg_visible_in_snapshot(ev.txid, snap)
+                    UNION ALL
+                    SELECT ev.topic_id FROM eventbus.event_log ev
+                     WHERE ev.txid >= pg_snapshot_xmax(prev) AND ev.txid < pg_snapshot_xmax(snap)
+                       AND pg_visible_in_snapshot(ev.txid, snap)) q);
+    END IF;
+    FOR r IN
+        SELECT s.name, s.handler IS NOT NULL AS has_handler
+          FROM eventbus.subscription s
+         WHERE NOT s.paused
+           AND (prev IS NULL OR kick_all OR s.id = ANY (kicked)
+                OR (cardinality(v_topics) > 0
+                    AND EXISTS (SELECT 1 FROM eventbus.topic t, unnest(s.patterns) p
+                                 WHERE t.id = ANY (v_topics) AND eventbus.topic_matches(t.topic, p)))
+                OR EXISTS (SELECT 1 FROM eventbus.delivery d
+                            WHERE d.sub_id = s.id AND d.state <> 'dead'
+                              AND d.available_at > prev_at AND d.available_at <= tick_at))
+         ORDER BY s.name
+    LOOP
+        PERFORM pg_notify('eventbus_' || r.name, r.name);
+        notified := notified + 1;
+        IF r.has_handler THEN
+            handlers := handlers || r.name;
+        END IF;
+    END LOOP;
+    -- When the worker must look again at the latest: the next retry, delay
+    -- or lease end of a subscription that is not paused.
+    next_due := (SELECT min(q.t)
+                   FROM eventbus.subscription s
+                  CROSS JOIN LATERAL (SELECT d.available_at AS t FROM eventbus.delivery d
+                                       WHERE d.sub_id = s.id AND d.state <> 'dead'
+                                         AND d.available_at > tick_at
+                                       ORDER BY d.available_at LIMIT 1) q
+                  WHERE NOT s.paused);
+END
+$$;
+COMMENT ON FUNCTION eventbus._tick(pg_snapshot, timestamptz, integer[], boolean) IS
+    'eventbus (internal): notify the subscriptions with something new since the previous tick';
+
+-- The subscriptions that still need an event stored in a chunk: one of
+-- their deliveries (leased, waiting or dead) refers to it, or their
+-- position is before one of its events on a topic they match.
+CREATE FUNCTION eventbus._chunk_pins(chunk regclass)
+RETURNS text[]
+LANGUAGE plpgsql STABLE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_pins text[];
+BEGIN
+    EXECUTE format($q$
+        SELECT array_agg(s.name ORDER BY s.name)
+          FROM eventbus.subscription s JOIN eventbus.cursor cu ON cu.sub_id = s.id
+         WHERE EXISTS (SELECT 1 FROM eventbus.delivery d JOIN %1$s ev
+                                  ON ev.txid = d.txid AND ev.id = d.event_id
+                        WHERE d.sub_id = s.id)
+            OR EXISTS (SELECT 1 FROM %1$s ev
+                        WHERE ev.txid >= pg_snapshot_xmin(cu.win_lo)
+                          AND NOT pg_visible_in_snapshot(ev.txid, cu.win_lo)
+                          AND (cu.win_hi IS NULL OR NOT pg_visible_in_snapshot(ev.txid, cu.win_hi)
+                               OR (ev.txid, ev.id) > (cu.pos_txid, cu.pos_id))
+                          AND ev.topic_id = ANY (eventbus._topic_ids(s.patterns)))$q$, chunk)
+      INTO v_pins;
+    RETURN coalesce(v_pins, '{}');
+END
+$$;
+COMMENT ON FUNCTION eventbus._chunk_pins(regclass) IS
+    'eventbus (internal): names of the subscriptions that still need events of a chunk';
+
+-- One round of chunk maintenance:
+--   1. reclaim: a chunk that is not current, sealed longer than
+--      eventbus.retention ago and needed by no subscription is truncated.
+--      Its AccessExclusiveLock is taken without waiting (NOWAIT): holding
+--      it proves that no transaction that wrote to it is still open.
+--   2. rotate: when the current chunk is older than eventbus.chunk_interval
+--      or larger than eventbus.chunk_size, and the next chunk of the ring
+--      is empty, publishing moves on to it.
+-- Returns what it did. Two rounds never run at once (the second skips).
+CREATE FUNCTION eventbus._maintain(OUT reclaimed integer, OUT rotated boolean)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_retention interval := current_setting('eventbus.retention')::interval;
+    v_interval  interval := current_setting('eventbus.chunk_interval')::interval;
+    v_size      bigint   := pg_size_bytes(current_setting('eventbus.chunk_size'));
+    v_now       timestamptz := clock_timestamp();
+    v_rel       regclass;
+    v_any       boolean;
+    c           eventbus.chunk;
+    n           eventbus.chunk;
+BEGIN
+    reclaimed := 0;
+    rotated := false;
+    BEGIN
+        LOCK TABLE eventbus.chunk IN EXCLUSIVE MODE NOWAIT;
+    EXCEPTION WHEN lock_not_available THEN
+        RETURN;                             -- another round is running
+    END;
+
+    FOR c IN SELECT * FROM eventbus.chunk ch WHERE NOT ch.is_current ORDER BY ch.chunk_no LOOP
+        v_rel := format('eventbus.%I', c.relname)::regclass;
+        CONTINUE WHEN c.sealed_at IS NOT NULL AND c.sealed_at > v_now - v_retention;
+        BEGIN
+            EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', v_rel);
+        EXCEPTION WHEN lock_not_available THEN
+            CONTINUE;                       -- a writer is still open: next round
+        END;
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', v_rel) INTO v_any;
+        CONTINUE WHEN NOT v_any;
+        -- Restored or never sealed: the newest event stands in for sealed_at.
+        IF c.sealed_at IS NULL THEN
+            EXECUTE format('SELECT max(published_at) > $1 FROM %s', v_rel) USING v_now - v_retention
+               INTO v_any;
+            CONTINUE WHEN v_any;
+        END IF;
+        CONTINUE WHEN cardinality(eventbus._chunk_pins(v_rel)) > 0;
+        EXECUTE format('TRUNCATE %s', v_rel);
+        UPDATE eventbus.chunk ch SET reclaimed_at = v_now WHERE ch.chunk_no = c.chunk_no;
+        reclaimed := reclaimed + 1;
+    END LOOP;
+
+    SELECT * INTO c FROM eventbus.chunk ch WHERE ch.is_current;
+    IF c.opened_at <= v_now - v_interval
+       OR pg_relation_size(format('eventbus.%I', c.relname)::regclass) >= v_size THEN
+        SELECT * INTO n FROM eventbus.chunk ch WHERE ch.chunk_no = (c.chunk_no + 1) % 3;
+        EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM eventbus.%I)', n.relname) INTO v_any;
+        IF v_any THEN
+            UPDATE eventbus.chunk ch SET is_current = false, sealed_at = v_now WHERE ch.chunk_no = c.chunk_no;
+            UPDATE eventbus.chunk ch SET is_current = true, opened_at = v_now, sealed_at = NULL
+             WHERE ch.chunk_no = n.chunk_no;
+            PERFORM eventbus._chunks_changed();
+            rotated := true;
+        END IF;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION eventbus._maintain() IS
+    'eventbus (internal): reclaim chunks nobody needs, move publishing on to the next chunk';
+
+-- What the background worker does, by hand: one round of chunk maintenance,
+-- then one notification to every subscription that is not paused (without
+-- the worker, nothing else tells LISTENing consumers about retries and
+-- delays). Schedule it with pg_cron when the library is not preloaded.
+CREATE FUNCTION eventbus.run_maintenance(OUT reclaimed integer, OUT rotated boolean,
+                                         OUT notified integer)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM eventbus._check_origin();
+    SELECT m.reclaimed, m.rotated INTO reclaimed, rotated FROM eventbus._maintain() m;
+    SELECT t.notified INTO notified FROM eventbus._tick(NULL, NULL, '{}', false) t;
+END
+$$;
+COMMENT ON FUNCTION eventbus.run_maintenance() IS
+    'eventbus: one round of what the background worker does: reclaim and rotate chunks, notify subscriptions';
+
+CREATE VIEW eventbus.chunks AS
+SELECT c.chunk_no, c.relname, c.is_current, c.opened_at, c.sealed_at, c.reclaimed_at,
+       pg_total_relation_size(format('eventbus.%I', c.relname)::regclass) AS bytes,
+       eventbus._chunk_pins(format('eventbus.%I', c.relname)::regclass) AS pinned_by
+  FROM eventbus.chunk c;
+COMMENT ON VIEW eventbus.chunks IS
+    'eventbus: the chunks of the event log, their size, and the subscriptions that keep each from being reclaimed';
+
+-- Recurring events through pg_cron: the job publishes the payload on the
+-- topic in this database, as the role that scheduled it.
+CREATE FUNCTION eventbus.schedule(job text, cron text, topic text, payload jsonb DEFAULT '{}')
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_cmd text;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
+        RAISE EXCEPTION 'eventbus.schedule needs the extension pg_cron in this database'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('pg_cron runs jobs of one database (cron.database_name, now %L): add pg_cron to shared_preload_libraries, set cron.database_name = %L and run CREATE EXTENSION pg_cron here.',
+                                current_setting('cron.database_name', true), current_database());
+    END IF;
+    IF job IS NULL OR job = '' OR cron IS NULL OR payload IS NULL THEN
+        RAISE EXCEPTION 'job, cron and payload must not be NULL or empty'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass e.g. eventbus.schedule(''nightly'', ''0 3 * * *'', ''reports.nightly'', ''{}'').';
+    END IF;
+    IF NOT eventbus.is_valid_topic(topic) THEN
+        RAISE EXCEPTION 'invalid topic "%"', topic
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A topic is dot-separated words, e.g. ''reports.nightly''.';
+    END IF;
+    v_cmd := format('SELECT eventbus.publish(%L, %L::jsonb)', topic, payload);
+    RETURN cron.schedule(job, cron, v_cmd);
+END
+$$;
+COMMENT ON FUNCTION eventbus.schedule(text, text, text, jsonb) IS
+    'eventbus: publish an event on a cron schedule (needs pg_cron); returns the pg_cron job id';
+
+CREATE FUNCTION eventbus.unschedule(job text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
+        RAISE EXCEPTION 'eventbus.unschedule needs the extension pg_cron'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Jobs are kept by pg_cron; without it there is nothing to unschedule.';
+    END IF;
+    RETURN cron.unschedule(job);
+END
+$$;
+COMMENT ON FUNCTION eventbus.unschedule(text) IS
+    'eventbus: remove a job made by eventbus.schedule (needs pg_cron)';
+
+-- This database's worker starts when CREATE EXTENSION commits.
+SELECT eventbus._worker_start();
