@@ -800,6 +800,13 @@ Maintain(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
+/* When maintenance is due after a round at "last" (0: never ran). */
+static TimestampTz
+NextMaintenance(TimestampTz last)
+{
+	return last == 0 ? 0 : TimestampTzPlusMilliseconds(last, eb_maintenance_interval * 1000L);
+}
+
 /* The worker of one database. */
 void
 eventbus_worker_main(Datum arg)
@@ -807,7 +814,7 @@ eventbus_worker_main(Datum arg)
 	Oid			dboid = DatumGetObjectId(arg);
 	ErrorContextCallback errcb;
 	EbTickState ts = {0};
-	volatile TimestampTz next_maintenance = 0;
+	volatile TimestampTz last_maintenance = 0;
 	volatile bool present;
 
 	pqsignal(SIGTERM, HandleSigterm);
@@ -880,10 +887,10 @@ eventbus_worker_main(Datum arg)
 					SetLatch(MyLatch);	/* some have more: go on after a tick */
 			}
 			now = GetCurrentTimestamp();
-			if (present && now >= next_maintenance)
+			if (present && now >= NextMaintenance(last_maintenance))
 			{
 				Maintain();
-				next_maintenance = TimestampTzPlusMilliseconds(now, eb_maintenance_interval * 1000L);
+				last_maintenance = now;
 			}
 		}
 		PG_CATCH();
@@ -911,7 +918,7 @@ eventbus_worker_main(Datum arg)
 		sleep_ms = eb_tick_interval;
 		if (ts.next_due != 0)
 			sleep_ms = Min(sleep_ms, TimestampDifferenceMilliseconds(now, ts.next_due) + 1);
-		sleep_ms = Min(sleep_ms, TimestampDifferenceMilliseconds(now, next_maintenance) + 1);
+		sleep_ms = Min(sleep_ms, TimestampDifferenceMilliseconds(now, NextMaintenance(last_maintenance)) + 1);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 Max(sleep_ms, 1), PG_WAIT_EXTENSION);
 	}

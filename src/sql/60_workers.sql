@@ -129,9 +129,9 @@ COMMENT ON FUNCTION eventbus._chunk_pins(regclass) IS
 --      eventbus.retention ago and needed by no subscription is truncated.
 --      Its AccessExclusiveLock is taken without waiting (NOWAIT): holding
 --      it proves that no transaction that wrote to it is still open.
---   2. rotate: when the current chunk is older than eventbus.chunk_interval
---      or larger than eventbus.chunk_size, and the next chunk of the ring
---      is empty, publishing moves on to it.
+--   2. rotate: when the current chunk holds events and is older than
+--      eventbus.chunk_interval or larger than eventbus.chunk_size, and the
+--      next chunk of the ring is empty, publishing moves on to it.
 -- Returns what it did. Two rounds never run at once (the second skips).
 CREATE FUNCTION eventbus._maintain(OUT reclaimed integer, OUT rotated boolean)
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
@@ -178,8 +178,9 @@ BEGIN
     END LOOP;
 
     SELECT * INTO c FROM eventbus.chunk ch WHERE ch.is_current;
-    IF c.opened_at <= v_now - v_interval
-       OR pg_relation_size(format('eventbus.%I', c.relname)::regclass) >= v_size THEN
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM eventbus.%I)', c.relname) INTO v_any;
+    IF v_any AND (c.opened_at <= v_now - v_interval
+                  OR pg_relation_size(format('eventbus.%I', c.relname)::regclass) >= v_size) THEN
         SELECT * INTO n FROM eventbus.chunk ch WHERE ch.chunk_no = (c.chunk_no + 1) % 3;
         EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM eventbus.%I)', n.relname) INTO v_any;
         IF v_any THEN

@@ -19,7 +19,7 @@ sub start_wait
 		"\\echo started $tag\nSELECT '$tag ' || count(*) || ' ' || coalesce(string_agg(payload->>'n', ','), '-') "
 		  . "FROM eventbus.poll('$sub', 10, wait => '$seconds s');\n");
 	return $node->poll_query_until('postgres',
-		"SELECT count(*) = 1 FROM pg_stat_activity WHERE wait_event_type = 'Extension' "
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'client backend' AND wait_event_type = 'Extension' "
 		  . "AND query LIKE '%eventbus.poll(''$sub''%'");
 }
 
@@ -54,7 +54,7 @@ my $pub = $node->background_psql('postgres');
 $pub->query_safe("BEGIN; SELECT eventbus.publish('w.x', '{\"n\": 2}');");
 $pub->query_safe("SELECT pg_sleep(0.2)");
 is( $node->safe_psql('postgres',
-		"SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Extension'"),
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND wait_event_type = 'Extension'"),
 	'1', 'still waiting while the publishing transaction is open');
 $pub->query_safe("COMMIT");
 is(finish_wait($bg, 'tx'), 'tx 1 2', 'the commit wakes it');
@@ -102,7 +102,7 @@ cmp_ok($updates, '<=', 3, "the cursor was updated $updates times during the wait
 # 6. pg_cancel_backend ends a wait.
 ok(start_wait($node, $bg, 'w', 600, 'cancel'), 'waiting for ten minutes');
 $node->safe_psql('postgres',
-	"SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE wait_event_type = 'Extension'");
+	"SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE backend_type = 'client backend' AND wait_event_type = 'Extension'");
 pump_until($bg->{run}, $bg->{timeout}, \$bg->{stderr}, qr/canceling statement due to user request/);
 like($bg->{stderr}, qr/canceling statement due to user request/, 'pg_cancel_backend cancels the wait');
 $bg->quit;
