@@ -1,0 +1,125 @@
+# Handler subscriptions: the background worker calls the function once per
+# event, in the transaction that acks it. Success acks; an error rolls the
+# handler's writes back and nacks with the error message (retries, then a
+# dead letter); a call longer than eventbus.handler_timeout is cancelled;
+# the function runs as its owner; a slow handler does not hold up another
+# subscription's handler for long. Time bounds are liveness bounds.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time);
+
+my $node = PostgreSQL::Test::Cluster->new('handlers');
+$node->init;
+$node->append_conf(
+	'postgresql.conf', qq(
+shared_preload_libraries = 'eventbus'
+eventbus.handler_timeout = '500ms'
+eventbus.handler_batch = 1
+));
+$node->start;
+
+sub sql { return $node->safe_psql('postgres', $_[0]); }
+
+sub wait_for
+{
+	my ($query, $what) = @_;
+	ok($node->poll_query_until('postgres', $query), $what);
+}
+
+sql(q{
+CREATE EXTENSION eventbus;
+CREATE ROLE app_owner;
+CREATE SCHEMA app AUTHORIZATION app_owner;
+SET ROLE app_owner;
+CREATE TABLE app.done (id bigint, topic text, attempt int, by_role text, n int);
+CREATE FUNCTION app.on_event(e eventbus.event) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO app.done VALUES (e.id, e.topic, e.attempt, current_user, (e.payload->>'n')::int);
+    IF e.payload ? 'fail' THEN
+        RAISE EXCEPTION 'cannot handle %', e.payload->>'n';
+    END IF;
+    IF e.payload ? 'sleep' THEN
+        PERFORM pg_sleep((e.payload->>'sleep')::float);
+    END IF;
+    IF e.payload ? 'superuser' THEN
+        PERFORM pg_read_file('postgresql.conf');
+    END IF;
+END $$;
+RESET ROLE;
+SELECT eventbus.subscribe('work', array['work.#'], max_attempts => 2,
+                          backoff_initial => '100 ms', backoff_max => '100 ms',
+                          handler => 'app.on_event(eventbus.event)');
+});
+
+# 1. Success: handled once, acked, as the function's owner.
+sql("SELECT eventbus.publish('work.ok', jsonb_build_object('n', g)) FROM generate_series(1, 5) g");
+wait_for("SELECT count(*) = 5 FROM app.done WHERE topic = 'work.ok'", 'five events handled');
+wait_for(
+	"SELECT count(*) = 0 FROM eventbus.delivery d JOIN eventbus.subscription s ON s.id = d.sub_id WHERE s.name = 'work'",
+	'and acked: no delivery left');
+is(sql("SELECT string_agg(DISTINCT by_role, ',') || ' ' || max(attempt) FROM app.done"),
+	'app_owner 1', 'each once, on the first attempt, as the owner of the function');
+
+# 2. An error: the handler's writes are rolled back, the event is nacked
+# with the message, retried, then dead.
+sql("SELECT eventbus.publish('work.bad', '{\"n\": 6, \"fail\": true}')");
+wait_for("SELECT count(*) = 1 FROM eventbus.dead_letters WHERE subscription = 'work'",
+	'the failing event ends as a dead letter');
+is(sql("SELECT attempts || ' ' || reason || ' ' || last_error FROM eventbus.dead_letters"),
+	'2 failed cannot handle 6', 'after max_attempts, with the error message');
+is(sql("SELECT count(*) FROM app.done WHERE n = 6"), '0',
+	'the failed calls left no writes (rolled back with the call)');
+
+# 3. A redriven dead letter is handled again (and fails again).
+my $redriven_at = sql("SELECT clock_timestamp()");
+is(sql("SELECT eventbus.redrive('work')"), '1', 'the dead letter is redriven');
+wait_for(
+	"SELECT count(*) = 1 FROM eventbus.dead_letters WHERE subscription = 'work' AND attempts = 2 AND dead_at > '$redriven_at'",
+	'a redriven event goes through the handler again, and dies again');
+
+# 4. Privileges: the handler cannot do what its owner may not.
+sql("SELECT eventbus.purge_dead_letters('work')");
+sql("SELECT eventbus.publish('work.su', '{\"n\": 7, \"superuser\": true}')");
+wait_for("SELECT count(*) = 1 FROM eventbus.dead_letters WHERE event_id IS NOT NULL AND topic = 'work.su'",
+	'a handler doing what its owner may not fails');
+like(sql("SELECT last_error FROM eventbus.dead_letters WHERE topic = 'work.su'"),
+	qr/permission denied/, 'with permission denied: it did not run as superuser');
+
+# 5. A call longer than handler_timeout is cancelled and nacked.
+sql("SELECT eventbus.publish('work.slow', '{\"n\": 8, \"sleep\": 30}')");
+my $t0 = time;
+wait_for("SELECT count(*) = 1 FROM eventbus.dead_letters WHERE topic = 'work.slow'",
+	'a handler that overruns its timeout ends as a dead letter');
+like(sql("SELECT last_error FROM eventbus.dead_letters WHERE topic = 'work.slow'"),
+	qr/statement timeout/, 'with the timeout as its error');
+cmp_ok(time - $t0, '<', 25, 'both calls were cut short, long before the 30 s sleep ended');
+
+# 6. A slow subscription does not hold up another one for long.
+sql(q{
+SELECT eventbus.subscribe('slow', array['slow.#'], max_attempts => 1,
+                          handler => 'app.on_event(eventbus.event)');
+SELECT eventbus.subscribe('fast', array['fast.#'], handler => 'app.on_event(eventbus.event)');
+TRUNCATE app.done;
+});
+sql("SELECT eventbus.publish('slow.x', jsonb_build_object('n', g, 'sleep', 30)) FROM generate_series(1, 4) g;
+	 SELECT eventbus.publish('fast.x', jsonb_build_object('n', g)) FROM generate_series(1, 4) g;");
+$t0 = time;
+wait_for("SELECT count(*) = 4 FROM app.done WHERE topic = 'fast.x'",
+	'the fast subscription is served while the slow one times out');
+my $fast = time - $t0;
+note(sprintf("4 fast events handled in %.2f s beside 4 slow ones (timeout 0.5 s, batch 1)", $fast));
+cmp_ok($fast, '<', 20, 'within a bound far below the slow calls\' 4 x 30 s');
+
+# 7. Paused: nothing is handled; resumed: it is.
+sql("SELECT eventbus.pause('fast')");
+sql("SELECT eventbus.publish('fast.x', '{\"n\": 100}')");
+sleep 1.5;
+is(sql("SELECT count(*) FROM app.done WHERE n = 100"), '0', 'a paused handler subscription is not run');
+sql("SELECT eventbus.resume('fast')");
+wait_for("SELECT count(*) = 1 FROM app.done WHERE n = 100", 'and runs once resumed');
+
+$node->stop;
+done_testing();
