@@ -36,7 +36,28 @@ SELECT event_id, topic, payload, attempt FROM eventbus.poll('billing', 10);
 SELECT eventbus.ack('billing', array(SELECT id FROM eventbus.events WHERE payload->>'order_id' = '45'));
 SELECT name, patterns, channel, leased, waiting, dead FROM eventbus.subscriptions;
 
--- 7. Invalid topics are refused with SQLSTATE 22023, a detail and a hint.
+-- 7. LISTEN: the background worker notifies each subscription at most once per
+--    tick; publishers never call NOTIFY. psql shows the notification after
+--    the next statement.
+LISTEN eventbus_billing;
+SELECT eventbus.publish('orders.eu.created', '{"order_id": 46}');
+SELECT pg_sleep(0.2);
+SELECT event_id, payload FROM eventbus.poll('billing', 10);
+SELECT eventbus.ack('billing', array(SELECT id FROM eventbus.events WHERE payload->>'order_id' = '46'));
+UNLISTEN *;
+
+-- 8. A handler subscription: the worker calls a function per event and acks
+--    it in the same transaction; an error becomes a retry, then a dead letter.
+CREATE TABLE demo_invoices (order_id bigint, handled_at timestamptz DEFAULT now());
+CREATE FUNCTION demo_on_order(e eventbus.event) RETURNS void LANGUAGE sql
+    AS $$ INSERT INTO demo_invoices (order_id) VALUES ((e.payload->>'order_id')::bigint) $$;
+SELECT eventbus.subscribe('invoicing', array['orders.*.created'],
+                          handler => 'demo_on_order(eventbus.event)');
+SELECT eventbus.publish('orders.us.created', '{"order_id": 47}');
+SELECT pg_sleep(0.5);
+SELECT order_id FROM demo_invoices;
+
+-- 9. Invalid topics are refused with SQLSTATE 22023, a detail and a hint.
 \set ON_ERROR_STOP 0
 SELECT eventbus.publish('orders..created', '{}');
 \set ON_ERROR_STOP 1

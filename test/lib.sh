@@ -76,6 +76,8 @@ unix_socket_directories = '$dir'
 shared_preload_libraries = 'eventbus,pg_cron'
 cron.database_name = 'postgres'
 max_prepared_transactions = 10
+# one eventbus worker per database with the extension, plus the launcher
+max_worker_processes = 16
 fsync = on
 log_line_prefix = '%m [%p] %q%a '
 $extra
