@@ -272,12 +272,18 @@ StopWorkerFor(Oid dboid)
 
 	if (WorkerShared == NULL || !OidIsValid(dboid))
 		return false;
+	/*
+	 * A worker that is starting (no pid yet) sees EB_DB_STOPPED when it
+	 * claims the slot and leaves; the statement's own wait for other
+	 * backends covers that moment.
+	 */
 	SpinLockAcquire(&WorkerShared->mutex);
 	slot = FindSlot(dboid);
 	if (slot != NULL && slot->state != EB_DB_ABSENT)
 	{
 		pid = slot->pid;
 		slot->state = EB_DB_STOPPED;
+		slot->start_requested = false;
 	}
 	SpinLockRelease(&WorkerShared->mutex);
 	if (slot == NULL)
@@ -532,6 +538,7 @@ eventbus_launcher_main(Datum arg)
 			EbDbSlot   *slot = &WorkerShared->dbs[i];
 			bool		start = false;
 			bool		died = false;
+			EbDbState	prev_state = EB_DB_NEW;
 			Oid			dboid;
 			pid_t		pid;
 
@@ -558,7 +565,8 @@ eventbus_launcher_main(Datum arg)
 				else
 					died = false;	/* it stopped on purpose */
 			}
-			if (slot->start_requested && handles[i] == NULL && slot->state != EB_DB_FREE)
+			if (slot->start_requested && handles[i] == NULL &&
+				slot->state != EB_DB_FREE && slot->state != EB_DB_STOPPED)
 			{
 				slot->start_requested = false;
 				slot->state = EB_DB_NEW;
@@ -566,7 +574,12 @@ eventbus_launcher_main(Datum arg)
 			if (handles[i] == NULL &&
 				(slot->state == EB_DB_NEW ||
 				 (slot->state == EB_DB_RESTART && now >= slot->restart_at)))
+			{
+				/* Before registering: the worker may finish before we look again. */
 				start = true;
+				prev_state = slot->state;
+				slot->state = EB_DB_STARTING;
+			}
 			else if (slot->state == EB_DB_RESTART)
 				sleep_ms = Min(sleep_ms, TimestampDifferenceMilliseconds(now, slot->restart_at) + 1);
 			SpinLockRelease(&WorkerShared->mutex);
@@ -578,16 +591,14 @@ eventbus_launcher_main(Datum arg)
 			if (start)
 			{
 				if (StartWorker(dboid, &handles[i]))
-				{
 					warned_full = false;
-					SpinLockAcquire(&WorkerShared->mutex);
-					if (slot->dboid == dboid)
-						slot->state = EB_DB_STARTING;
-					SpinLockRelease(&WorkerShared->mutex);
-				}
 				else
 				{
 					handles[i] = NULL;
+					SpinLockAcquire(&WorkerShared->mutex);
+					if (slot->dboid == dboid && slot->state == EB_DB_STARTING)
+						slot->state = prev_state;
+					SpinLockRelease(&WorkerShared->mutex);
 					if (!warned_full)
 						ereport(WARNING,
 								(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
@@ -629,12 +640,16 @@ WorkerOnExit(int code, Datum arg)
 	SpinLockRelease(&WorkerShared->mutex);
 }
 
-/* Records a state for this worker's database (under the mutex). */
+/*
+ * Records a state for this worker's database, unless a statement that
+ * needs the database alone has stopped it (that state stays).
+ */
 static void
 SetMyState(EbDbState state)
 {
 	SpinLockAcquire(&WorkerShared->mutex);
-	MySlot->state = state;
+	if (MySlot->state != EB_DB_STOPPED)
+		MySlot->state = state;
 	SpinLockRelease(&WorkerShared->mutex);
 }
 
@@ -826,9 +841,10 @@ eventbus_worker_main(Datum arg)
 	/* Claim the database's slot; leave if another worker has it. */
 	SpinLockAcquire(&WorkerShared->mutex);
 	MySlot = FindOrAddSlot(dboid);
-	if (MySlot != NULL && MySlot->pid != 0 && MySlot->pid != MyProcPid &&
-		kill(MySlot->pid, 0) == 0)
-		MySlot = NULL;
+	if (MySlot != NULL &&
+		(MySlot->state == EB_DB_STOPPED ||
+		 (MySlot->pid != 0 && MySlot->pid != MyProcPid && kill(MySlot->pid, 0) == 0)))
+		MySlot = NULL;			/* stopped meanwhile, or another worker has it */
 	else if (MySlot != NULL)
 	{
 		MySlot->pid = MyProcPid;
