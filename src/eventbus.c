@@ -59,6 +59,16 @@ _PG_init(void)
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("eventbus.tick_min_interval",
+							"Shortest time between two ticks of the background worker.",
+							"Commits within it are taken by one tick: fewer ticks under load, a little more notification latency.",
+							&eb_tick_min_interval,
+							2,
+							0,
+							1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
 	DefineCustomIntVariable("eventbus.maintenance_interval",
 							"Time between two rounds of maintenance (chunk rotation and reclaim) by the background worker.",
 							NULL,

@@ -111,6 +111,7 @@ extern void EbWakeInit(void);
 
 /* ---- worker.c: the launcher and the per-database workers ---- */
 extern int	eb_tick_interval;	/* ms */
+extern int	eb_tick_min_interval;	/* ms */
 extern int	eb_maintenance_interval;	/* s */
 extern int	eb_worker_restart_delay;	/* s */
 extern void EbWorkerKick(const int32 *sub_ids, int nsubs, bool kick_all);

@@ -50,6 +50,43 @@ static bool WakeAtCommit = false;
 static int32 Kicks[EB_MAX_LOCAL_KICKS];
 static int	NKicks = 0;
 static bool KickAll = false;
+
+/*
+ * Deliveries this transaction wrote that fall due at a time (a lease end,
+ * a delay, a retry): if the transaction commits after that time, or rolls
+ * back (its leases are undone), the worker's tick would miss them, so the
+ * end of the transaction kicks their subscriptions.
+ */
+static int32 DueSubs[EB_MAX_LOCAL_KICKS];
+static TimestampTz DueAt[EB_MAX_LOCAL_KICKS];
+static int	NDue = 0;
+static bool DueAll = false;
+
+/* Adds a subscription to the ones the worker notifies at commit. */
+static void
+AddKick(int32 sub_id)
+{
+	bool		known = false;
+
+	for (int i = 0; i < NKicks; i++)
+		known |= Kicks[i] == sub_id;
+	if (!known && NKicks == EB_MAX_LOCAL_KICKS)
+		KickAll = true;
+	else if (!known)
+		Kicks[NKicks++] = sub_id;
+}
+
+/* Wakes waiting pollers and the worker, passing the kicked subscriptions. */
+static void
+WakeNow(void)
+{
+	if (WakeShared != NULL)
+	{
+		pg_atomic_fetch_add_u64(&WakeShared->wakes, 1);
+		ConditionVariableBroadcast(&WakeShared->cv);
+	}
+	EbWorkerKick(Kicks, NKicks, KickAll);
+}
 static shmem_request_hook_type PrevShmemRequest = NULL;
 static shmem_startup_hook_type PrevShmemStartup = NULL;
 
@@ -80,7 +117,7 @@ WakeShmemStartup(void)
 	LWLockRelease(AddinShmemInitLock);
 }
 
-/* Wakes the waiters when a marked transaction commits. */
+/* Wakes the waiters when a marked transaction commits, or rolls back leases. */
 static void
 WakeXactCallback(XactEvent event, void *arg)
 {
@@ -88,27 +125,45 @@ WakeXactCallback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			if (WakeAtCommit && WakeShared != NULL)
+			if (NDue > 0 || DueAll)
 			{
-				pg_atomic_fetch_add_u64(&WakeShared->wakes, 1);
-				ConditionVariableBroadcast(&WakeShared->cv);
+				TimestampTz now = GetCurrentTimestamp();
+
+				for (int i = 0; i < NDue; i++)
+					if (DueAt[i] <= now)
+					{
+						AddKick(DueSubs[i]);
+						WakeAtCommit = true;
+					}
+				if (DueAll)
+				{
+					KickAll = true;
+					WakeAtCommit = true;
+				}
 			}
 			if (WakeAtCommit)
-				EbWorkerKick(Kicks, NKicks, KickAll);
-			WakeAtCommit = false;
-			NKicks = 0;
-			KickAll = false;
+				WakeNow();
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_PREPARE:
-			WakeAtCommit = false;
-			NKicks = 0;
-			KickAll = false;
+			/* Leases and waiting rows are undone: their events are pollable. */
+			if (NDue > 0 || DueAll)
+			{
+				NKicks = 0;
+				KickAll = DueAll;
+				for (int i = 0; i < NDue; i++)
+					AddKick(DueSubs[i]);
+				WakeNow();
+			}
 			break;
 		default:
-			break;
+			return;
 	}
+	WakeAtCommit = false;
+	NKicks = 0;
+	KickAll = false;
+	NDue = 0;
+	DueAll = false;
 }
 
 /* Marks the current transaction: wake waiting pollers when it commits. */
@@ -144,16 +199,40 @@ eventbus_wake(PG_FUNCTION_ARGS)
 {
 	EbWakeAtCommit();
 	if (!PG_ARGISNULL(0))
-	{
-		int32		sub_id = PG_GETARG_INT32(0);
-		bool		known = false;
+		AddKick(PG_GETARG_INT32(0));
+	PG_RETURN_VOID();
+}
 
-		for (int i = 0; i < NKicks; i++)
-			known |= Kicks[i] == sub_id;
-		if (!known && NKicks == EB_MAX_LOCAL_KICKS)
-			KickAll = true;
-		else if (!known)
-			Kicks[NKicks++] = sub_id;
+PG_FUNCTION_INFO_V1(eventbus_wake_at_end);
+
+/*
+ * SQL eventbus._wake_at_end(sub_id, due): this transaction wrote deliveries
+ * of sub_id that fall due at "due" (the earliest of them). If it commits at
+ * or after that time, or rolls back, waiting pollers are woken and the
+ * worker notifies sub_id (its ticks only see what falls due after they ran).
+ */
+Datum
+eventbus_wake_at_end(PG_FUNCTION_ARGS)
+{
+	int32		sub_id;
+	TimestampTz due;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_VOID();
+	sub_id = PG_GETARG_INT32(0);
+	due = PG_GETARG_TIMESTAMPTZ(1);
+	for (int i = 0; i < NDue; i++)
+		if (DueSubs[i] == sub_id)
+		{
+			DueAt[i] = Min(DueAt[i], due);
+			PG_RETURN_VOID();
+		}
+	if (NDue == EB_MAX_LOCAL_KICKS)
+		DueAll = true;
+	else
+	{
+		DueSubs[NDue] = sub_id;
+		DueAt[NDue++] = due;
 	}
 	PG_RETURN_VOID();
 }

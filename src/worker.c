@@ -117,6 +117,7 @@ static ProcessUtility_hook_type PrevProcessUtility = NULL;
 
 /* Settings (eventbus.c defines them). */
 int			eb_tick_interval = 1000;	/* ms */
+int			eb_tick_min_interval = 2;	/* ms */
 int			eb_maintenance_interval = 60;	/* s */
 int			eb_worker_restart_delay = 5;	/* s */
 
@@ -830,6 +831,7 @@ eventbus_worker_main(Datum arg)
 	ErrorContextCallback errcb;
 	EbTickState ts = {0};
 	volatile TimestampTz last_maintenance = 0;
+	volatile TimestampTz last_tick = 0;
 	volatile bool present;
 
 	pqsignal(SIGTERM, HandleSigterm);
@@ -890,6 +892,19 @@ eventbus_worker_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
+		/*
+		 * Under a stream of commits, tick at most every tick_min_interval:
+		 * the commits in between are taken by one tick.
+		 */
+		if (eb_tick_min_interval > 0 && last_tick != 0)
+		{
+			long		ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+															 TimestampTzPlusMilliseconds(last_tick, eb_tick_min_interval));
+
+			if (ms > 0)
+				(void) WaitLatch(NULL, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, ms, PG_WAIT_EXTENSION);
+		}
+		last_tick = GetCurrentTimestamp();
 		ResetLatch(MyLatch);
 
 		/* An error ends the worker (the launcher restarts it); keep its text. */

@@ -105,6 +105,13 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventbus._wake(integer) IS
     'eventbus (internal): at commit, wake waiting pollers and have the worker notify subscription sub_id';
 
+CREATE FUNCTION eventbus._wake_at_end(sub_id integer, due timestamptz)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_wake_at_end'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus._wake_at_end(integer, timestamptz) IS
+    'eventbus (internal): this transaction wrote deliveries due at "due": wake and notify if it ends after that, or rolls back';
+
 CREATE FUNCTION eventbus._wake_count()
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'eventbus_wake_count'

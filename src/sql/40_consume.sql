@@ -117,6 +117,7 @@ DECLARE
     v_keys     text[] := '{}';          -- ordered: keys of overflowed events
     v_replay   boolean;                 -- replaying after seek
     v_looked   pg_snapshot;             -- a waiting poll: the log as of its last look
+    v_due      timestamptz;             -- earliest lease end or delay written
     d          record;
     e          record;
 BEGIN
@@ -315,7 +316,10 @@ BEGIN
                                SET state = excluded.state, attempt = excluded.attempt,
                                    available_at = excluded.available_at, key = excluded.key,
                                    ord = excluded.ord, reason = NULL, dead_at = NULL, last_error = NULL;
-                            CONTINUE WHEN v_blocked;
+                            IF v_blocked THEN
+                                v_due := least(v_due, greatest(e.deliver_at, v_now));
+                                CONTINUE;
+                            END IF;
                         ELSE
                             v_ids := v_ids || e.id;
                             v_txids := v_txids || e.txid;   -- v_keys stays empty: unnest pads NULLs
@@ -394,6 +398,15 @@ BEGIN
         IF v_more THEN
             PERFORM eventbus._wake(s.id);
         END IF;
+        -- Leases (and delays) written here: should this transaction end after
+        -- they fall due, or roll back, pollers and LISTENers are told then.
+        IF v_got > 0 THEN
+            v_due := least(v_due, v_until);
+        END IF;
+        IF v_due IS NOT NULL THEN
+            PERFORM eventbus._wake_at_end(s.id, v_due);
+            v_due := NULL;
+        END IF;
         EXIT WHEN v_got > 0 OR v_deadline IS NULL OR clock_timestamp() >= v_deadline;
 
         -- Sleep until something may be there: a wake-up (a commit that
@@ -466,6 +479,7 @@ AS $$
 DECLARE
     s eventbus.subscription;
     d eventbus.delivery;
+    v_at timestamptz;
 BEGIN
     s := eventbus._subscription(subscription);
     IF retry_in IS NOT NULL AND (retry_in < interval '0' OR retry_in > interval '30 days') THEN
@@ -480,18 +494,21 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Only events returned by eventbus.poll and not yet acked can be nacked.';
     END IF;
-    PERFORM eventbus._wake(s.id);           -- waiting pollers look at the new retry time
     IF d.attempt >= s.max_attempts THEN
         UPDATE eventbus.delivery dl
            SET state = 'dead', reason = 'failed', last_error = error, dead_at = clock_timestamp()
          WHERE dl.sub_id = s.id AND dl.event_id = nack.event_id;
+        IF s.ordered THEN
+            PERFORM eventbus._wake(s.id);   -- the next event of its key is pollable now
+        END IF;
         RETURN 'dead';
     END IF;
+    v_at := clock_timestamp() + coalesce(retry_in, eventbus._backoff(s.backoff_initial, s.backoff_max, d.attempt));
     UPDATE eventbus.delivery dl
-       SET state = 'waiting', last_error = error,
-           available_at = clock_timestamp()
-               + coalesce(retry_in, eventbus._backoff(s.backoff_initial, s.backoff_max, d.attempt))
+       SET state = 'waiting', last_error = error, available_at = v_at
      WHERE dl.sub_id = s.id AND dl.event_id = nack.event_id;
+    PERFORM eventbus._wake();               -- waiting pollers and the worker look at the new retry time
+    PERFORM eventbus._wake_at_end(s.id, v_at);  -- due by commit (retry_in => 0): notify then
     RETURN 'retry';
 END
 $$;

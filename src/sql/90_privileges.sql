@@ -35,6 +35,7 @@ REVOKE EXECUTE ON FUNCTION
     eventbus._backlog(integer, bigint),
     eventbus._subscriptions_changed(),
     eventbus._wake(integer),
+    eventbus._wake_at_end(integer, timestamptz),
     eventbus._wake_count(),
     eventbus._wait(timestamptz, bigint)
 FROM PUBLIC;

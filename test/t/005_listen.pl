@@ -1,0 +1,103 @@
+# LISTEN notifications from the background worker: a listener that polls
+# only when notified receives every event (test/listen_latency.py, about
+# 200 events/s for 3 s), a subscription whose patterns do not match and a
+# paused one are not notified meanwhile, and resume notifies the paused
+# one. Time bounds are liveness bounds, far above what is expected, not
+# speed claims; the latency figures are printed with note().
+use strict;
+use warnings;
+use Cwd qw(abs_path);
+use File::Basename qw(dirname);
+use IPC::Run;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $python = '/usr/bin/python3';
+my $script = abs_path(dirname(__FILE__) . '/../listen_latency.py');
+if (system($python, '-c', 'import psycopg2') != 0)
+{
+	plan skip_all => "$python cannot import psycopg2 (Debian: python3-psycopg2)";
+}
+
+my $node = PostgreSQL::Test::Cluster->new('listen');
+$node->init;
+$node->append_conf('postgresql.conf', "shared_preload_libraries = 'eventbus'");
+$node->start;
+
+sub sql { return $node->safe_psql('postgres', $_[0]); }
+
+sql("CREATE EXTENSION eventbus");
+ok( $node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'eventbus worker' AND datname = 'postgres'"),
+	'the worker of database postgres runs');
+
+# The worker's first tick notified every subscription there was; these come
+# after it. 'quiet' matches none of the published topics, 'held' matches
+# them but is paused.
+sql("SELECT eventbus.subscribe('latency', array['latency.#']);
+	SELECT eventbus.subscribe('quiet', array['other.#']);
+	SELECT eventbus.subscribe('held', array['latency.#']);
+	SELECT eventbus.pause('held');");
+
+# 1. Every event reaches a listener that polls only when notified.
+my @cmd = (
+	$python, $script,
+	'--dsn' => $node->connstr('postgres'),
+	'--rate' => 200,
+	'--seconds' => 3,
+	'--topic' => 'latency.test',
+	'--timeout' => 10,
+	'--silent' => 'quiet',
+	'--silent' => 'held');
+my ($out, $err) = ('', '');
+IPC::Run::run(\@cmd, '>', \$out, '2>', \$err, IPC::Run::timeout(120));
+my $rc = $? >> 8;
+note $out;
+note "stderr: $err" if $err ne '';
+is($rc, 0, 'listen_latency.py exits 0: every event received, no silent channel notified');
+
+my ($published) = $out =~ /^published: (\d+) events/m;
+my ($received, $expected) = $out =~ /^received: (\d+) of (\d+)/m;
+my ($p50, $p90, $p99, $max) = $out =~ /^latency ms: p50 (\S+) p90 (\S+) p99 (\S+) max (\S+)/m;
+cmp_ok($published // 0, '>=', 500, 'about 600 events published (one per transaction)');
+is($received, $published, 'the listener received every published event');
+is($expected, $published, 'and expected exactly those');
+note sprintf('latency commit -> notification -> poll returned: p50 %s ms, p90 %s ms, p99 %s ms, max %s ms',
+	$p50 // '?', $p90 // '?', $p99 // '?', $max // '?');
+my ($w50, $w99) = $out =~ /^wake ms: p50 (\S+) p90 \S+ p99 (\S+)/m;
+note sprintf('commit -> notification arrived (listener idle): p50 %s ms, p99 %s ms', $w50 // '?', $w99 // '?');
+ok(defined $p99 && $p99 < 1000, "p99 latency below 1000 ms (liveness bound): ${\($p99 // '?')} ms");
+
+# 2. No notification for a subscription whose patterns do not match, nor
+# for a paused one whose patterns do.
+like($out, qr/^silent quiet: 0 notifications during the run/m,
+	'a subscription that matches no published topic is not notified');
+like($out, qr/^silent held: 0 notifications during the run/m, 'a paused subscription is not notified');
+is(sql("SELECT count(*) FROM eventbus.poll('quiet', 10)"), '0', 'and indeed quiet has nothing to poll');
+
+# 3. resume notifies the paused subscription (its events are waiting).
+my $bg = $node->background_psql('postgres');
+$bg->query_safe('LISTEN eventbus_held');
+sql("SELECT eventbus.resume('held')");
+my $notified = 0;
+for (1 .. 100)
+{
+	my $o = $bg->query_safe('SELECT pg_sleep(0.1)');
+	if ($o =~ /Asynchronous notification "eventbus_held" with payload "held"/)
+	{
+		$notified = 1;
+		last;
+	}
+}
+ok($notified, 'resume notifies the subscription, with its name as payload');
+is(sql("SELECT count(*) FROM eventbus.poll('held', 1000)"), $published,
+	'the resumed subscription then polls every event published while it was paused');
+$bg->quit;
+
+# 4. The worker ran the whole time (a restart would notify everything).
+unlike(slurp_file($node->logfile), qr/eventbus worker .* exited unexpectedly/,
+	'the worker did not restart');
+
+$node->stop;
+done_testing();
