@@ -2,7 +2,8 @@
 # only when notified receives every event (test/listen_latency.py, about
 # 200 events/s for 3 s), a subscription whose patterns do not match and a
 # paused one are not notified meanwhile, and resume notifies the paused
-# one. Time bounds are liveness bounds, far above what is expected, not
+# one; retries, lease ends and delayed events are notified when they fall
+# due, and a rolled-back poll when it rolls back. Time bounds are liveness bounds, far above what is expected, not
 # speed claims; the latency figures are printed with note().
 use strict;
 use warnings;
@@ -95,7 +96,65 @@ is(sql("SELECT count(*) FROM eventbus.poll('held', 1000)"), $published,
 	'the resumed subscription then polls every event published while it was paused');
 $bg->quit;
 
-# 4. The worker ran the whole time (a restart would notify everything).
+# 4. Deliveries that fall due are notified when they do: a retry, a lease
+# end, a delayed event; and a poll that rolls back gives its events back
+# with a notification.
+use Time::HiRes qw(time);
+sql("SELECT eventbus.subscribe('due', array['due.#'], backoff_initial => '1 s', backoff_max => '1 s')");
+$bg = $node->background_psql('postgres');
+$bg->query_safe('LISTEN eventbus_due');
+
+# Waits up to 10 s for a notification on eventbus_due; returns the seconds
+# it took, or undef. Notifications that arrived before are dropped first.
+sub wait_due
+{
+	my $t0 = time;
+	for (1 .. 200)
+	{
+		my $o = $bg->query_safe('SELECT pg_sleep(0.05)');
+		return time - $t0 if $o =~ /Asynchronous notification "eventbus_due"/;
+	}
+	return undef;
+}
+sub drain_due { $bg->query_safe('SELECT 1'); }
+
+sql("SELECT eventbus.publish('due.x', '{}')");
+ok(defined wait_due(), 'a new event is notified');
+my $id = sql("SELECT event_id FROM eventbus.poll('due', 1)");
+drain_due();
+sql("SELECT eventbus.nack('due', $id, 'later')");
+my $t = wait_due();
+ok(defined $t, 'a retry is notified when it falls due');
+cmp_ok($t // 0, '>', 0.2, 'not at the nack, but when the backoff (0.5-1 s) ends');
+note(sprintf('retry notified %.2f s after the nack', $t // -1));
+
+sql("SELECT event_id FROM eventbus.poll('due', 1, lease => '1 s')");
+drain_due();
+$t = wait_due();
+ok(defined $t, 'an expired lease is notified');
+cmp_ok($t // 0, '>', 0.5, 'when the 1 s lease ends');
+is(sql("SELECT attempt FROM eventbus.poll('due', 1)"), '3', 'and the event is pollable again');
+
+sql("SELECT eventbus.ack('due', array[$id])");
+sql("SELECT eventbus.publish('due.x', '{}', deliver_at => clock_timestamp() + interval '1.5 s')");
+ok(defined wait_due(), 'a delayed event is notified when published');
+is(sql("SELECT count(*) FROM eventbus.poll('due', 1)"), '0', 'but not handed out before its time');
+drain_due();
+$t = wait_due();
+ok(defined $t, 'and notified again when its time comes');
+is(sql("SELECT count(*) FROM eventbus.poll('due', 1)"), '1', 'then it is handed out');
+
+sql("SELECT eventbus.publish('due.x', '{}')");
+ok(defined wait_due(), 'one more event');
+my $consumer = $node->background_psql('postgres');
+$consumer->query_safe("BEGIN; SELECT count(*) FROM eventbus.poll('due', 10);");
+drain_due();
+$consumer->query_safe('ROLLBACK');
+ok(defined wait_due(), 'a poll that rolls back is notified: its events are pollable again');
+$consumer->quit;
+$bg->quit;
+
+# 5. The worker ran the whole time (a restart would notify everything).
 unlike(slurp_file($node->logfile), qr/eventbus worker .* exited unexpectedly/,
 	'the worker did not restart');
 
