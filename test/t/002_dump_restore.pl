@@ -28,6 +28,10 @@ $src->safe_psql(
 	SELECT eventbus.subscribe('ship', array['ship.#'], ordered => true, lease => '1 hour');
 	SELECT eventbus.publish('ship.x', jsonb_build_object('s', s), key => k)
 	  FROM (VALUES ('a', 'k1'), ('b', 'k1'), ('c', 'k2')) v (s, k);
+	CREATE SCHEMA handlers;
+	CREATE FUNCTION handlers.on_event(e eventbus.event) RETURNS void LANGUAGE sql AS 'SELECT';
+	SELECT eventbus.subscribe('invoicing', array['invoices.#'],
+	                          handler => 'handlers.on_event(eventbus.event)');
 });
 # ship (ordered): a and c leased, c acked; b queued behind a; d unread.
 $src->safe_psql(
@@ -64,7 +68,7 @@ cmp_ok(
 is( $dst->safe_psql(
 		'app', "SELECT name || ':' || array_to_string(patterns, ',') || ':' || max_attempts
 		          FROM eventbus.subscriptions ORDER BY name"),
-	"audit:#:5\nbilling:orders.#:1\nship:ship.#:5",
+	"audit:#:5\nbilling:orders.#:1\ninvoicing:invoices.#:5\nship:ship.#:5",
 	'subscriptions survive with their options');
 is( $dst->safe_psql(
 		'app', "SELECT subscription || ':' || (payload->>'n') || ':' || last_error FROM eventbus.dead_letters"),
@@ -93,6 +97,9 @@ foreach my $step ([ 'a', 'b' ], [ 'b', 'd' ])
 	is($dst->safe_psql('app', "SELECT string_agg(payload->>'s', ',') FROM eventbus.poll('ship', 10)"),
 		$next, "ship: after $done, $next");
 }
+
+is( $dst->safe_psql('app', "SELECT handler FROM eventbus.subscriptions WHERE name = 'invoicing'"),
+	'handlers.on_event(eventbus.event)', 'a handler subscription keeps its handler function');
 
 # New events after the restore are delivered once, nothing old comes back.
 $dst->safe_psql('app', "SELECT eventbus.publish('orders.us.created', '{\"n\": 8}')");
