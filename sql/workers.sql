@@ -27,12 +27,25 @@ select count(*) from eventbus.subscriptions where name = 'h_bad';
 create role eb_handler_user;
 grant usage on schema app to eb_handler_user;
 grant execute on function eventbus.subscribe(text, text[], integer, interval, interval, interval,
-    boolean, text, jsonpath, bigint, text, regprocedure) to eb_handler_user;
+    boolean, text, jsonpath, bigint, text, regprocedure), eventbus.unsubscribe(text) to eb_handler_user;
 revoke execute on function app.on_event(eventbus.event) from public;
 set session authorization eb_handler_user;
 select eventbus.subscribe('h_priv', array['x'], handler => 'app.on_event(eventbus.event)');
 \echo :LAST_ERROR_SQLSTATE
 reset session authorization;
+-- EXECUTE is not enough: the worker would run the superuser's function
+grant execute on function app.on_event(eventbus.event) to eb_handler_user;
+set role eb_handler_user;
+select eventbus.subscribe('h_priv', array['x'], handler => 'app.on_event(eventbus.event)');
+\echo :LAST_ERROR_SQLSTATE
+reset role;
+-- its own function is fine
+grant create on schema app to eb_handler_user;
+set role eb_handler_user;
+create function app.mine(e eventbus.event) returns void language sql as $$ select $$;
+select eventbus.subscribe('h_priv', array['x'], handler => 'app.mine(eventbus.event)');
+select eventbus.unsubscribe('h_priv');
+reset role;
 
 -- alter_subscription sets, changes and resets the handler
 select eventbus.alter_subscription('h_ok', handler => 'app.wrong_type(jsonb)');
@@ -54,6 +67,12 @@ select chunk_no, relname, is_current, pinned_by from eventbus.chunks order by ch
 select eventbus.publish('m.x', '{}') > 0 as published;
 select chunk_no, pinned_by from eventbus.chunks where is_current;
 
+-- maintenance needs READ COMMITTED (each check sees what committed before its lock)
+begin isolation level repeatable read;
+select * from eventbus.run_maintenance();
+\echo :LAST_ERROR_SQLSTATE
+rollback;
+
 -- schedule needs pg_cron in this database
 select eventbus.schedule('nightly', '0 3 * * *', 'reports.nightly', '{}');
 \echo :LAST_ERROR_SQLSTATE
@@ -71,6 +90,6 @@ set eventbus.retention = '1h';
 select eventbus.unsubscribe('m1');
 select eventbus.unsubscribe('m2');
 revoke execute on function eventbus.subscribe(text, text[], integer, interval, interval, interval,
-    boolean, text, jsonpath, bigint, text, regprocedure) from eb_handler_user;
+    boolean, text, jsonpath, bigint, text, regprocedure), eventbus.unsubscribe(text) from eb_handler_user;
 drop schema app cascade;
 drop role eb_handler_user;

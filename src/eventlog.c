@@ -73,6 +73,9 @@ struct EbLogWriter
 static Oid	SchemaOid = InvalidOid;
 static Oid	ChunkRegistryOid = InvalidOid;
 static Oid	CurrentChunkOid = InvalidOid;
+
+/* Counts invalidations, so that a lookup never caches what one made stale. */
+static uint64 InvalCount = 0;
 static Oid	EventSeqOid = InvalidOid;
 
 /* Returns the OID of schema eventbus. */
@@ -117,23 +120,30 @@ LookupCurrentChunk(void)
 	Oid			chunk;
 	char	   *relname = NULL;
 
-	/* SnapshotSelf: the committed ring, without an SSI predicate lock. */
+	/*
+	 * SnapshotSelf: the committed ring, without an SSI predicate lock. A
+	 * rotation committing during the scan can hide both the old and the new
+	 * current row from it (they are two rows); a second scan sees the result.
+	 */
 	rel = table_open(registry, AccessShareLock);
-	scan = table_beginscan(rel, SnapshotSelf, 0, NULL);
-	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	for (int attempt = 0; attempt < 3 && relname == NULL; attempt++)
 	{
-		bool		isnull;
-		Datum		current = heap_getattr(tuple, 3, RelationGetDescr(rel), &isnull);
-
-		if (!isnull && DatumGetBool(current))
+		scan = table_beginscan(rel, SnapshotSelf, 0, NULL);
+		while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
 		{
-			Datum		name = heap_getattr(tuple, 2, RelationGetDescr(rel), &isnull);
+			bool		isnull;
+			Datum		current = heap_getattr(tuple, 3, RelationGetDescr(rel), &isnull);
 
-			relname = pstrdup(NameStr(*DatumGetName(name)));
-			break;
+			if (!isnull && DatumGetBool(current))
+			{
+				Datum		name = heap_getattr(tuple, 2, RelationGetDescr(rel), &isnull);
+
+				relname = pstrdup(NameStr(*DatumGetName(name)));
+				break;
+			}
 		}
+		table_endscan(scan);
 	}
-	table_endscan(scan);
 	table_close(rel, AccessShareLock);
 
 	if (relname == NULL)
@@ -237,6 +247,7 @@ EbLogWriterOpen(void)
 
 	Oid			chunk = CurrentChunkOid;
 	Oid			seq = EventSeqOid;
+	uint64		inval = InvalCount;
 
 	/* Locals: a lookup may process invalidations that reset the statics. */
 	if (!OidIsValid(chunk))
@@ -245,8 +256,17 @@ EbLogWriterOpen(void)
 		seq = EbRelid("event_id_seq");
 	w->seqid = seq;
 	w->rows = EbRowWriterOpen(chunk, LOG_NATTS);
-	CurrentChunkOid = chunk;
-	EventSeqOid = seq;
+	/*
+	 * Cached only if no invalidation arrived meanwhile (opening the chunk
+	 * processes them): a ring that moved is looked up again next time. This
+	 * transaction may still write to the chunk it looked up; maintenance
+	 * only reclaims a chunk without open writers.
+	 */
+	if (InvalCount == inval)
+	{
+		CurrentChunkOid = chunk;
+		EventSeqOid = seq;
+	}
 	return w;
 }
 
@@ -300,6 +320,7 @@ EventLogRelcacheCallback(Datum arg, Oid relid)
 		ChunkRegistryOid = InvalidOid;
 		CurrentChunkOid = InvalidOid;
 		EventSeqOid = InvalidOid;
+		InvalCount++;
 	}
 }
 

@@ -22,6 +22,7 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "utils/guc.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -74,13 +75,14 @@ HandleOne(const char *sub, volatile sig_atomic_t *stop)
 	PushActiveSnapshot(GetTransactionSnapshot());
 
 	values[0] = CStringGetTextDatum(sub);
-	RunSql("SELECT s.handler::oid, p.proowner, e.event_id, "
+	RunSql("SELECT s.handler::pg_catalog.oid, p.proowner, e.event_id, "
 		   "       ROW(e.event_id, e.topic, e.key, e.payload, e.headers, e.published_at, "
 		   "           e.attempt, s.name)::eventbus.event "
 		   "  FROM eventbus.subscription s "
-		   "  JOIN pg_catalog.pg_proc p ON p.oid = s.handler, "
+		   "  JOIN pg_catalog.pg_proc p "
+		   "    ON p.oid OPERATOR(pg_catalog.=) s.handler::pg_catalog.oid, "
 		   "       LATERAL eventbus.poll(s.name, 1) e "
-		   " WHERE s.name = $1 AND NOT s.paused",
+		   " WHERE s.name OPERATOR(pg_catalog.=) $1 AND NOT s.paused",
 		   1, types, values, NULL);
 	if (SPI_processed == 0)
 	{
@@ -98,23 +100,37 @@ HandleOne(const char *sub, volatile sig_atomic_t *stop)
 	xactowner = CurrentResourceOwner;
 	EbWorkerCountHandlerCall();
 
-	/* The call, in a subtransaction, as the function's owner, with a timeout. */
+	/*
+	 * The call, in a subtransaction, as the function's owner, with a timeout.
+	 * Nothing the handler leaves behind may run later as the worker's
+	 * superuser: SECURITY_RESTRICTED_OPERATION forbids what could (deferred
+	 * triggers, cursors WITH HOLD, temporary tables, SET ROLE ...), and the
+	 * settings it changed are undone with their GUC nest level.
+	 */
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(xactcxt);
 	PG_TRY();
 	{
 		Oid			save_user;
 		int			save_sec;
+		int			save_nestlevel;
 		FmgrInfo	flinfo;
 		LOCAL_FCINFO(fcinfo, 1);
 
 		GetUserIdAndSecContext(&save_user, &save_sec);
-		SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+		SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
+							   SECURITY_RESTRICTED_OPERATION);
+		save_nestlevel = NewGUCNestLevel();
 		CommandCounterIncrement();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		if (eb_handler_timeout > 0)
 			enable_timeout_after(STATEMENT_TIMEOUT, eb_handler_timeout);
 		EbInHandler = true;
+		CHECK_FOR_INTERRUPTS();	/* a SIGTERM that came just before */
+		if (*stop)
+			ereport(ERROR,
+					(errcode(ERRCODE_ADMIN_SHUTDOWN),
+					 errmsg("eventbus worker is stopping")));
 
 		fmgr_info(fn, &flinfo);
 		InitFunctionCallInfoData(*fcinfo, &flinfo, 1, InvalidOid, NULL, NULL);
@@ -125,7 +141,9 @@ HandleOne(const char *sub, volatile sig_atomic_t *stop)
 		EbInHandler = false;
 		if (eb_handler_timeout > 0)
 			disable_timeout(STATEMENT_TIMEOUT, false);
+		CHECK_FOR_INTERRUPTS();	/* a timeout or SIGTERM at the very end counts */
 		PopActiveSnapshot();
+		AtEOXact_GUC(false, save_nestlevel);
 		SetUserIdAndSecContext(save_user, save_sec);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(xactcxt);
@@ -195,4 +213,16 @@ EbRunHandlers(List *subs, volatile sig_atomic_t *stop)
 		more |= n >= eb_handler_batch;
 	}
 	return more;
+}
+
+PG_FUNCTION_INFO_V1(eventbus_caller);
+
+/*
+ * SQL eventbus._caller(): the role that called, as SET ROLE left it, also
+ * inside SECURITY DEFINER functions (where current_user is their owner).
+ */
+Datum
+eventbus_caller(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_OID(GetOuterUserId());
 }

@@ -40,6 +40,7 @@ HasForeignOrigin(void)
 	Oid			relid = EbRelid("origin");
 	int64		self = (int64) GetSystemIdentifier();
 	bool		foreign = false;
+	int			rows = 0;
 
 	rel = table_open(relid, AccessShareLock);
 	scan = table_beginscan(rel, SnapshotSelf, 0, NULL);
@@ -49,7 +50,10 @@ HasForeignOrigin(void)
 		Datum		d = heap_getattr(tuple, 1, RelationGetDescr(rel), &isnull);
 
 		foreign = !isnull && DatumGetInt64(d) != self;
+		rows++;
 	}
+	/* A restore into this same cluster adds a second row: settle it too. */
+	foreign |= rows > 1;
 	table_endscan(scan);
 	table_close(rel, AccessShareLock);
 	/* Set only now: opening the table may have processed invalidations. */

@@ -156,6 +156,9 @@ WakeXactCallback(XactEvent event, void *arg)
 				WakeNow();
 			}
 			break;
+		case XACT_EVENT_PREPARE:
+			/* COMMIT PREPARED runs elsewhere: the periodic tick finds it. */
+			break;
 		default:
 			return;
 	}

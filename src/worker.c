@@ -41,6 +41,7 @@
 #include "catalog/pg_database.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
+#include "utils/acl.h"
 #include "commands/async.h"
 #include "commands/dbcommands.h"
 #include "commands/defrem.h"
@@ -66,7 +67,7 @@
 #include "utils/timestamp.h"
 
 /* Databases the launcher keeps track of. */
-#define EB_MAX_DATABASES	128
+#define EB_MAX_DATABASES	256
 /* Subscriptions a database remembers as kicked between two ticks. */
 #define EB_MAX_KICKS		64
 /* How often the launcher lists the databases again. */
@@ -123,6 +124,9 @@ int			eb_worker_restart_delay = 5;	/* s */
 
 /* Set by the signal handlers. */
 static volatile sig_atomic_t GotSigterm = false;
+
+/* True while a worker works in a transaction: SIGTERM cancels it. */
+static volatile sig_atomic_t InWork = false;
 
 /* This worker's slot (worker processes only). */
 static EbDbSlot *MySlot = NULL;
@@ -204,10 +208,19 @@ EbWorkerKick(const int32 *sub_ids, int nsubs, bool kick_all)
 	EbDbSlot   *slot;
 	Latch	   *latch = NULL;
 
+	static int	cached = -1;	/* index of this database's slot, probably */
+
 	if (WorkerShared == NULL)
 		return;
 	SpinLockAcquire(&WorkerShared->mutex);
-	slot = FindSlot(MyDatabaseId);
+	if (cached >= 0 && WorkerShared->dbs[cached].dboid == MyDatabaseId &&
+		WorkerShared->dbs[cached].state != EB_DB_FREE)
+		slot = &WorkerShared->dbs[cached];
+	else
+	{
+		slot = FindSlot(MyDatabaseId);
+		cached = slot ? (int) (slot - WorkerShared->dbs) : -1;
+	}
 	if (slot != NULL && slot->state == EB_DB_RUNNING)
 	{
 		latch = slot->latch;
@@ -382,7 +395,9 @@ WorkerProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 
 	if (WorkerShared != NULL)
 		dboid = DatabaseNeededAlone(pstmt->utilityStmt, &dropped);
-	if (OidIsValid(dboid) && dboid != MyDatabaseId)
+	/* Only for those who may run the statement: others get its error. */
+	if (OidIsValid(dboid) && dboid != MyDatabaseId &&
+		pg_database_ownercheck(dboid, GetUserId()))
 		stopped = StopWorkerFor(dboid);
 
 	PG_TRY();
@@ -415,8 +430,8 @@ HandleSigterm(SIGNAL_ARGS)
 
 	GotSigterm = true;
 	SetLatch(MyLatch);
-	/* Also cancel a running handler call. */
-	if (EbInHandler)
+	/* Also cancel the work in progress: a tick, maintenance, a handler call. */
+	if (InWork || EbInHandler)
 	{
 		InterruptPending = true;
 		QueryCancelPending = true;
@@ -554,6 +569,13 @@ eventbus_launcher_main(Datum arg)
 
 			SpinLockAcquire(&WorkerShared->mutex);
 			dboid = slot->dboid;
+			/*
+			 * A worker started by a previous launcher (this one was
+			 * restarted): we have no handle, so its slot tells when it is gone.
+			 */
+			if (handles[i] == NULL && slot->pid == 0 &&
+				(slot->state == EB_DB_RUNNING || slot->state == EB_DB_STARTING))
+				died = true;
 			if (died)
 			{
 				slot->pid = 0;
@@ -621,7 +643,8 @@ eventbus_launcher_main(Datum arg)
 	WorkerShared->launcher_pid = 0;
 	WorkerShared->launcher_latch = NULL;
 	SpinLockRelease(&WorkerShared->mutex);
-	proc_exit(0);
+	/* Exit code 1: the postmaster starts the launcher again (not at shutdown). */
+	proc_exit(1);
 }
 
 /* ---- the worker ---- */
@@ -840,12 +863,22 @@ eventbus_worker_main(Datum arg)
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("eventbus worker");
 
+	/*
+	 * Whatever the database or the configuration says: names resolve in
+	 * pg_catalog only (the worker is a superuser; nobody's objects may
+	 * capture its queries), each statement sees what committed before it
+	 * (maintenance and ticks rely on it), and the worker may write.
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
 	/* Claim the database's slot; leave if another worker has it. */
 	SpinLockAcquire(&WorkerShared->mutex);
 	MySlot = FindOrAddSlot(dboid);
 	if (MySlot != NULL &&
 		(MySlot->state == EB_DB_STOPPED ||
-		 (MySlot->pid != 0 && MySlot->pid != MyProcPid && kill(MySlot->pid, 0) == 0)))
+		 (MySlot->pid != 0 && MySlot->pid != MyProcPid)))
 		MySlot = NULL;			/* stopped meanwhile, or another worker has it */
 	else if (MySlot != NULL)
 	{
@@ -908,6 +941,7 @@ eventbus_worker_main(Datum arg)
 		ResetLatch(MyLatch);
 
 		/* An error ends the worker (the launcher restarts it); keep its text. */
+		InWork = true;
 		PG_TRY();
 		{
 			if (!Tick(&ts))
@@ -936,6 +970,7 @@ eventbus_worker_main(Datum arg)
 			PG_RE_THROW();
 		}
 		PG_END_TRY();
+		InWork = false;
 		if (!present)
 		{
 			error_context_stack = errcb.previous;

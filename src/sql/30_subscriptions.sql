@@ -205,10 +205,18 @@ $$;
 COMMENT ON FUNCTION eventbus._check_interval(text, interval, interval) IS
     'eventbus (internal): raise 22023 unless the interval is positive and within the limit';
 
+-- The calling role, also inside SECURITY DEFINER functions.
+CREATE FUNCTION eventbus._caller()
+RETURNS oid
+AS 'MODULE_PATHNAME', 'eventbus_caller'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION eventbus._caller() IS
+    'eventbus (internal): the role calling (current_user outside SECURITY DEFINER functions)';
+
 -- Raises a clear error unless every option of the subscription row is valid.
 CREATE FUNCTION eventbus._check_subscription(s eventbus.subscription)
 RETURNS void
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -263,10 +271,17 @@ BEGIN
                   DETAIL = 'A handler is a function (not a procedure, not set-returning) with one argument of type eventbus.event.',
                   HINT = 'Create e.g. FUNCTION app.on_order(e eventbus.event) RETURNS void, and pass ''app.on_order(eventbus.event)''::regprocedure.';
     END IF;
-    IF s.handler IS NOT NULL AND NOT has_function_privilege(session_user, s.handler, 'EXECUTE') THEN
+    -- The worker runs the handler as its owner: only a member of that role
+    -- may choose it, or anyone could run a superuser's function on
+    -- payloads of their choosing.
+    IF s.handler IS NOT NULL
+       AND NOT (pg_has_role(eventbus._caller(),
+                            (SELECT p.proowner FROM pg_proc p WHERE p.oid = s.handler), 'USAGE')
+                AND has_function_privilege(eventbus._caller(), s.handler, 'EXECUTE')) THEN
         RAISE EXCEPTION 'permission denied for handler function %', s.handler
             USING ERRCODE = 'insufficient_privilege',
-                  HINT = 'The role that subscribes needs EXECUTE on the handler; the worker runs it as the function''s owner.';
+                  DETAIL = 'The worker runs a handler as the owner of the function.',
+                  HINT = 'Only the owner of the function (or a member of its role) with EXECUTE on it may make it a handler.';
     END IF;
 END
 $$;

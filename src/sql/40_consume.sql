@@ -174,6 +174,9 @@ BEGIN
                    SET state = 'dead', reason = 'lease_expired', dead_at = v_now,
                        last_error = coalesce(dl.last_error, 'lease expired')
                  WHERE dl.sub_id = s.id AND dl.event_id = d.event_id;
+                IF s.ordered THEN
+                    PERFORM eventbus._wake(s.id);   -- the next event of its key is pollable now
+                END IF;
                 CONTINUE;
             END IF;
             SELECT ev.id, t.topic, ev.key, ev.payload, ev.headers, ev.published_at, ev.expires_at
@@ -182,6 +185,9 @@ BEGIN
              WHERE ev.txid = d.txid AND ev.id = d.event_id;
             IF NOT FOUND OR e.expires_at <= v_now THEN
                 v_expired := v_expired || d.event_id;     -- counted below, with the cursor
+                IF s.ordered THEN
+                    PERFORM eventbus._wake(s.id);   -- the next event of its key is pollable now
+                END IF;
                 CONTINUE;
             END IF;
             UPDATE eventbus.delivery dl

@@ -28,7 +28,16 @@ DECLARE
 BEGIN
     -- One adopter at a time; the others find the work done.
     LOCK TABLE eventbus.origin IN EXCLUSIVE MODE;
+    -- Restored chunks were never sealed here: from now on maintenance may
+    -- reclaim them, once no subscription needs them (src/sql/60_workers.sql).
+    UPDATE eventbus.chunk ch SET sealed_at = now()
+     WHERE NOT ch.is_current AND ch.sealed_at IS NULL;
     IF NOT EXISTS (SELECT 1 FROM eventbus.origin o WHERE o.system_identifier <> cur) THEN
+        -- Restored into this same cluster: the xids are ours; one row is enough.
+        IF (SELECT count(*) FROM eventbus.origin) > 1 THEN
+            DELETE FROM eventbus.origin;
+            INSERT INTO eventbus.origin VALUES (cur);
+        END IF;
         RETURN false;
     END IF;
 

@@ -125,13 +125,19 @@ COMMENT ON FUNCTION eventbus._chunk_pins(regclass) IS
     'eventbus (internal): names of the subscriptions that still need events of a chunk';
 
 -- One round of chunk maintenance:
---   1. reclaim: a chunk that is not current, sealed longer than
+--   1. reclaim: a chunk that is not current, sealed more than
 --      eventbus.retention ago and needed by no subscription is truncated.
---      Its AccessExclusiveLock is taken without waiting (NOWAIT): holding
---      it proves that no transaction that wrote to it is still open.
+--      It is checked under a SHARE lock taken without waiting (NOWAIT):
+--      holding it proves that no transaction that wrote to it is still
+--      open, and readers go on; only the TRUNCATE takes (again without
+--      waiting) the ACCESS EXCLUSIVE lock.
 --   2. rotate: when the current chunk holds events and is older than
 --      eventbus.chunk_interval or larger than eventbus.chunk_size, and the
 --      next chunk of the ring is empty, publishing moves on to it.
+-- Nothing is reclaimed while restored data is not adopted yet (eventbus.
+-- origin not settled: a restore may still be loading subscriptions), nor a
+-- chunk that was never sealed here (restored rows; _adopt_restored seals).
+-- READ COMMITTED only: each check must see what committed before its lock.
 -- Returns what it did. Two rounds never run at once (the second skips).
 CREATE FUNCTION eventbus._maintain(OUT reclaimed integer, OUT rotated boolean)
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
@@ -149,29 +155,39 @@ DECLARE
 BEGIN
     reclaimed := 0;
     rotated := false;
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'eventbus maintenance must run in a READ COMMITTED transaction'
+            USING ERRCODE = 'invalid_transaction_state',
+                  HINT = 'Run SELECT eventbus.run_maintenance() on its own, or with SET TRANSACTION ISOLATION LEVEL READ COMMITTED.';
+    END IF;
     BEGIN
         LOCK TABLE eventbus.chunk IN EXCLUSIVE MODE NOWAIT;
     EXCEPTION WHEN lock_not_available THEN
         RETURN;                             -- another round is running
     END;
+    IF (SELECT count(*) <> 1 OR bool_or(o.system_identifier <> (SELECT system_identifier FROM pg_control_system()))
+          FROM eventbus.origin o) THEN
+        RETURN;                             -- restored data not adopted yet
+    END IF;
 
-    FOR c IN SELECT * FROM eventbus.chunk ch WHERE NOT ch.is_current ORDER BY ch.chunk_no LOOP
+    FOR c IN SELECT * FROM eventbus.chunk ch
+              WHERE NOT ch.is_current AND ch.sealed_at IS NOT NULL
+                AND ch.sealed_at <= v_now - v_retention
+              ORDER BY ch.chunk_no LOOP
         v_rel := format('eventbus.%I', c.relname)::regclass;
-        CONTINUE WHEN c.sealed_at IS NOT NULL AND c.sealed_at > v_now - v_retention;
         BEGIN
-            EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', v_rel);
+            EXECUTE format('LOCK TABLE %s IN SHARE MODE NOWAIT', v_rel);
         EXCEPTION WHEN lock_not_available THEN
             CONTINUE;                       -- a writer is still open: next round
         END;
         EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', v_rel) INTO v_any;
         CONTINUE WHEN NOT v_any;
-        -- Restored or never sealed: the newest event stands in for sealed_at.
-        IF c.sealed_at IS NULL THEN
-            EXECUTE format('SELECT max(published_at) > $1 FROM %s', v_rel) USING v_now - v_retention
-               INTO v_any;
-            CONTINUE WHEN v_any;
-        END IF;
         CONTINUE WHEN cardinality(eventbus._chunk_pins(v_rel)) > 0;
+        BEGIN
+            EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', v_rel);
+        EXCEPTION WHEN lock_not_available THEN
+            CONTINUE;                       -- being read right now: next round
+        END;
         EXECUTE format('TRUNCATE %s', v_rel);
         UPDATE eventbus.chunk ch SET reclaimed_at = v_now WHERE ch.chunk_no = c.chunk_no;
         reclaimed := reclaimed + 1;

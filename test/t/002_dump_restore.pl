@@ -10,6 +10,7 @@ use Test::More;
 
 my $src = PostgreSQL::Test::Cluster->new('source');
 $src->init;
+$src->append_conf('postgresql.conf', "eventbus.chunk_interval = '1s'");
 $src->start;
 $src->safe_psql('postgres', 'CREATE DATABASE app');
 
@@ -18,9 +19,20 @@ $src->safe_psql('postgres', 'CREATE DATABASE app');
 $src->safe_psql('postgres',
 	join("\n", map { 'SELECT pg_current_xact_id();' } 1 .. 3000));
 
+# Move the source's log on to chunk 1 first (publish, rotate, reclaim), so
+# that the dump's events come back in a chunk that is not the target's
+# current one: maintenance must not reclaim them before they are adopted.
+$src->safe_psql('app', q{
+	CREATE EXTENSION eventbus;
+	SELECT eventbus.publish('noise.x', '{}');
+});
+sleep 1.2;
+is($src->safe_psql('app', 'SELECT rotated FROM eventbus.run_maintenance()'), 't',
+	'source: publishing moved on to chunk 1');
+is($src->safe_psql('app', 'SELECT reclaimed FROM eventbus.run_maintenance()'), '1',
+	'source: chunk 0 reclaimed');
 $src->safe_psql(
 	'app', q{
-	CREATE EXTENSION eventbus;
 	SELECT eventbus.subscribe('billing', array['orders.#'], max_attempts => 1);
 	SELECT eventbus.subscribe('audit', array['#'], start_at => 'earliest', lease => '1 hour');
 	SELECT eventbus.publish('orders.eu.created', jsonb_build_object('n', g)) FROM generate_series(1, 6) g;
@@ -53,9 +65,17 @@ $src->command_ok([ 'pg_dump', '-Fc', '-d', $src->connstr('app'), '-f', $dump ], 
 
 my $dst = PostgreSQL::Test::Cluster->new('target');
 $dst->init;
+# The target runs the background worker, with maintenance every second.
+$dst->append_conf('postgresql.conf', "shared_preload_libraries = 'eventbus'\neventbus.maintenance_interval = '1s'");
 $dst->start;
 $dst->safe_psql('postgres', 'CREATE DATABASE app');
 $dst->command_ok([ 'pg_restore', '-d', $dst->connstr('app'), $dump ], 'pg_restore');
+my $restored = $src->safe_psql('app', 'SELECT count(*) FROM eventbus.event_log');
+is($dst->safe_psql('app', 'SELECT count(*) FROM eventbus.event_log_1'), $restored,
+	'the events come back in chunk 1, which is not the target\'s current chunk');
+sleep 2.5;    # a few rounds of the worker's maintenance
+is($dst->safe_psql('app', 'SELECT count(*) FROM eventbus.event_log'), $restored,
+	'maintenance reclaims nothing before the restored data is adopted');
 
 isnt(
 	$src->safe_psql('postgres', 'SELECT system_identifier FROM pg_control_system()'),

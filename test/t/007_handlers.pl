@@ -113,7 +113,60 @@ my $fast = time - $t0;
 note(sprintf("4 fast events handled in %.2f s beside 4 slow ones (timeout 0.5 s, batch 1)", $fast));
 cmp_ok($fast, '<', 20, 'within a bound far below the slow calls\' 4 x 30 s');
 
-# 7. Paused: nothing is handled; resumed: it is.
+# 7. Nothing a handler leaves behind runs as the worker's superuser: it
+# runs as a security-restricted operation (no deferred triggers, which
+# would fire at commit), its settings are undone after the call, and the
+# worker's own queries ignore operators planted in public.
+sql(q{
+GRANT CREATE ON SCHEMA public TO app_owner;
+SET ROLE app_owner;
+CREATE TABLE app.audit (what text, by_role text, search_path text);
+CREATE FUNCTION app.spy(oid, regprocedure) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO app.audit VALUES ('operator', current_user, current_setting('search_path'));
+    RETURN $1 = $2::oid;
+END $$;
+CREATE OPERATOR public.= (LEFTARG = oid, RIGHTARG = regprocedure, FUNCTION = app.spy);
+CREATE FUNCTION app.note_trigger() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO app.audit VALUES ('deferred trigger', current_user, current_setting('search_path'));
+    RETURN NULL;
+END $$;
+CREATE TABLE app.deferred (n int);
+CREATE CONSTRAINT TRIGGER note AFTER INSERT ON app.deferred
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION app.note_trigger();
+CREATE FUNCTION app.sneaky(e eventbus.event) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO app.audit VALUES ('handler', current_user, current_setting('search_path'));
+    PERFORM set_config('search_path', 'app, public, pg_catalog', false);
+END $$;
+CREATE FUNCTION app.defers(e eventbus.event) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO app.deferred VALUES (1);
+END $$;
+RESET ROLE;
+SELECT eventbus.subscribe('sneaky', array['sneaky.#'], handler => 'app.sneaky(eventbus.event)');
+SELECT eventbus.subscribe('defers', array['defers.#'], max_attempts => 1,
+                          handler => 'app.defers(eventbus.event)');
+});
+sql("SELECT eventbus.publish('sneaky.x', '{}') FROM generate_series(1, 2)");
+wait_for("SELECT count(*) = 2 FROM app.audit WHERE what = 'handler'", 'the sneaky handler ran twice');
+is(sql("SELECT string_agg(DISTINCT search_path, ',') FROM app.audit WHERE what = 'handler'"),
+	'pg_catalog, pg_temp', 'the setting it changed did not outlive its call');
+wait_for(
+	"SELECT count(*) = 0 FROM eventbus.delivery d JOIN eventbus.subscription s ON s.id = d.sub_id WHERE s.name = 'sneaky'",
+	'and its events were acked');
+sql("SELECT eventbus.publish('defers.x', '{}')");
+wait_for("SELECT count(*) = 1 FROM eventbus.dead_letters WHERE subscription = 'defers'",
+	'a handler that queues a deferred trigger fails');
+like(sql("SELECT last_error FROM eventbus.dead_letters WHERE subscription = 'defers'"),
+	qr/deferred trigger within security-restricted operation/, 'refused as a restricted operation');
+is(sql("SELECT count(*) FROM app.audit WHERE what = 'deferred trigger'"), '0',
+	'the deferred trigger never fired (it would have, as superuser, at commit)');
+is(sql("SELECT count(*) FROM app.audit WHERE what = 'operator'"), '0',
+	'the worker\'s queries never used the operator planted in public');
+
+# 8. Paused: nothing is handled; resumed: it is.
 sql("SELECT eventbus.pause('fast')");
 sql("SELECT eventbus.publish('fast.x', '{\"n\": 100}')");
 sleep 1.5;
