@@ -21,7 +21,9 @@ OBJS = \
 	src/backlog.o \
 	src/wake.o \
 	src/worker.o \
-	src/handler.o
+	src/handler.o \
+	src/jsonschema.o \
+	src/schemareg.o
 
 # The install script is concatenated from src/sql/NN_*.sql, by concern.
 SQL_PARTS  = $(sort $(wildcard src/sql/[0-9]*.sql))
@@ -49,7 +51,7 @@ include $(PGXS)
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
 	cat $^ > $@
 
-$(OBJS): src/eventbus.h
+$(OBJS): src/eventbus.h src/jsonschema.h
 
 .PHONY: test demo demo-stop
 test:
