@@ -145,6 +145,7 @@ _PG_init(void)
 	EbEventLogInit();
 	EbOriginInit();
 	EbBacklogInit();
+	EbSchemaRegInit();
 	EbWakeInit();
 	EbWorkerInit();
 }

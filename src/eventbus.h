@@ -80,6 +80,8 @@ typedef struct EbEvent
 	bool		deliver_at_null;
 	TimestampTz expires_at;		/* 0 when expires_at_null */
 	bool		expires_at_null;
+	char	   *rejected_by;	/* schema (pattern) it failed, dead-lettered; NULL: valid */
+	char	   *schema_error;	/* then: the first failure, for last_error */
 } EbEvent;
 
 typedef struct EbLogWriter EbLogWriter;
@@ -104,6 +106,11 @@ extern void EbOriginInit(void);
 /* ---- backlog.c: max_backlog with on_overflow 'reject' ---- */
 extern void EbCheckBacklog(const char *topic, int len);
 extern void EbBacklogInit(void);
+
+/* ---- schemareg.c: registered schemas, checked at publish ---- */
+extern void EbCheckSchema(const char *topic, int len, Datum payload, EbEvent *ev);
+extern void EbSchemaDeadLetter(int64 event_id, const char *topic, int len, const EbEvent *ev);
+extern void EbSchemaRegInit(void);
 
 /* ---- wake.c: waking waiting pollers ---- */
 extern void EbWakeAtCommit(void);

@@ -52,6 +52,7 @@ enum
 	LOG_HEADERS,
 	LOG_DELIVER_AT,
 	LOG_EXPIRES_AT,
+	LOG_REJECTED_BY,
 	LOG_NATTS
 };
 
@@ -292,6 +293,8 @@ EbLogWrite(EbLogWriter *w, const EbEvent *ev)
 	nulls[LOG_DELIVER_AT] = ev->deliver_at_null;
 	values[LOG_EXPIRES_AT] = TimestampTzGetDatum(ev->expires_at);
 	nulls[LOG_EXPIRES_AT] = ev->expires_at_null;
+	values[LOG_REJECTED_BY] = ev->rejected_by ? CStringGetTextDatum(ev->rejected_by) : (Datum) 0;
+	nulls[LOG_REJECTED_BY] = (ev->rejected_by == NULL);
 
 	Assert(RelationGetDescr(w->rows->rel)->natts == LOG_NATTS);
 	EbRowWrite(w->rows, values, nulls);

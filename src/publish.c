@@ -191,6 +191,9 @@ PrepareEvent(const PublishArgs *a, EbEvent *ev)
 					 errhint("Make ttl longer than the delay, or publish later.")));
 	}
 
+	ev->rejected_by = NULL;
+	ev->schema_error = NULL;
+	EbCheckSchema(topic, topic_len, a->payload, ev);
 	ev->topic_id = EbTopicId(topic, topic_len);
 	EbCheckBacklog(topic, topic_len);
 }
@@ -225,6 +228,8 @@ eventbus_publish(PG_FUNCTION_ARGS)
 	writer = EbLogWriterOpen();
 	id = EbLogWrite(writer, &ev);
 	EbLogWriterClose(writer);
+	if (ev.rejected_by)
+		EbSchemaDeadLetter(id, VARDATA_ANY(a.topic), VARSIZE_ANY_EXHDR(a.topic), &ev);
 	EbWakeAtCommit();
 	PG_RETURN_INT64(id);
 }
@@ -355,15 +360,28 @@ eventbus_publish_batch(PG_FUNCTION_ARGS)
 
 	if (n > 0)
 	{
+		int64	   *ids = palloc(sizeof(int64) * n);
+
 		writer = EbLogWriterOpen();
 		for (int i = 0; i < n; i++)
 		{
-			Datum		value = Int64GetDatum(EbLogWrite(writer, &events[i]));
+			Datum		value;
 			bool		isnull = false;
 
+			ids[i] = EbLogWrite(writer, &events[i]);
+			value = Int64GetDatum(ids[i]);
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
 		}
 		EbLogWriterClose(writer);
+		for (int i = 0; i < n; i++)
+			if (events[i].rejected_by)
+			{
+				Datum		t;
+
+				(void) BatchElement(&topics, i, &t);
+				EbSchemaDeadLetter(ids[i], VARDATA_ANY(DatumGetTextPP(t)),
+								   VARSIZE_ANY_EXHDR(DatumGetTextPP(t)), &events[i]);
+			}
 		EbWakeAtCommit();
 	}
 	return (Datum) 0;

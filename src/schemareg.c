@@ -1,17 +1,258 @@
 /*-------------------------------------------------------------------------
  *
  * schemareg.c
- *	  Registered schemas: lookup by URI (for $ref), and the check of
- *	  payloads at publish against the schemas whose pattern matches.
+ *	  Registered schemas: the check of payloads at publish against the
+ *	  schemas whose pattern matches the topic, and lookup by URI (for $ref).
+ *
+ * eventbus.schema holds the schemas (src/sql/70_schemas.sql). Each backend
+ * caches the topic schemas with their compiled patterns; a schema itself is
+ * compiled (src/jsonschema.c) the first time a publish needs it. The cache
+ * is dropped by a relcache invalidation of eventbus.schema, which
+ * register_schema and drop_schema send. With no schema registered, publish
+ * pays one test of a flag.
+ *
+ * A payload that fails a schema with on_invalid 'reject' raises 23514,
+ * naming the schema, the JSON path and the keyword of the first failure.
+ * With 'dead_letter' the event is written with rejected_by set (readers
+ * skip it) and becomes a dead letter (reason 'schema') of every
+ * subscription it would have reached (eventbus._schema_dead_letter).
  *
  *-------------------------------------------------------------------------
  */
 #include "eventbus.h"
 #include "jsonschema.h"
 
-/* Finds a registered schema document by URI; NULL if none (stub for now). */
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/pg_type.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+typedef struct TopicSchema
+{
+	EbPattern	pattern;
+	char	   *name;			/* the pattern, as registered */
+	bool		dead_letter;	/* on_invalid 'dead_letter' */
+	Jsonb	   *document;
+	EbSchema   *compiled;		/* NULL until first needed */
+} TopicSchema;
+
+static TopicSchema *Schemas = NULL;
+static int	NSchemas = 0;
+static bool SchemasValid = false;
+static MemoryContext SchemasCxt = NULL;
+static Oid	SchemaRelid = InvalidOid;
+static uint64 InvalGeneration = 0;
+
+/* Columns of eventbus.schema (src/sql/70_schemas.sql). */
+typedef enum SchemaColumn
+{
+	SCH_PATTERN,
+	SCH_URI,
+	SCH_SCHEMA,
+	SCH_ON_INVALID,
+	SCH_NCOLUMNS
+} SchemaColumn;
+
+static const char *const SchemaColumnNames[SCH_NCOLUMNS] = {
+	"pattern", "uri", "schema", "on_invalid"
+};
+
+/* Opens eventbus.schema and finds its columns, or raises 55000. */
+static Relation
+OpenSchemaTable(AttrNumber *attnos)
+{
+	Oid			relid = EbRelid("schema");
+	Relation	rel = table_open(relid, AccessShareLock);
+
+	for (int i = 0; i < SCH_NCOLUMNS; i++)
+	{
+		attnos[i] = get_attnum(relid, SchemaColumnNames[i]);
+		if (attnos[i] == InvalidAttrNumber)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("eventbus.schema has no column \"%s\"", SchemaColumnNames[i]),
+					 errhint("Reinstall the extension: DROP EXTENSION eventbus; CREATE EXTENSION eventbus.")));
+	}
+	SchemaRelid = relid;
+	return rel;
+}
+
+/* Loads the schemas that have a topic pattern. */
+static void
+LoadSchemas(void)
+{
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tuple;
+	AttrNumber	attnos[SCH_NCOLUMNS];
+	TupleDesc	desc;
+	int			allocated = 0;
+	uint64		generation = InvalGeneration;
+
+	if (SchemasCxt == NULL)
+		SchemasCxt = AllocSetContextCreate(CacheMemoryContext, "eventbus schemas",
+										   ALLOCSET_SMALL_SIZES);
+	MemoryContextReset(SchemasCxt);	/* compiled schemas are its children */
+	Schemas = NULL;
+	NSchemas = 0;
+	SchemasValid = false;
+
+	/* SnapshotSelf: every committed schema, and no SSI predicate lock. */
+	rel = OpenSchemaTable(attnos);
+	desc = RelationGetDescr(rel);
+	scan = table_beginscan(rel, SnapshotSelf, 0, NULL);
+	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		bool		isnull;
+		Datum		pattern = heap_getattr(tuple, attnos[SCH_PATTERN], desc, &isnull);
+		TopicSchema *ts;
+		MemoryContext old;
+		text	   *p;
+
+		if (isnull)
+			continue;			/* only referenced by URI */
+		old = MemoryContextSwitchTo(SchemasCxt);
+		if (NSchemas == allocated)
+		{
+			allocated = Max(4, allocated * 2);
+			Schemas = Schemas ? repalloc(Schemas, sizeof(TopicSchema) * allocated)
+				: palloc(sizeof(TopicSchema) * allocated);
+		}
+		ts = &Schemas[NSchemas++];
+		memset(ts, 0, sizeof(TopicSchema));
+		p = DatumGetTextPP(pattern);
+		ts->name = text_to_cstring(p);
+		EbCompilePattern(VARDATA_ANY(p), VARSIZE_ANY_EXHDR(p), &ts->pattern);
+		ts->document = DatumGetJsonbPCopy(heap_getattr(tuple, attnos[SCH_SCHEMA], desc, &isnull));
+		ts->dead_letter = strcmp(TextDatumGetCString(heap_getattr(tuple, attnos[SCH_ON_INVALID],
+																  desc, &isnull)),
+								 "dead_letter") == 0;
+		MemoryContextSwitchTo(old);
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	/* Valid unless an invalidation arrived while loading. */
+	SchemasValid = (generation == InvalGeneration);
+}
+
+/*
+ * Checks a payload against every schema whose pattern matches the topic.
+ * Raises 23514 for a schema with on_invalid 'reject'; for 'dead_letter',
+ * marks the event (ev->rejected_by, ev->schema_error) and goes on.
+ */
+void
+EbCheckSchema(const char *topic, int len, Datum payload, EbEvent *ev)
+{
+	if (!SchemasValid)
+		LoadSchemas();
+	for (int i = 0; i < NSchemas; i++)
+	{
+		TopicSchema *ts = &Schemas[i];
+		List	   *errors = NIL;
+		EbSchemaError *e;
+
+		if (!EbPatternMatches(&ts->pattern, topic, len))
+			continue;
+		if (ts->compiled == NULL)
+			ts->compiled = EbSchemaCompile(ts->document, EbSchemaLookupUri, NULL, SchemasCxt);
+		if (EbSchemaValidate(ts->compiled, DatumGetJsonbP(payload), false, &errors))
+			continue;
+		e = linitial(errors);
+		if (!ts->dead_letter)
+			ereport(ERROR,
+					(errcode(ERRCODE_CHECK_VIOLATION),
+					 errmsg("payload for topic \"%.*s\" does not match schema \"%s\"",
+							len, topic, ts->name),
+					 errdetail("at %s: %s (keyword \"%s\")", e->path, e->message, e->keyword),
+					 errhint("SELECT * FROM eventbus.validation_errors(schema, payload) lists every failure; the schema is in eventbus.schemas.")));
+		if (ev->rejected_by == NULL)
+		{
+			ev->rejected_by = pstrdup(ts->name);
+			ev->schema_error = psprintf("payload does not match schema \"%s\": at %s: %s (keyword \"%s\")",
+										ts->name, e->path, e->message, e->keyword);
+		}
+	}
+}
+
+/*
+ * After writing an event that failed a schema with on_invalid
+ * 'dead_letter': makes it a dead letter of every subscription it reaches.
+ * Called through fmgr: the function is SECURITY DEFINER, and publishers
+ * need no EXECUTE on it.
+ */
+void
+EbSchemaDeadLetter(int64 event_id, const char *topic, int len, const EbEvent *ev)
+{
+	Oid			argtypes[4] = {INT8OID, TEXTOID, JSONBOID, TEXTOID};
+	Oid			fn = LookupFuncName(list_make2(makeString(EB_SCHEMA),
+											   makeString("_schema_dead_letter")),
+									4, argtypes, false);
+
+	(void) OidFunctionCall4(fn, Int64GetDatum(event_id),
+							PointerGetDatum(cstring_to_text_with_len(topic, len)),
+							ev->payload,
+							CStringGetTextDatum(ev->schema_error));
+}
+
+/* Finds a registered schema document by URI; NULL if none. */
 Jsonb *
 EbSchemaLookupUri(const char *uri, void *arg)
 {
-	return NULL;
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tuple;
+	AttrNumber	attnos[SCH_NCOLUMNS];
+	TupleDesc	desc;
+	Jsonb	   *found = NULL;
+
+	rel = OpenSchemaTable(attnos);
+	desc = RelationGetDescr(rel);
+	scan = table_beginscan(rel, SnapshotSelf, 0, NULL);
+	while (found == NULL && (tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		bool		isnull;
+		Datum		u = heap_getattr(tuple, attnos[SCH_URI], desc, &isnull);
+
+		if (!isnull && strcmp(TextDatumGetCString(u), uri) == 0)
+			found = DatumGetJsonbPCopy(heap_getattr(tuple, attnos[SCH_SCHEMA], desc, &isnull));
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/* Drops the cache when eventbus.schema changes (or anything, on reset). */
+static void
+SchemaRelcacheCallback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == SchemaRelid)
+	{
+		SchemasValid = false;
+		InvalGeneration++;
+	}
+}
+
+/* Registers the callback; called once from _PG_init. */
+void
+EbSchemaRegInit(void)
+{
+	CacheRegisterRelcacheCallback(SchemaRelcacheCallback, (Datum) 0);
+}
+
+PG_FUNCTION_INFO_V1(eventbus_schemas_changed);
+
+/* SQL eventbus._schemas_changed(): every backend reloads its schemas. */
+Datum
+eventbus_schemas_changed(PG_FUNCTION_ARGS)
+{
+	CacheInvalidateRelcacheByRelid(EbRelid("schema"));
+	PG_RETURN_VOID();
 }

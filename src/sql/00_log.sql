@@ -39,7 +39,9 @@ CREATE TABLE eventbus.event_log (
     payload      jsonb NOT NULL,
     headers      jsonb,                  -- JSON object of strings, optional
     deliver_at   timestamptz,            -- not handed out before this, optional
-    expires_at   timestamptz             -- not handed out after this, optional
+    expires_at   timestamptz,            -- not handed out after this, optional
+    rejected_by  text                    -- a schema (pattern) the payload failed, with on_invalid
+                                         -- 'dead_letter': only dead letters refer to it
 );
 COMMENT ON TABLE eventbus.event_log IS 'eventbus: the event log (parent of the chunk tables)';
 

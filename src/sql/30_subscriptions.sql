@@ -67,7 +67,7 @@ CREATE TABLE eventbus.delivery (
     attempt      integer NOT NULL,        -- handed out this many times
     available_at timestamptz NOT NULL,    -- leased: lease end; waiting: next try
     last_error   text,
-    reason       text CHECK (reason IN ('failed', 'lease_expired', 'redriven', 'overflow')),
+    reason       text CHECK (reason IN ('failed', 'lease_expired', 'redriven', 'overflow', 'schema')),
     dead_at      timestamptz,
     key          text,                    -- ordered subscriptions only
     ord          bigint,                  -- ordered subscriptions only: place in the key's queue

@@ -69,6 +69,7 @@ BEGIN
                   FROM (SELECT 1 FROM eventbus.event_log ev
                          WHERE ev.txid >= pg_snapshot_xmin(c.win_lo)
                            AND ev.topic_id = ANY (v_topics)
+                           AND ev.rejected_by IS NULL
                            AND NOT pg_visible_in_snapshot(ev.txid, c.win_lo)
                            AND (c.win_hi IS NULL OR NOT pg_visible_in_snapshot(ev.txid, c.win_hi)
                                 OR (ev.txid, ev.id) > (c.pos_txid, c.pos_id))
@@ -260,6 +261,7 @@ BEGIN
                                    FROM eventbus.event_log ev      -- in progress at win_lo
                                   WHERE ev.txid = ANY (ARRAY(SELECT pg_snapshot_xip(c.win_lo)))
                                     AND ev.topic_id = ANY (v_topics)
+                                    AND ev.rejected_by IS NULL
                                     AND pg_visible_in_snapshot(ev.txid, c.win_hi)
                                     AND (ev.txid, ev.id) > (c.pos_txid, c.pos_id)
                                   ORDER BY ev.txid, ev.id
@@ -271,6 +273,7 @@ BEGIN
                                   WHERE ev.txid >= pg_snapshot_xmax(c.win_lo)
                                     AND ev.txid < pg_snapshot_xmax(c.win_hi)
                                     AND ev.topic_id = ANY (v_topics)
+                                    AND ev.rejected_by IS NULL
                                     AND pg_visible_in_snapshot(ev.txid, c.win_hi)
                                     AND (ev.txid, ev.id) > (c.pos_txid, c.pos_id)
                                   ORDER BY ev.txid, ev.id

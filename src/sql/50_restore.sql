@@ -56,6 +56,7 @@ BEGIN
           FROM (SELECT ev.id, ev.txid, ev.key, ev.deliver_at
                   FROM eventbus.event_log ev
                  WHERE ev.topic_id = ANY (v_topics)
+                   AND ev.rejected_by IS NULL
                    AND NOT pg_visible_in_snapshot(ev.txid, s.win_lo)
                    AND NOT (s.win_hi IS NOT NULL AND s.pos_txid IS NOT NULL
                             AND pg_visible_in_snapshot(ev.txid, s.win_hi)
