@@ -376,7 +376,7 @@ eventbus_publish_batch(PG_FUNCTION_ARGS)
 		for (int i = 0; i < n; i++)
 			if (events[i].rejected_by)
 			{
-				Datum		t;
+				Datum		t = (Datum) 0;
 
 				(void) BatchElement(&topics, i, &t);
 				EbSchemaDeadLetter(ids[i], VARDATA_ANY(DatumGetTextPP(t)),
