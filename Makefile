@@ -30,7 +30,7 @@ SQL_PARTS  = $(sort $(wildcard src/sql/[0-9]*.sql))
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 DATA       = $(wildcard src/sql/updates/$(EXTENSION)--*--*.sql)
 
-REGRESS      = topics publish consume errors options workers
+REGRESS      = topics publish consume errors options workers schemas
 REGRESS_OPTS = --inputdir=. --outputdir=. --load-extension=$(EXTENSION)
 
 ISOLATION      = $(basename $(notdir $(wildcard specs/*.spec)))

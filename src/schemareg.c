@@ -196,10 +196,19 @@ EbSchemaDeadLetter(int64 event_id, const char *topic, int len, const EbEvent *ev
 											   makeString("_schema_dead_letter")),
 									4, argtypes, false);
 
-	(void) OidFunctionCall4(fn, Int64GetDatum(event_id),
-							PointerGetDatum(cstring_to_text_with_len(topic, len)),
-							ev->payload,
-							CStringGetTextDatum(ev->schema_error));
+	FmgrInfo	flinfo;
+	LOCAL_FCINFO(fcinfo, 4);
+
+	/* Not OidFunctionCall4: the function returns void (a NULL datum). */
+	fmgr_info(fn, &flinfo);
+	InitFunctionCallInfoData(*fcinfo, &flinfo, 4, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = Int64GetDatum(event_id);
+	fcinfo->args[1].value = PointerGetDatum(cstring_to_text_with_len(topic, len));
+	fcinfo->args[2].value = ev->payload;
+	fcinfo->args[3].value = CStringGetTextDatum(ev->schema_error);
+	for (int i = 0; i < 4; i++)
+		fcinfo->args[i].isnull = false;
+	(void) FunctionCallInvoke(fcinfo);
 }
 
 /* Finds a registered schema document by URI; NULL if none. */

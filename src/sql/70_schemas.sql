@@ -84,13 +84,13 @@ BEGIN
     PERFORM eventbus.validate(schema, 'null');
     IF pattern IS NULL THEN
         INSERT INTO eventbus.schema AS s (pattern, uri, schema, on_invalid)
-        VALUES (NULL, v_uri, schema, on_invalid)
-        ON CONFLICT (uri) DO UPDATE
+        VALUES (NULL, v_uri, register_schema.schema, register_schema.on_invalid)
+        ON CONFLICT ON CONSTRAINT schema_uri_key DO UPDATE
            SET schema = excluded.schema, on_invalid = excluded.on_invalid, created_at = now();
     ELSE
         INSERT INTO eventbus.schema AS s (pattern, uri, schema, on_invalid)
-        VALUES (pattern, v_uri, schema, on_invalid)
-        ON CONFLICT (pattern) DO UPDATE
+        VALUES (register_schema.pattern, v_uri, register_schema.schema, register_schema.on_invalid)
+        ON CONFLICT ON CONSTRAINT schema_pattern_key DO UPDATE
            SET uri = excluded.uri, schema = excluded.schema, on_invalid = excluded.on_invalid,
                created_at = now();
     END IF;
