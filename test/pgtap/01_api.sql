@@ -7,7 +7,7 @@
 -- is_strict and function_lang_is compare the argument list as text, only
 -- has_function normalises it.
 BEGIN;
-SELECT plan(69);
+SELECT plan(77);
 
 -- ---------------------------------------------------------------------------
 -- Functions exist with exactly these argument types.
@@ -36,6 +36,15 @@ SELECT has_function('eventbus', 'schedule', ARRAY['text', 'text', 'text', 'jsonb
     'eventbus.schedule(job, cron, topic, payload) exists');
 SELECT has_function('eventbus', 'unschedule', ARRAY['text'], 'eventbus.unschedule(job) exists');
 SELECT has_view('eventbus', 'chunks', 'view eventbus.chunks exists');
+SELECT has_function('eventbus', 'register_schema', ARRAY['text', 'jsonb', 'text', 'text'],
+    'eventbus.register_schema(pattern, schema, on_invalid, uri) exists');
+SELECT has_function('eventbus', 'drop_schema', ARRAY['text'], 'eventbus.drop_schema(pattern) exists');
+SELECT has_view('eventbus', 'schemas', 'view eventbus.schemas exists');
+SELECT function_returns('eventbus', 'validate', ARRAY['jsonb', 'jsonb'], 'boolean');
+SELECT volatility_is('eventbus', 'validate', ARRAY['jsonb', 'jsonb'], 'stable');
+SELECT is_strict('eventbus', 'validate', ARRAY['jsonb', 'jsonb'], 'validate is STRICT');
+SELECT function_returns('eventbus', 'validation_errors', ARRAY['jsonb', 'jsonb'], 'setof record');
+SELECT is(eventbus.validate('{"type": "integer"}', '1.0'), true, 'validate: 1.0 is an integer');
 SELECT has_composite('eventbus', 'event', 'type eventbus.event (what handlers receive) exists');
 SELECT columns_are('eventbus', 'event',
     ARRAY['id', 'topic', 'key', 'payload', 'headers', 'published_at', 'attempt', 'subscription'],

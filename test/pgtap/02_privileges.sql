@@ -3,7 +3,7 @@
 -- Run as a superuser: the roles below are created inside the transaction and
 -- disappear with the final ROLLBACK.
 BEGIN;
-SELECT plan(31);
+SELECT plan(33);
 
 CREATE ROLE eb_tap_nobody;   -- no grants: sees exactly what PUBLIC sees
 
@@ -56,6 +56,10 @@ SELECT function_privs_are('eventbus', 'is_valid_pattern', ARRAY['text'],
     'public', ARRAY['EXECUTE']::name[], 'PUBLIC may EXECUTE eventbus.is_valid_pattern');
 SELECT function_privs_are('eventbus', 'is_valid_pattern', ARRAY['text'],
     'eb_tap_nobody', ARRAY['EXECUTE']::name[], 'eb_tap_nobody may EXECUTE eventbus.is_valid_pattern');
+SELECT function_privs_are('eventbus', 'validate', ARRAY['jsonb', 'jsonb'],
+    'public', ARRAY['EXECUTE']::name[], 'PUBLIC may EXECUTE eventbus.validate (pure, for CHECK constraints)');
+SELECT function_privs_are('eventbus', 'register_schema', ARRAY['text', 'jsonb', 'text', 'text'],
+    'eb_tap_nobody', ARRAY[]::name[], 'eb_tap_nobody may not EXECUTE eventbus.register_schema');
 
 -- Schema: USAGE, and not CREATE.
 SELECT schema_privs_are('eventbus', 'public', ARRAY['USAGE']::name[],
