@@ -62,7 +62,7 @@ SQL
 # The same ~1 KB payload for both topics.
 PAYLOAD=$(/usr/bin/python3 - <<'PY'
 import json
-items = [{"sku": "SKU-%05d" % (10000 + i), "qty": 1 + i % 3, "price": 9.99 + i} for i in range(8)]
+items = [{"sku": "SKU-%05d" % (10000 + i), "qty": 1 + i % 3, "price": round(9.99 + i, 2)} for i in range(8)]
 doc = {"order_id": 42, "customer": {"id": "c-000042", "email": "jane@example.com", "name": "Jane Doe"},
        "items": items, "total": round(sum(i["qty"] * i["price"] for i in items), 2), "currency": "EUR",
        "created_at": "2026-11-25T10:00:00Z", "notes": "Leave at the door, please. " * 10}
