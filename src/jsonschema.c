@@ -37,6 +37,7 @@
 #include <ctype.h>
 
 #include "catalog/pg_collation.h"
+#include "common/int.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
@@ -78,12 +79,14 @@ PG_FUNCTION_INFO_V1(eventbus_validation_errors);
 #define NODE_FALSE		2
 
 typedef struct SchemaNode SchemaNode;
+typedef struct FastRe FastRe;
 
 /* A compiled regular expression and its source, for messages. */
 typedef struct EbRegex
 {
 	regex_t		re;
 	char	   *src;
+	FastRe	   *fast;			/* the same pattern without the ARE, or NULL */
 } EbRegex;
 
 /* A schema resource: a document, or a subschema with an "$id". */
@@ -124,6 +127,14 @@ typedef struct PatProp
 	SchemaNode *node;
 } PatProp;
 
+/* A number as m / 10^s, when "ok" (see NumDecode). */
+typedef struct NumFast
+{
+	bool		ok;
+	int			s;
+	int64		m;
+} NumFast;
+
 /* One compiled schema object (or boolean schema). */
 struct SchemaNode
 {
@@ -148,6 +159,11 @@ struct SchemaNode
 	Numeric		exclusiveMaximum;
 	Numeric		minimum;
 	Numeric		exclusiveMinimum;
+	NumFast		f_multipleOf;	/* the same, decoded */
+	NumFast		f_maximum;
+	NumFast		f_exclusiveMaximum;
+	NumFast		f_minimum;
+	NumFast		f_exclusiveMinimum;
 
 	int64		maxLength;		/* -1: absent */
 	int64		minLength;
@@ -175,6 +191,7 @@ struct SchemaNode
 	const char **required;
 	int		   *requiredlens;
 	int			nrequired;
+	PropEntry  *reqsorted;		/* the same, sorted like jsonb keys */
 	PropEntry  *depreq;
 	int			ndepreq;
 	PropEntry  *depschemas;
@@ -434,6 +451,209 @@ NumStr(Numeric n)
 	return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(n)));
 }
 
+/*
+ * Exact fast paths for small numbers.
+ *
+ * Most numbers in schemas and documents (prices, counts, bounds) are short
+ * decimals: they fit a scaled int64, value = m / 10^s.  Comparing two such
+ * numbers, or testing divisibility, then needs no numeric arithmetic and no
+ * allocation.  Numbers that do not fit (and NaN, infinities) take the
+ * numeric functions, so results are exact either way.
+ *
+ * The decoding reads numeric's on-disk format (src/backend/utils/adt/
+ * numeric.c), which is fixed by pg_upgrade compatibility: after the varlena
+ * header, a uint16 header word, then (long format only) an int16 weight,
+ * then base-10000 int16 digits; value = sum(d[i] * 10000^(weight - i)).
+ */
+#define NUMF_SIGN_MASK			0xC000
+#define NUMF_NEG				0x4000
+#define NUMF_SHORT				0x8000
+#define NUMF_SPECIAL			0xC000
+#define NUMF_SHORT_SIGN_MASK	0x2000
+#define NUMF_SHORT_WEIGHT_SIGN	0x0040
+#define NUMF_SHORT_WEIGHT_MASK	0x003F
+
+static const int64 pow10_tab[] = {
+	INT64CONST(1), INT64CONST(10), INT64CONST(100), INT64CONST(1000),
+	INT64CONST(10000), INT64CONST(100000), INT64CONST(1000000),
+	INT64CONST(10000000), INT64CONST(100000000), INT64CONST(1000000000),
+	INT64CONST(10000000000), INT64CONST(100000000000),
+	INT64CONST(1000000000000), INT64CONST(10000000000000),
+	INT64CONST(100000000000000), INT64CONST(1000000000000000),
+	INT64CONST(10000000000000000), INT64CONST(100000000000000000),
+	INT64CONST(1000000000000000000)
+};
+
+/*
+ * Reads the digits of a finite numeric; false for NaN/infinity or a datum
+ * not in plain 4-byte-header form.
+ */
+static inline bool
+NumDigits(Numeric num, const int16 **digits, int *ndigits, int *weight,
+		  bool *neg)
+{
+	struct varlena *vl = (struct varlena *) num;
+	uint16		hdr;
+	const char *data;
+	int			hdrsz;
+
+	if (!VARATT_IS_4B_U(vl))
+		return false;
+	data = VARDATA(vl);
+	memcpy(&hdr, data, sizeof(uint16));
+	if ((hdr & NUMF_SIGN_MASK) == NUMF_SPECIAL)
+		return false;
+	if ((hdr & NUMF_SIGN_MASK) == NUMF_SHORT)
+	{
+		*neg = (hdr & NUMF_SHORT_SIGN_MASK) != 0;
+		*weight = (hdr & NUMF_SHORT_WEIGHT_SIGN) ?
+			(~NUMF_SHORT_WEIGHT_MASK | (hdr & NUMF_SHORT_WEIGHT_MASK)) :
+			(hdr & NUMF_SHORT_WEIGHT_MASK);
+		hdrsz = sizeof(uint16);
+	}
+	else
+	{
+		int16		w;
+
+		*neg = (hdr & NUMF_SIGN_MASK) == NUMF_NEG;
+		memcpy(&w, data + sizeof(uint16), sizeof(int16));
+		*weight = w;
+		hdrsz = sizeof(uint16) + sizeof(int16);
+	}
+	*digits = (const int16 *) (data + hdrsz);
+	*ndigits = (VARSIZE(vl) - VARHDRSZ - hdrsz) / sizeof(int16);
+	return true;
+}
+
+/* Decodes a numeric into m / 10^s; f->ok is false if it does not fit. */
+static void
+NumDecode(Numeric num, NumFast *f)
+{
+	const int16 *d;
+	int			nd,
+				weight,
+				i,
+				elast;
+	bool		neg;
+	int64		m = 0;
+
+	f->ok = false;
+	if (!NumDigits(num, &d, &nd, &weight, &neg))
+		return;
+	if (nd == 0)
+	{
+		f->m = 0;
+		f->s = 0;
+		f->ok = true;
+		return;
+	}
+	elast = weight - (nd - 1);	/* base-10000 exponent of the last digit */
+	if (weight > 4 || elast < -4)
+		return;
+	for (i = 0; i < nd; i++)
+	{
+		if (pg_mul_s64_overflow(m, 10000, &m) ||
+			pg_add_s64_overflow(m, d[i], &m))
+			return;
+	}
+	if (elast > 0)
+	{
+		for (i = 0; i < elast; i++)
+			if (pg_mul_s64_overflow(m, 10000, &m))
+				return;
+		f->s = 0;
+	}
+	else
+		f->s = -4 * elast;
+	while (f->s > 0 && m % 10 == 0)
+	{
+		m /= 10;
+		f->s--;
+	}
+	f->m = neg ? -m : m;
+	f->ok = true;
+}
+
+/* Brings a and b to a common scale; false on overflow. */
+static inline bool
+NumAlign(const NumFast *a, const NumFast *b, int64 *x, int64 *y)
+{
+	*x = a->m;
+	*y = b->m;
+	if (a->s < b->s)
+		return !pg_mul_s64_overflow(*x, pow10_tab[b->s - a->s], x);
+	if (b->s < a->s)
+		return !pg_mul_s64_overflow(*y, pow10_tab[a->s - b->s], y);
+	return true;
+}
+
+/* Compares two numbers, using the decoded forms when they serve. */
+static inline int
+NumCmpFast(Numeric a, const NumFast *fa, Numeric b, const NumFast *fb)
+{
+	int64		x,
+				y;
+
+	if (fa->ok && fb->ok && NumAlign(fa, fb, &x, &y))
+	{
+		int			res = (x > y) - (x < y);
+
+		Assert(res == (NumCmp(a, b) > 0) - (NumCmp(a, b) < 0));
+		return res;
+	}
+	return NumCmp(a, b);
+}
+
+/* Is "num" a multiple of "mult", by numeric_mod? */
+static bool
+NumIsMultipleSlow(Numeric num, Numeric mult, Numeric zero)
+{
+	return NumCmp(DatumGetNumeric(DirectFunctionCall2(numeric_mod,
+													  NumericGetDatum(num),
+													  NumericGetDatum(mult))),
+				  zero) == 0;
+}
+
+/* Is "num" a multiple of "mult" (> 0)? */
+static inline bool
+NumIsMultiple(Numeric num, const NumFast *fn, Numeric mult, const NumFast *fm,
+			  Numeric zero)
+{
+	int64		x,
+				y;
+
+	if (fn->ok && fm->ok && fm->m > 0 && NumAlign(fn, fm, &x, &y))
+	{
+		Assert((x % y == 0) == NumIsMultipleSlow(num, mult, zero));
+		return x % y == 0;
+	}
+	return NumIsMultipleSlow(num, mult, zero);
+}
+
+
+/* Is this number integral (1.0 counts)? */
+static bool
+NumIsIntegralFast(Numeric n)
+{
+	const int16 *d;
+	int			nd,
+				weight,
+				i;
+	bool		neg;
+
+	if (!NumDigits(n, &d, &nd, &weight, &neg))
+		return NumIsIntegral(n);
+	/* digits past the point: index > weight */
+	for (i = Max(weight + 1, 0); i < nd; i++)
+		if (d[i] != 0)
+		{
+			Assert(!NumIsIntegral(n));
+			return false;
+		}
+	Assert(NumIsIntegral(n));
+	return true;
+}
+
 /* Compares two JSON values for JSON equality (1 == 1.0, key order free). */
 static bool
 JsonEqual(JsonbValue *a, JsonbValue *b)
@@ -447,7 +667,15 @@ JsonEqual(JsonbValue *a, JsonbValue *b)
 		case jbvBool:
 			return a->val.boolean == b->val.boolean;
 		case jbvNumeric:
-			return NumCmp(a->val.numeric, b->val.numeric) == 0;
+			{
+				NumFast		fa,
+							fb;
+
+				NumDecode(a->val.numeric, &fa);
+				NumDecode(b->val.numeric, &fb);
+				return NumCmpFast(a->val.numeric, &fa,
+								  b->val.numeric, &fb) == 0;
+			}
 		case jbvString:
 			return a->val.string.len == b->val.string.len &&
 				memcmp(a->val.string.val, b->val.string.val,
@@ -501,28 +729,6 @@ PropEntryCmp(const void *a, const void *b)
 	const PropEntry *pb = b;
 
 	return KeyCmp(pa->name, pa->len, pb->name, pb->len);
-}
-
-/* Finds an entry by name in a sorted PropEntry array, or NULL. */
-static PropEntry *
-FindProp(PropEntry *arr, int n, const char *name, int len)
-{
-	int			lo = 0,
-				hi = n - 1;
-
-	while (lo <= hi)
-	{
-		int			mid = (lo + hi) / 2;
-		int			c = KeyCmp(arr[mid].name, arr[mid].len, name, len);
-
-		if (c == 0)
-			return &arr[mid];
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid - 1;
-	}
-	return NULL;
 }
 
 /* ---------------------------------------------------------------------
@@ -1302,6 +1508,412 @@ TranslatePattern(const char *src)
 	return out.data;
 }
 
+/* ---------------------------------------------------------------------
+ * Simple patterns without the regex engine
+ * ---------------------------------------------------------------------
+ *
+ * Most schema patterns are a sequence of literals and character classes
+ * with quantifiers, optionally anchored: "^SKU-[0-9]{5}$", "^c-[0-9]+$".
+ * Those compile, besides the ARE, to a small position automaton run as a
+ * bit-parallel NFA (one bit per position, up to 63), which takes linear
+ * time, allocates nothing and needs no wide-character conversion.  It
+ * accepts exactly what the ARE of TranslatePattern() accepts; anything the
+ * parser is unsure of (groups, alternation, escapes other than \d \w \D \W
+ * and escaped punctuation, POSIX classes, non-ASCII) keeps the ARE.
+ *
+ * Classes are over ASCII; a non-ASCII character (one UTF-8 sequence, or one
+ * byte in a single-byte encoding) matches only "." and negated classes.
+ * Other multibyte encodings always use the ARE.
+ */
+#define FASTRE_MAX		63		/* positions; bit 63 is "accepted" */
+
+typedef struct FastRe
+{
+	int			npos;
+	bool		anch_start;
+	bool		anch_end;
+	bool		utf8;
+	uint64		start;			/* closure of position 0 */
+	uint64		skip;			/* positions that may match nothing (?, *) */
+	uint64		loop;			/* positions that repeat (*) */
+	uint64		nonascii;		/* positions matching a non-ASCII char */
+	uint64		cmask[128];		/* positions matching each ASCII char */
+} FastRe;
+
+/* A character set over ASCII, plus "every non-ASCII character". */
+typedef struct FastSet
+{
+	bool		ascii[128];
+	bool		nonascii;
+} FastSet;
+
+/* Punctuation that is literal in an ARE outside brackets. */
+static inline bool
+FastPlainChar(unsigned char c)
+{
+	if (c < 0x20 || c > 0x7e)
+		return false;
+	if (isalnum(c))
+		return true;
+	return strchr(" !\"#%&',-/:;<=>@_`~", c) != NULL;
+}
+
+/* Escaped punctuation, literal in ARE and ECMA alike. */
+static inline bool
+FastEscapedPunct(unsigned char c)
+{
+	return c >= 0x21 && c <= 0x7e && !isalnum(c);
+}
+
+static void
+FastSetRange(FastSet *set, int lo, int hi)
+{
+	int			c;
+
+	for (c = lo; c <= hi; c++)
+		set->ascii[c] = true;
+}
+
+/* Adds \d or \w; false for other letters. */
+static bool
+FastSetShorthand(FastSet *set, char c)
+{
+	if (c == 'd')
+		FastSetRange(set, '0', '9');
+	else if (c == 'w')
+	{
+		FastSetRange(set, '0', '9');
+		FastSetRange(set, 'a', 'z');
+		FastSetRange(set, 'A', 'Z');
+		set->ascii['_'] = true;
+	}
+	else
+		return false;
+	return true;
+}
+
+static void
+FastSetNegate(FastSet *set)
+{
+	int			c;
+
+	for (c = 0; c < 128; c++)
+		set->ascii[c] = !set->ascii[c];
+	set->nonascii = !set->nonascii;
+}
+
+/* Parses a bracket expression after its "["; returns the end, or NULL. */
+static const char *
+FastParseClass(const char *p, FastSet *set)
+{
+	bool		negate = false;
+	bool		first = true;
+
+	memset(set, 0, sizeof(FastSet));
+	if (*p == '^')
+	{
+		negate = true;
+		p++;
+	}
+	for (;;)
+	{
+		unsigned char c = (unsigned char) *p;
+		int			lo;
+
+		if (c == ']' && !first)
+		{
+			p++;
+			break;
+		}
+		first = false;
+		if (c == '\0' || c == '[' || c == ']' || c < 0x20 || c > 0x7e)
+			return NULL;
+		if (c == '\\')
+		{
+			unsigned char e = (unsigned char) p[1];
+
+			if (e == 'd' || e == 'w')
+			{
+				FastSetShorthand(set, e);
+				p += 2;
+				/* "[\d-x]": a range from a class; leave it to the ARE */
+				if (p[0] == '-' && p[1] != ']')
+					return NULL;
+				continue;
+			}
+			if (!FastEscapedPunct(e))
+				return NULL;
+			lo = e;
+			p += 2;
+		}
+		else
+		{
+			lo = c;
+			p++;
+		}
+		if (p[0] == '-' && p[1] != ']')
+		{
+			unsigned char h = (unsigned char) p[1];
+			int			hi;
+
+			if (h == '\\')
+			{
+				if (!FastEscapedPunct((unsigned char) p[2]))
+					return NULL;
+				hi = (unsigned char) p[2];
+				p += 3;
+			}
+			else
+			{
+				if (h == '\0' || h == '[' || h < 0x20 || h > 0x7e)
+					return NULL;
+				hi = h;
+				p += 2;
+			}
+			if (hi < lo)
+				return NULL;
+			FastSetRange(set, lo, hi);
+			/* "[a-c-e]" */
+			if (p[0] == '-' && p[1] != ']')
+				return NULL;
+		}
+		else
+			set->ascii[lo] = true;
+	}
+	if (negate)
+		FastSetNegate(set);
+	return p;
+}
+
+/* Reads a decimal bound number (at most 255, like the ARE's DUPMAX). */
+static const char *
+FastParseCount(const char *p, int *out)
+{
+	int			v = 0;
+
+	if (!isdigit((unsigned char) *p))
+		return NULL;
+	while (isdigit((unsigned char) *p))
+	{
+		v = v * 10 + (*p - '0');
+		if (v > 255)
+			return NULL;
+		p++;
+	}
+	*out = v;
+	return p;
+}
+
+/* Adds one position matching "set"; false when there are too many. */
+static bool
+FastAddPos(FastRe *f, const FastSet *set, bool skip, bool loop)
+{
+	uint64		bit;
+	int			c;
+
+	if (f->npos >= FASTRE_MAX)
+		return false;
+	bit = UINT64CONST(1) << f->npos;
+	for (c = 0; c < 128; c++)
+		if (set->ascii[c])
+			f->cmask[c] |= bit;
+	if (set->nonascii)
+		f->nonascii |= bit;
+	if (skip)
+		f->skip |= bit;
+	if (loop)
+		f->loop |= bit;
+	f->npos++;
+	return true;
+}
+
+/* The closure of a position set over positions that may match nothing. */
+static inline uint64
+FastClosure(const FastRe *f, uint64 s)
+{
+	uint64		prev;
+
+	do
+	{
+		prev = s;
+		s |= (s & f->skip) << 1;
+	} while (s != prev);
+	return s;
+}
+
+/* Compiles an ECMA-262 pattern to a FastRe, or returns NULL. */
+static FastRe *
+FastCompile(const char *src)
+{
+	FastRe	   *f;
+	const char *p = src;
+	int			enc = GetDatabaseEncoding();
+
+	if (enc != PG_UTF8 && pg_database_encoding_max_length() != 1)
+		return NULL;
+	f = palloc0(sizeof(FastRe));
+	f->utf8 = (enc == PG_UTF8);
+	if (*p == '^')
+	{
+		f->anch_start = true;
+		p++;
+	}
+	while (*p)
+	{
+		FastSet		set;
+		unsigned char c = (unsigned char) *p;
+		int			lo = 1,
+					hi = 1,
+					k;
+
+		if (c == '$' && p[1] == '\0')
+		{
+			f->anch_end = true;
+			break;
+		}
+		memset(&set, 0, sizeof(set));
+		if (c == '[')
+		{
+			p = FastParseClass(p + 1, &set);
+			if (p == NULL)
+				goto fail;
+		}
+		else if (c == '.')
+		{
+			FastSetRange(&set, 0, 127);
+			set.nonascii = true;
+			p++;
+		}
+		else if (c == '\\')
+		{
+			unsigned char e = (unsigned char) p[1];
+
+			if (e == 'd' || e == 'w')
+				FastSetShorthand(&set, e);
+			else if (e == 'D' || e == 'W')
+			{
+				FastSetShorthand(&set, e == 'D' ? 'd' : 'w');
+				FastSetNegate(&set);
+			}
+			else if (FastEscapedPunct(e))
+				set.ascii[e] = true;
+			else
+				goto fail;
+			p += 2;
+		}
+		else if (FastPlainChar(c))
+		{
+			set.ascii[c] = true;
+			p++;
+		}
+		else
+			goto fail;
+
+		/* quantifier */
+		if (*p == '*')
+		{
+			lo = 0;
+			hi = -1;
+			p++;
+		}
+		else if (*p == '+')
+		{
+			lo = 1;
+			hi = -1;
+			p++;
+		}
+		else if (*p == '?')
+		{
+			lo = 0;
+			hi = 1;
+			p++;
+		}
+		else if (*p == '{')
+		{
+			p = FastParseCount(p + 1, &lo);
+			if (p == NULL)
+				goto fail;
+			if (*p == '}')
+				hi = lo;
+			else if (*p == ',' && p[1] == '}')
+			{
+				hi = -1;
+				p++;
+			}
+			else if (*p == ',')
+			{
+				p = FastParseCount(p + 1, &hi);
+				if (p == NULL || *p != '}' || hi < lo)
+					goto fail;
+			}
+			else
+				goto fail;
+			p++;
+		}
+		/* a second quantifier, or a lazy one: leave it to the ARE */
+		if (*p == '*' || *p == '+' || *p == '?' || *p == '{')
+			goto fail;
+
+		for (k = 0; k < lo; k++)
+			if (!FastAddPos(f, &set, false, false))
+				goto fail;
+		if (hi < 0)
+		{
+			if (!FastAddPos(f, &set, true, true))
+				goto fail;
+		}
+		else
+		{
+			for (k = lo; k < hi; k++)
+				if (!FastAddPos(f, &set, true, false))
+					goto fail;
+		}
+	}
+	f->start = FastClosure(f, UINT64CONST(1));
+	return f;
+
+fail:
+	pfree(f);
+	return NULL;
+}
+
+/* Does a string contain a match of a FastRe? */
+static bool
+FastMatch(const FastRe *f, const char *s, int len)
+{
+	uint64		accept = UINT64CONST(1) << f->npos;
+	uint64		cur = f->start;
+	int			i = 0;
+
+	if (!f->anch_end && (cur & accept))
+		return true;
+	while (i < len)
+	{
+		unsigned char c = (unsigned char) s[i];
+		uint64		m;
+
+		if (c < 0x80)
+		{
+			m = f->cmask[c];
+			i++;
+		}
+		else
+		{
+			m = f->nonascii;
+			i += f->utf8 ? pg_utf_mblen((const unsigned char *) s + i) : 1;
+		}
+		m &= cur;
+		cur = FastClosure(f, ((m & ~f->loop) << 1) | (m & f->loop));
+		if (!f->anch_start)
+			cur |= f->start;
+		else if (cur == 0)
+			return false;
+		if (!f->anch_end && (cur & accept))
+			return true;
+	}
+	return (cur & accept) != 0;
+}
+
 /* Compiles an ECMA-262 pattern into the schema's context. */
 static EbRegex *
 CompileRegex(Compiler *c, IndexEntry *e, const char *kw, const char *src, int len)
@@ -1330,6 +1942,7 @@ CompileRegex(Compiler *c, IndexEntry *e, const char *kw, const char *src, int le
 				 errhint("Patterns are ECMA-262 regular expressions, e.g. \"^[a-z]+$\".")));
 	}
 	c->schema->regexes = lappend(c->schema->regexes, r);
+	r->fast = FastCompile(r->src);
 	return r;
 }
 
@@ -1477,6 +2090,16 @@ CompileKeywords(Compiler *c, SchemaNode *n, IndexEntry *e, JsonbContainer *jc)
 	n->exclusiveMaximum = GetNumber(e, jc, "exclusiveMaximum");
 	n->minimum = GetNumber(e, jc, "minimum");
 	n->exclusiveMinimum = GetNumber(e, jc, "exclusiveMinimum");
+	if (n->multipleOf)
+		NumDecode(n->multipleOf, &n->f_multipleOf);
+	if (n->maximum)
+		NumDecode(n->maximum, &n->f_maximum);
+	if (n->exclusiveMaximum)
+		NumDecode(n->exclusiveMaximum, &n->f_exclusiveMaximum);
+	if (n->minimum)
+		NumDecode(n->minimum, &n->f_minimum);
+	if (n->exclusiveMinimum)
+		NumDecode(n->exclusiveMinimum, &n->f_exclusiveMinimum);
 
 	n->maxLength = GetCount(e, jc, "maxLength");
 	n->minLength = GetCount(e, jc, "minLength");
@@ -1602,8 +2225,19 @@ CompileKeywords(Compiler *c, SchemaNode *n, IndexEntry *e, JsonbContainer *jc)
 	n->maxProperties = GetCount(e, jc, "maxProperties");
 	n->minProperties = GetCount(e, jc, "minProperties");
 	if (GetKey(jc, "required", &v))
+	{
+		int			i;
+
 		n->nrequired = ParseStringArray(e, "required", &v, &n->required,
 										&n->requiredlens);
+		n->reqsorted = palloc0(sizeof(PropEntry) * Max(n->nrequired, 1));
+		for (i = 0; i < n->nrequired; i++)
+		{
+			n->reqsorted[i].name = n->required[i];
+			n->reqsorted[i].len = n->requiredlens[i];
+		}
+		qsort(n->reqsorted, n->nrequired, sizeof(PropEntry), PropEntryCmp);
+	}
 
 	/* dependentRequired / dependentSchemas, or draft-07 "dependencies" */
 	{
@@ -2056,7 +2690,7 @@ TypeMatches(uint8 mask, JsonbValue *v)
 		case jbvNumeric:
 			if (mask & T_NUMBER)
 				return true;
-			return (mask & T_INTEGER) && NumIsIntegral(v->val.numeric);
+			return (mask & T_INTEGER) && NumIsIntegralFast(v->val.numeric);
 		case jbvBinary:
 			if (JsonContainerIsObject(v->val.binary.data))
 				return (mask & T_OBJECT) != 0;
@@ -2066,9 +2700,9 @@ TypeMatches(uint8 mask, JsonbValue *v)
 	}
 }
 
-/* Does a string contain a match of the regular expression? */
+/* Does a string contain a match of the ARE? */
 static bool
-RegexMatch(EbRegex *r, const char *s, int len)
+AreMatch(EbRegex *r, const char *s, int len)
 {
 	pg_wchar	sbuf[256];
 	pg_wchar   *w = sbuf;
@@ -2097,20 +2731,32 @@ RegexMatch(EbRegex *r, const char *s, int len)
 	return false;
 }
 
+/* Does a string contain a match of the regular expression? */
+static bool
+RegexMatch(EbRegex *r, const char *s, int len)
+{
+	if (r->fast)
+	{
+		bool		res = FastMatch(r->fast, s, len);
+
+		Assert(res == AreMatch(r, s, len));
+		return res;
+	}
+	return AreMatch(r, s, len);
+}
+
 /* Validates the number keywords. */
 static bool
 ValidateNumber(VState *st, SchemaNode *n, Numeric num)
 {
 	bool		ok = true;
+	NumFast		f;
 
+	NumDecode(num, &f);
 	if (n->multipleOf)
 	{
-		Numeric		rem;
-
-		rem = DatumGetNumeric(DirectFunctionCall2(numeric_mod,
-												  NumericGetDatum(num),
-												  NumericGetDatum(n->multipleOf)));
-		if (NumCmp(rem, st->schema->zero) != 0)
+		if (!NumIsMultiple(num, &f, n->multipleOf, &n->f_multipleOf,
+						   st->schema->zero))
 		{
 			ok = false;
 			FAIL(st, "multipleOf", "%s is not a multiple of %s", NumStr(num),
@@ -2119,7 +2765,8 @@ ValidateNumber(VState *st, SchemaNode *n, Numeric num)
 				return false;
 		}
 	}
-	if (n->maximum && NumCmp(num, n->maximum) > 0)
+	if (n->maximum &&
+		NumCmpFast(num, &f, n->maximum, &n->f_maximum) > 0)
 	{
 		ok = false;
 		FAIL(st, "maximum", "%s is greater than the maximum of %s",
@@ -2127,7 +2774,8 @@ ValidateNumber(VState *st, SchemaNode *n, Numeric num)
 		if (!CanContinue(st))
 			return false;
 	}
-	if (n->exclusiveMaximum && NumCmp(num, n->exclusiveMaximum) >= 0)
+	if (n->exclusiveMaximum &&
+		NumCmpFast(num, &f, n->exclusiveMaximum, &n->f_exclusiveMaximum) >= 0)
 	{
 		ok = false;
 		FAIL(st, "exclusiveMaximum",
@@ -2136,7 +2784,8 @@ ValidateNumber(VState *st, SchemaNode *n, Numeric num)
 		if (!CanContinue(st))
 			return false;
 	}
-	if (n->minimum && NumCmp(num, n->minimum) < 0)
+	if (n->minimum &&
+		NumCmpFast(num, &f, n->minimum, &n->f_minimum) < 0)
 	{
 		ok = false;
 		FAIL(st, "minimum", "%s is less than the minimum of %s",
@@ -2144,7 +2793,8 @@ ValidateNumber(VState *st, SchemaNode *n, Numeric num)
 		if (!CanContinue(st))
 			return false;
 	}
-	if (n->exclusiveMinimum && NumCmp(num, n->exclusiveMinimum) <= 0)
+	if (n->exclusiveMinimum &&
+		NumCmpFast(num, &f, n->exclusiveMinimum, &n->f_exclusiveMinimum) <= 0)
 	{
 		ok = false;
 		FAIL(st, "exclusiveMinimum",
@@ -2162,8 +2812,20 @@ ValidateString(VState *st, SchemaNode *n, JsonbValue *v)
 
 	if (n->maxLength >= 0 || n->minLength >= 0)
 	{
-		int64		len = pg_mbstrlen_with_len(v->val.string.val,
-											   v->val.string.len);
+		int64		bytes = v->val.string.len;
+		int64		len;
+
+		/*
+		 * A string has at most as many characters as bytes, and at least
+		 * bytes / (longest character); count only when that does not settle
+		 * both limits.
+		 */
+		if ((n->maxLength < 0 || bytes <= n->maxLength) &&
+			(n->minLength < 0 ||
+			 n->minLength <= bytes / pg_database_encoding_max_length()))
+			len = n->minLength >= 0 ? n->minLength : bytes;	/* passes both */
+		else
+			len = pg_mbstrlen_with_len(v->val.string.val, v->val.string.len);
 
 		if (n->maxLength >= 0 && len > n->maxLength)
 		{
@@ -2328,6 +2990,44 @@ HasKey(JsonbContainer *jc, const char *key, int len)
 	return getKeyJsonValueFromContainer(jc, key, len, &tmp) != NULL;
 }
 
+/*
+ * Are all the names (sorted like jsonb keys) keys of the object?  One merge
+ * pass over the object's sorted keys.
+ */
+static bool
+HasAllKeys(JsonbContainer *jc, const PropEntry *names, int nnames)
+{
+	int			n = JsonContainerSize(jc);
+	const char *base = (const char *) &jc->children[n * 2];
+	uint32		off = 0;
+	int			i = 0,
+				j;
+
+	for (j = 0; j < nnames; j++)
+	{
+		for (;;)
+		{
+			JEntry		entry;
+			int			klen,
+						c;
+
+			if (i >= n)
+				return false;
+			entry = jc->children[i];
+			klen = JBE_HAS_OFF(entry) ? JBE_OFFLENFLD(entry) - off :
+				JBE_OFFLENFLD(entry);
+			c = KeyCmp(base + off, klen, names[j].name, names[j].len);
+			if (c == 0)
+				break;
+			if (c > 0)
+				return false;
+			JBE_ADVANCE_OFFSET(off, entry);
+			i++;
+		}
+	}
+	return true;
+}
+
 /* Validates the object keywords; marks evaluated properties in "a". */
 static bool
 ValidateObject(VState *st, SchemaNode *n, JsonbValue *v, Annot *a)
@@ -2354,15 +3054,19 @@ ValidateObject(VState *st, SchemaNode *n, JsonbValue *v, Annot *a)
 		if (!CanContinue(st))
 			return false;
 	}
-	for (i = 0; i < n->nrequired; i++)
+	/* the common case, all present, in one pass; else report in order */
+	if (n->nrequired > 0 && !HasAllKeys(jc, n->reqsorted, n->nrequired))
 	{
-		if (!HasKey(jc, n->required[i], n->requiredlens[i]))
+		for (i = 0; i < n->nrequired; i++)
 		{
-			ok = false;
-			FAIL(st, "required", "required property \"%.*s\" is missing",
-				 n->requiredlens[i], n->required[i]);
-			if (!CanContinue(st))
-				return false;
+			if (!HasKey(jc, n->required[i], n->requiredlens[i]))
+			{
+				ok = false;
+				FAIL(st, "required", "required property \"%.*s\" is missing",
+					 n->requiredlens[i], n->required[i]);
+				if (!CanContinue(st))
+					return false;
+			}
 		}
 	}
 	for (i = 0; i < n->ndepreq; i++)
@@ -2403,6 +3107,7 @@ ValidateObject(VState *st, SchemaNode *n, JsonbValue *v, Annot *a)
 		ContIter	it;
 		JsonbValue	key,
 					val;
+		int			pi = 0;
 
 		IterInit(&it, jc);
 		while (IterNext(&it, &key, &val))
@@ -2428,9 +3133,24 @@ ValidateObject(VState *st, SchemaNode *n, JsonbValue *v, Annot *a)
 			}
 			if (n->nprops > 0)
 			{
-				PropEntry  *pe = FindProp(n->props, n->nprops,
-										  key.val.string.val,
-										  key.val.string.len);
+				PropEntry  *pe = NULL;
+
+				/* keys and n->props are sorted alike: merge */
+				while (pi < n->nprops)
+				{
+					int			c = KeyCmp(n->props[pi].name, n->props[pi].len,
+										   key.val.string.val,
+										   key.val.string.len);
+
+					if (c > 0)
+						break;
+					if (c == 0)
+					{
+						pe = &n->props[pi];
+						break;
+					}
+					pi++;
+				}
 
 				if (pe)
 				{
