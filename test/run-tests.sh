@@ -5,12 +5,12 @@
 # Ends with "N passed, N failed" and exits non-zero on any failure.
 #
 #   EB_TEST_PORT   port of the throwaway cluster (54329)
-#   EB_SUITES      subset of: regress isolation pgtap tap examples (all)
+#   EB_SUITES      subset of: regress isolation pgtap tap examples conformance fuzz (all)
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PORT=${EB_TEST_PORT:-54329}
-SUITES=${EB_SUITES:-"regress isolation pgtap tap examples"}
+SUITES=${EB_SUITES:-"regress isolation pgtap tap examples conformance"}
 START=$(date +%s)
 
 eb_install_packages || exit 1
@@ -121,6 +121,23 @@ for suite in $SUITES; do
 		) >"$OUTDIR/examples.out" 2>&1
 		cat "$OUTDIR/examples.out"
 		count examples "$OUTDIR/examples.out" '^ok - ' '^not ok - '
+		;;
+	conformance)
+		# The JSON Schema Test Suite (a copy in test/jsonschema/suite) through
+		# eventbus.validate; fails below the figures of test/jsonschema/expected.txt.
+		eb_log "JSON Schema conformance (test/jsonschema)"
+		psql -q -X -d postgres -c "DROP DATABASE IF EXISTS conformance" \
+			-c "CREATE DATABASE conformance" >/dev/null &&
+			psql -q -X -d conformance -c "CREATE EXTENSION eventbus" >/dev/null ||
+			{ broken conformance "could not create database conformance"; continue; }
+		if /usr/bin/python3 test/jsonschema/conformance.py --dsn "dbname=conformance" \
+			--suite-dir test/jsonschema/suite >"$OUTDIR/conformance.out" 2>&1; then
+			echo "ok - conformance at or above test/jsonschema/expected.txt" >>"$OUTDIR/conformance.out"
+		else
+			echo "not ok - conformance below test/jsonschema/expected.txt (or the runner failed)" >>"$OUTDIR/conformance.out"
+		fi
+		cat "$OUTDIR/conformance.out"
+		count conformance "$OUTDIR/conformance.out" '^ok - ' '^not ok - '
 		;;
 	*)
 		broken "$suite" "unknown suite"
