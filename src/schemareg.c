@@ -85,6 +85,16 @@ OpenSchemaTable(AttrNumber *attnos)
 	return rel;
 }
 
+/* The OID of eventbus._with_base(jsonb, text). */
+static Oid
+WithBaseFunc(void)
+{
+	Oid			argtypes[2] = {JSONBOID, TEXTOID};
+
+	return LookupFuncName(list_make2(makeString(EB_SCHEMA), makeString("_with_base")),
+						  2, argtypes, false);
+}
+
 /* Loads the schemas that have a topic pattern. */
 static void
 LoadSchemas(void)
@@ -131,7 +141,15 @@ LoadSchemas(void)
 		p = DatumGetTextPP(pattern);
 		ts->name = text_to_cstring(p);
 		EbCompilePattern(VARDATA_ANY(p), VARSIZE_ANY_EXHDR(p), &ts->pattern);
-		ts->document = DatumGetJsonbPCopy(heap_getattr(tuple, attnos[SCH_SCHEMA], desc, &isnull));
+		{
+			Datum		doc = heap_getattr(tuple, attnos[SCH_SCHEMA], desc, &isnull);
+			Datum		uri = heap_getattr(tuple, attnos[SCH_URI], desc, &isnull);
+
+			/* Relative $refs resolve against its URI (eventbus._with_base). */
+			if (!isnull)
+				doc = OidFunctionCall2(WithBaseFunc(), doc, uri);
+			ts->document = DatumGetJsonbPCopy(doc);
+		}
 		ts->dead_letter = strcmp(TextDatumGetCString(heap_getattr(tuple, attnos[SCH_ON_INVALID],
 																  desc, &isnull)),
 								 "dead_letter") == 0;

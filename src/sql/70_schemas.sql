@@ -41,6 +41,19 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventbus._schemas_changed() IS
     'eventbus (internal): make every backend reload the registered schemas';
 
+-- A schema whose relative "$ref"s resolve against uri: the schema with
+-- "$id": uri when it has no "$id" of its own.
+CREATE FUNCTION eventbus._with_base(schema jsonb, uri text)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN uri IS NOT NULL AND jsonb_typeof(schema) = 'object' AND NOT schema ? '$id'
+                THEN schema || jsonb_build_object('$id', uri) ELSE schema END
+$$;
+COMMENT ON FUNCTION eventbus._with_base(jsonb, text) IS
+    'eventbus (internal): the schema with "$id" set to uri unless it has one';
+
 -- Registers (or replaces) the schema of a topic pattern, and/or a schema
 -- other schemas refer to by URI: "uri" if given, else the schema's "$id".
 CREATE FUNCTION eventbus.register_schema(pattern text, schema jsonb,
@@ -81,7 +94,9 @@ BEGIN
                   HINT = 'Drop it first with eventbus.drop_schema(), or give this one another "$id" or uri.';
     END IF;
     -- Compiles it: an invalid schema (or a $ref to nothing) raises 22023 here.
-    PERFORM eventbus.validate(schema, 'null');
+    -- Its relative references resolve against its URI, as they will when
+    -- another schema refers to it.
+    PERFORM eventbus.validate(eventbus._with_base(schema, v_uri), 'null');
     IF pattern IS NULL THEN
         INSERT INTO eventbus.schema AS s (pattern, uri, schema, on_invalid)
         VALUES (NULL, v_uri, register_schema.schema, register_schema.on_invalid)
