@@ -64,6 +64,9 @@ PG_FUNCTION_INFO_V1(eventbus_validation_errors);
 
 /* Nested schema applications allowed at one instance location. */
 #define MAX_APPLY_DEPTH 200
+/* Schema applications one validation may make: a cap against schemas whose
+ * combinators nest into exponential work (e.g. anyOf of anyOf of ...). */
+#define MAX_APPLICATIONS 10000000
 
 /* Type bits, for "type". */
 #define T_NULL			0x01
@@ -264,6 +267,13 @@ typedef struct VState
 	int			nerrors;
 	int			quiet;			/* > 0 inside anyOf/oneOf/not/if/contains */
 	int			apply_depth;
+	int64		applications;	/* schema applications so far */
+	/* Nodes applied at the current instance location: a node that comes
+	 * back there has consumed no input and would recurse forever. */
+	SchemaNode **loc;
+	int			loc_base;		/* where the current location's nodes start */
+	int			loc_top;
+	int			loc_cap;
 	PathSeg    *path;
 	int			npath;
 	int			pathcap;
@@ -272,6 +282,7 @@ typedef struct VState
 	int			dyncap;
 	PathSeg		path_inline[INLINE_STACK];
 	Resource   *dyn_inline[INLINE_STACK];
+	SchemaNode *loc_inline[INLINE_STACK];
 } VState;
 
 /* Evaluated items or properties of one instance, by position. */
@@ -2600,13 +2611,18 @@ ValidateChild(VState *st, SchemaNode *node, JsonbValue *v, const char *key,
 {
 	bool		r;
 	int			saved;
+	int			saved_base;
 
 	if (node->kind == NODE_TRUE)
 		return true;
+	saved_base = st->loc_base;
 	PushPath(st, key, keylen, index);
 	saved = st->apply_depth;
 	st->apply_depth = 0;
+	st->loc_base = st->loc_top;
 	r = ValidateNode(st, node, v, NULL);
+	st->loc_top = st->loc_base;
+	st->loc_base = saved_base;
 	st->apply_depth = saved;
 	st->npath--;
 	return r;
@@ -3305,6 +3321,19 @@ ValidateNode(VState *st, SchemaNode *n, JsonbValue *v, Annot *ann)
 	}
 
 	check_stack_depth();
+	CHECK_FOR_INTERRUPTS();
+	if (++st->applications > MAX_APPLICATIONS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("JSON Schema validation needs more than %d schema applications", MAX_APPLICATIONS),
+				 errdetail("Its combinators (anyOf, oneOf, allOf, $ref ...) nest into too much work for this document."),
+				 errhint("Simplify the schema.")));
+	for (i = st->loc_base; i < st->loc_top; i++)
+		if (st->loc[i] == n)
+		{
+			FAIL(st, "$ref", "schema recursion without progress (the schema refers back to itself at the same place)");
+			return false;
+		}
 	if (++st->apply_depth > MAX_APPLY_DEPTH)
 	{
 		st->apply_depth--;
@@ -3312,6 +3341,15 @@ ValidateNode(VState *st, SchemaNode *n, JsonbValue *v, Annot *ann)
 			 MAX_APPLY_DEPTH);
 		return false;
 	}
+	if (st->loc_top >= st->loc_cap)
+	{
+		SchemaNode **nl = palloc(sizeof(SchemaNode *) * st->loc_cap * 2);
+
+		memcpy(nl, st->loc, sizeof(SchemaNode *) * st->loc_top);
+		st->loc = nl;
+		st->loc_cap *= 2;
+	}
+	st->loc[st->loc_top++] = n;
 	if (st->ndyn == 0 || st->dynscope[st->ndyn - 1] != n->res)
 	{
 		if (st->ndyn >= st->dyncap)
@@ -3508,6 +3546,7 @@ done:
 	if (pushed)
 		st->ndyn--;
 	st->apply_depth--;
+	st->loc_top--;
 	return ok;
 #undef NODE_FAILED
 }
@@ -3529,6 +3568,11 @@ EbSchemaValidate(EbSchema *schema, Jsonb *doc, bool all, List **errors)
 	st.nerrors = 0;
 	st.quiet = 0;
 	st.apply_depth = 0;
+	st.applications = 0;
+	st.loc = st.loc_inline;
+	st.loc_base = 0;
+	st.loc_top = 0;
+	st.loc_cap = INLINE_STACK;
 	st.path = st.path_inline;
 	st.npath = 0;
 	st.pathcap = INLINE_STACK;
