@@ -6,6 +6,7 @@
 #                   on a throwaway cluster; ends with "N passed, N failed"
 #   make demo       the same set-up, then a persistent local cluster with a demo
 #   make demo-stop  stop and remove the demo cluster
+#   make fuzz       build the libFuzzer targets (test/fuzz) and run each FUZZ_SECONDS (60)
 
 EXTENSION  = eventbus
 EXTVERSION = 0.1.0
@@ -53,7 +54,12 @@ $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
 
 $(OBJS): src/eventbus.h src/jsonschema.h
 
-.PHONY: test demo demo-stop
+# make fuzz [FUZZ_SECONDS=N]: build the libFuzzer targets (test/fuzz) and run each N seconds
+FUZZ_SECONDS ?= 60
+.PHONY: test demo demo-stop fuzz
+fuzz:
+	bash test/fuzz/run.sh $(FUZZ_SECONDS)
+
 test:
 	bash test/run-tests.sh
 

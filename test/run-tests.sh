@@ -10,7 +10,7 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PORT=${EB_TEST_PORT:-54329}
-SUITES=${EB_SUITES:-"regress isolation pgtap tap examples conformance"}
+SUITES=${EB_SUITES:-"regress isolation pgtap tap examples conformance fuzz"}
 START=$(date +%s)
 
 eb_install_packages || exit 1
@@ -138,6 +138,16 @@ for suite in $SUITES; do
 		fi
 		cat "$OUTDIR/conformance.out"
 		count conformance "$OUTDIR/conformance.out" '^ok - ' '^not ok - '
+		;;
+	fuzz)
+		# libFuzzer targets (test/fuzz/README.md): topic parser and JSON Schema
+		# validator, a few seconds each; long runs: test/fuzz/run.sh 3600.
+		eb_log "fuzz (test/fuzz/run.sh ${EB_FUZZ_SECONDS:-8})"
+		bash test/fuzz/run.sh "${EB_FUZZ_SECONDS:-8}" >"$OUTDIR/fuzz.out" 2>&1
+		cat "$OUTDIR/fuzz.out"
+		count fuzz "$OUTDIR/fuzz.out" '^ok - ' '^not ok - '
+		grep -qE '^(not )?ok - ' "$OUTDIR/fuzz.out" || broken fuzz "run.sh ran no target (see test/results/fuzz.out)"
+		[ -d test/fuzz/build/crashes ] && cp -r test/fuzz/build/crashes "$OUTDIR/fuzz-crashes"
 		;;
 	*)
 		broken "$suite" "unknown suite"

@@ -42,7 +42,9 @@ except ImportError:  # pragma: no cover
     sys.exit(2)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_SUITE = "/work/shared/jsonschema-suite"
+# The copy in the repository (test/jsonschema/suite), else the shared one.
+DEFAULT_SUITE = next((d for d in (os.path.join(HERE, "suite"), "/work/shared/jsonschema-suite")
+                      if os.path.isdir(d)), os.path.join(HERE, "suite"))
 DRAFTS = ("draft2020-12", "draft7")
 DRAFT7_URI = "http://json-schema.org/draft-07/schema#"
 REMOTE_BASE = "http://localhost:1234/"
