@@ -124,6 +124,15 @@ select eventbus.validate((select ('{"$defs": {' || string_agg(format('"d%s": {"a
                            from generate_series(0, 39) i), '1');
 \echo :LAST_ERROR_SQLSTATE
 
+-- found by review: more dependentSchemas than dependentRequired entries
+-- (overflowed a buffer), an array index past 2^32 in a pointer (wrapped to 0)
+select eventbus.validate(('{"dependentRequired": {"a": []}, "dependentSchemas": {'
+                          || (select string_agg(format('"k%s": {"required": ["x"]}', i), ', ') from generate_series(1, 2000) i)
+                          || '}}')::jsonb, '{"k7": 1, "x": 2}') as many_dependent_schemas;
+select eventbus.validate('{"allOf": [{"type": "string"}], "properties": {"a": {"$ref": "#/allOf/4294967296"}}}', '{}');
+\echo :LAST_ERROR_SQLSTATE
+select eventbus.validate('{"allOf": [{"type": "string"}], "properties": {"a": {"$ref": "#/allOf/00"}}}', '{}');
+
 -- draft-07 by $schema (the CloudEvents schema is draft-07)
 select eventbus.validate('{"$schema": "http://json-schema.org/draft-07/schema#",
                           "items": [{"type": "integer"}], "additionalItems": false}', '[1, 2]') as draft7_tuple;

@@ -1006,12 +1006,18 @@ PointerLookup(JsonbValue *root, const char *ptr, JsonbValue *out)
 		}
 		else
 		{
-			char	   *end;
-			long		idx = strtol(tok.data, &end, 10);
+			int64		idx = 0;
 			JsonbValue *el;
 
-			if (tok.len == 0 || *end != '\0' || idx < 0)
+			/* RFC 6901 array index: "0", or digits without a leading zero. */
+			if (tok.len == 0 || tok.len > 9 || (tok.len > 1 && tok.data[0] == '0'))
 				return false;
+			for (int d = 0; d < tok.len; d++)
+			{
+				if (tok.data[d] < '0' || tok.data[d] > '9')
+					return false;
+				idx = idx * 10 + (tok.data[d] - '0');
+			}
 			el = getIthJsonbValueFromContainer(jc, (uint32) idx);
 			if (el == NULL)
 				return false;
@@ -2278,10 +2284,20 @@ CompileKeywords(Compiler *c, SchemaNode *n, IndexEntry *e, JsonbContainer *jc)
 			if (!IsObject(&v))
 				BadSchema(e->loc, kws[k], NULL, "\"%s\" must be an object", kws[k]);
 			cnt = JsonContainerSize(v.val.binary.data);
-			if (n->depreq == NULL)
-				n->depreq = palloc0(sizeof(PropEntry) * Max(cnt, 1));
-			if (n->depschemas == NULL)
-				n->depschemas = palloc0(sizeof(PropEntry) * Max(cnt, 1));
+			/* Room for this keyword's entries in both arrays, on top of the
+			 * previous keyword's (each entry may go to either). */
+			{
+				PropEntry  *grown;
+
+				grown = palloc0(sizeof(PropEntry) * (n->ndepreq + cnt + 1));
+				if (n->depreq)
+					memcpy(grown, n->depreq, sizeof(PropEntry) * n->ndepreq);
+				n->depreq = grown;
+				grown = palloc0(sizeof(PropEntry) * (n->ndepschemas + cnt + 1));
+				if (n->depschemas)
+					memcpy(grown, n->depschemas, sizeof(PropEntry) * n->ndepschemas);
+				n->depschemas = grown;
+			}
 			IterInit(&it, v.val.binary.data);
 			while (IterNext(&it, &key, &el))
 			{
@@ -2626,6 +2642,35 @@ ValidateChild(VState *st, SchemaNode *node, JsonbValue *v, const char *key,
 	st->apply_depth = saved;
 	st->npath--;
 	return r;
+}
+
+/*
+ * Counts one unit of work against the cap of one validation (a schema
+ * application, a comparison of two items, a key against a pattern), and
+ * checks for cancellation now and then.
+ */
+static void
+CountWork(VState *st)
+{
+	if ((++st->applications & 1023) == 0)
+		CHECK_FOR_INTERRUPTS();
+	if (st->applications > MAX_APPLICATIONS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("JSON Schema validation needs more than %d steps", MAX_APPLICATIONS),
+				 errdetail("The schema's combinators, patterns or uniqueItems take too much work for this document."),
+				 errhint("Simplify the schema, or validate smaller documents.")));
+}
+
+/* Frees an annotation set. */
+static void
+FreeAnnot(Annot *a)
+{
+	if (a)
+	{
+		pfree(a->marks);
+		pfree(a);
+	}
 }
 
 /* Makes an empty annotation set for an instance of n items/properties. */
@@ -2979,6 +3024,7 @@ ValidateArray(VState *st, SchemaNode *n, JsonbValue *v, Annot *a)
 			CHECK_FOR_INTERRUPTS();
 			while (IterNext(&inner, NULL, &y))
 			{
+				CountWork(st);
 				if (JsonEqual(&x, &y))
 				{
 					ok = false;
@@ -3192,6 +3238,7 @@ ValidateObject(VState *st, SchemaNode *n, JsonbValue *v, Annot *a)
 			{
 				PatProp    *pp = &n->patprops[j];
 
+				CountWork(st);
 				if (!RegexMatch(pp->re, key.val.string.val, key.val.string.len))
 					continue;
 				matched = true;
@@ -3322,12 +3369,7 @@ ValidateNode(VState *st, SchemaNode *n, JsonbValue *v, Annot *ann)
 
 	check_stack_depth();
 	CHECK_FOR_INTERRUPTS();
-	if (++st->applications > MAX_APPLICATIONS)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("JSON Schema validation needs more than %d schema applications", MAX_APPLICATIONS),
-				 errdetail("Its combinators (anyOf, oneOf, allOf, $ref ...) nest into too much work for this document."),
-				 errhint("Simplify the schema.")));
+	CountWork(st);
 	for (i = st->loc_base; i < st->loc_top; i++)
 		if (st->loc[i] == n)
 		{
@@ -3464,6 +3506,7 @@ ValidateNode(VState *st, SchemaNode *n, JsonbValue *v, Annot *ann)
 					break;
 				MergeAnnot(a, t);
 			}
+			FreeAnnot(t);
 		}
 		st->quiet--;
 		if (!any)
@@ -3485,12 +3528,19 @@ ValidateNode(VState *st, SchemaNode *n, JsonbValue *v, Annot *ann)
 			if (ValidateNode(st, n->oneOf[i], v, t))
 			{
 				count++;
+				if (kept)
+					FreeAnnot(kept);
 				kept = t;
 				if (count > 1)
 					break;
 			}
+			else
+				FreeAnnot(t);
 		}
 		st->quiet--;
+		if (count == 1 && a)
+			MergeAnnot(a, kept);
+		FreeAnnot(kept);
 		if (count != 1)
 		{
 			if (count == 0)
@@ -3499,8 +3549,6 @@ ValidateNode(VState *st, SchemaNode *n, JsonbValue *v, Annot *ann)
 				FAIL(st, "oneOf", "value matches more than one schema in \"oneOf\"");
 			NODE_FAILED();
 		}
-		else if (a)
-			MergeAnnot(a, kept);
 	}
 	if (n->not)
 	{
@@ -3523,10 +3571,11 @@ ValidateNode(VState *st, SchemaNode *n, JsonbValue *v, Annot *ann)
 		st->quiet++;
 		r = ValidateNode(st, n->if_, v, t);
 		st->quiet--;
+		if (r && a)
+			MergeAnnot(a, t);
+		FreeAnnot(t);
 		if (r)
 		{
-			if (a)
-				MergeAnnot(a, t);
 			if (n->then_ && !ValidateNode(st, n->then_, v, a))
 				NODE_FAILED();
 		}
@@ -3543,6 +3592,7 @@ ValidateNode(VState *st, SchemaNode *n, JsonbValue *v, Annot *ann)
 	}
 
 done:
+	FreeAnnot(local);
 	if (pushed)
 		st->ndyn--;
 	st->apply_depth--;

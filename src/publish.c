@@ -195,7 +195,8 @@ PrepareEvent(const PublishArgs *a, EbEvent *ev)
 	ev->schema_error = NULL;
 	EbCheckSchema(topic, topic_len, a->payload, ev);
 	ev->topic_id = EbTopicId(topic, topic_len);
-	EbCheckBacklog(topic, topic_len);
+	if (ev->rejected_by == NULL)	/* a dead letter is not backlog */
+		EbCheckBacklog(topic, topic_len);
 }
 
 PG_FUNCTION_INFO_V1(eventbus_publish);

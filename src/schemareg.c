@@ -161,6 +161,14 @@ LoadSchemas(void)
 	SchemasValid = (generation == InvalGeneration);
 }
 
+/* Names the registered schema that failed to compile at publish. */
+static void
+SchemaCompileContext(void *arg)
+{
+	errcontext("compiling the schema registered for \"%s\" (eventbus.schemas), to check a payload at publish",
+			   (const char *) arg);
+}
+
 /*
  * Checks a payload against every schema whose pattern matches the topic.
  * Raises 23514 for a schema with on_invalid 'reject'; for 'dead_letter',
@@ -180,7 +188,17 @@ EbCheckSchema(const char *topic, int len, Datum payload, EbEvent *ev)
 		if (!EbPatternMatches(&ts->pattern, topic, len))
 			continue;
 		if (ts->compiled == NULL)
+		{
+			ErrorContextCallback errcb;
+
+			/* e.g. a schema it refers to by URI was dropped since */
+			errcb.callback = SchemaCompileContext;
+			errcb.arg = ts->name;
+			errcb.previous = error_context_stack;
+			error_context_stack = &errcb;
 			ts->compiled = EbSchemaCompile(ts->document, EbSchemaLookupUri, NULL, SchemasCxt);
+			error_context_stack = errcb.previous;
+		}
 		if (EbSchemaValidate(ts->compiled, DatumGetJsonbP(payload), false, &errors))
 			continue;
 		e = linitial(errors);

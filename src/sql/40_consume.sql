@@ -447,6 +447,7 @@ BEGIN
                        OR EXISTS (SELECT 1 FROM eventbus.event_log ev
                                    WHERE ev.txid >= pg_snapshot_xmin(v_looked)
                                      AND ev.topic_id = ANY (v_topics)
+                                     AND ev.rejected_by IS NULL
                                      AND NOT pg_visible_in_snapshot(ev.txid, v_looked)));
             v_looked := v_hi;
             v_now := clock_timestamp();

@@ -55,10 +55,12 @@ BEGIN
             SELECT DISTINCT q.topic_id
               FROM (SELECT ev.topic_id FROM eventbus.event_log ev
                      WHERE ev.txid = ANY (ARRAY(SELECT pg_snapshot_xip(prev)))
+                       AND ev.rejected_by IS NULL
                        AND pg_visible_in_snapshot(ev.txid, snap)
                     UNION ALL
                     SELECT ev.topic_id FROM eventbus.event_log ev
                      WHERE ev.txid >= pg_snapshot_xmax(prev) AND ev.txid < pg_snapshot_xmax(snap)
+                       AND ev.rejected_by IS NULL
                        AND pg_visible_in_snapshot(ev.txid, snap)) q);
     END IF;
     FOR r IN
@@ -113,6 +115,7 @@ BEGIN
                         WHERE d.sub_id = s.id)
             OR EXISTS (SELECT 1 FROM %1$s ev
                         WHERE ev.txid >= pg_snapshot_xmin(cu.win_lo)
+                          AND ev.rejected_by IS NULL
                           AND NOT pg_visible_in_snapshot(ev.txid, cu.win_lo)
                           AND (cu.win_hi IS NULL OR NOT pg_visible_in_snapshot(ev.txid, cu.win_hi)
                                OR (ev.txid, ev.id) > (cu.pos_txid, cu.pos_id))
