@@ -24,14 +24,16 @@ OBJS = \
 	src/worker.o \
 	src/handler.o \
 	src/jsonschema.o \
-	src/schemareg.o
+	src/schemareg.o \
+	src/stats.o \
+	src/metrics_http.o
 
 # The install script is concatenated from src/sql/NN_*.sql, by concern.
 SQL_PARTS  = $(sort $(wildcard src/sql/[0-9]*.sql))
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 DATA       = $(wildcard src/sql/updates/$(EXTENSION)--*--*.sql)
 
-REGRESS      = topics publish consume errors options workers schemas
+REGRESS      = topics publish consume errors options workers schemas stats
 REGRESS_OPTS = --inputdir=. --outputdir=. --load-extension=$(EXTENSION)
 
 ISOLATION      = $(basename $(notdir $(wildcard specs/*.spec)))

@@ -147,5 +147,7 @@ _PG_init(void)
 	EbBacklogInit();
 	EbSchemaRegInit();
 	EbWakeInit();
+	EbStatsInit();
+	EbMetricsHttpInit();
 	EbWorkerInit();
 }

@@ -144,6 +144,7 @@ PrepareEvent(const PublishArgs *a, EbEvent *ev)
 	if (!a->headers_null)
 		CheckHeaders(a->headers);
 
+	ev->bytes = payload_bytes + headers_bytes + key_bytes;
 	ev->payload = a->payload;
 	ev->key = a->key;
 	ev->headers = a->headers;
@@ -229,6 +230,7 @@ eventbus_publish(PG_FUNCTION_ARGS)
 	writer = EbLogWriterOpen();
 	id = EbLogWrite(writer, &ev);
 	EbLogWriterClose(writer);
+	EbStatsCountPublish(ev.topic_id, ev.bytes);
 	if (ev.rejected_by)
 		EbSchemaDeadLetter(id, VARDATA_ANY(a.topic), VARSIZE_ANY_EXHDR(a.topic), &ev);
 	EbWakeAtCommit();
@@ -370,6 +372,7 @@ eventbus_publish_batch(PG_FUNCTION_ARGS)
 			bool		isnull = false;
 
 			ids[i] = EbLogWrite(writer, &events[i]);
+			EbStatsCountPublish(events[i].topic_id, events[i].bytes);
 			value = Int64GetDatum(ids[i]);
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
 		}

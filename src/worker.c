@@ -47,6 +47,7 @@
 #include "commands/defrem.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "pgstat.h"
@@ -100,6 +101,8 @@ typedef struct EbDbSlot
 	uint64		notifications;
 	uint64		handler_calls;
 	TimestampTz last_tick_at;
+	double		last_loop_seconds;	/* the last round's work */
+	double		loop_seconds;	/* all rounds' work */
 	char		last_error[256];
 } EbDbSlot;
 
@@ -914,6 +917,7 @@ eventbus_worker_main(Datum arg)
 	for (;;)
 	{
 		TimestampTz now;
+		TimestampTz round_start;
 		long		sleep_ms;
 		MemoryContext loopcxt = CurrentMemoryContext;
 
@@ -941,6 +945,7 @@ eventbus_worker_main(Datum arg)
 		ResetLatch(MyLatch);
 
 		/* An error ends the worker (the launcher restarts it); keep its text. */
+		round_start = GetCurrentTimestamp();
 		InWork = true;
 		PG_TRY();
 		{
@@ -971,6 +976,10 @@ eventbus_worker_main(Datum arg)
 		}
 		PG_END_TRY();
 		InWork = false;
+		SpinLockAcquire(&WorkerShared->mutex);
+		MySlot->last_loop_seconds = (double) (GetCurrentTimestamp() - round_start) / USECS_PER_SEC;
+		MySlot->loop_seconds += MySlot->last_loop_seconds;
+		SpinLockRelease(&WorkerShared->mutex);
 		if (!present)
 		{
 			error_context_stack = errcb.previous;
@@ -1002,6 +1011,80 @@ EbWorkerCountHandlerCall(void)
 	SpinLockAcquire(&WorkerShared->mutex);
 	MySlot->handler_calls++;
 	SpinLockRelease(&WorkerShared->mutex);
+}
+
+/* Zeroes a database's worker counters (eventbus.reset_stats). */
+void
+EbWorkerResetStats(Oid dboid)
+{
+	if (WorkerShared == NULL)
+		return;
+	SpinLockAcquire(&WorkerShared->mutex);
+	for (int i = 0; i < EB_MAX_DATABASES; i++)
+	{
+		EbDbSlot   *slot = &WorkerShared->dbs[i];
+
+		if (slot->state == EB_DB_FREE || slot->dboid != dboid)
+			continue;
+		slot->ticks = slot->notifications = slot->handler_calls = 0;
+		slot->loop_seconds = slot->last_loop_seconds = 0;
+		slot->last_error[0] = '\0';
+	}
+	SpinLockRelease(&WorkerShared->mutex);
+}
+
+PG_FUNCTION_INFO_V1(eventbus_worker_stats);
+
+/*
+ * SQL eventbus._worker_stats(): a row per database the launcher serves
+ * (databases without the extension left out): its worker's pid and state
+ * and the counters of its rounds. No rows without the preload.
+ */
+Datum
+eventbus_worker_stats(PG_FUNCTION_ARGS)
+{
+	static const char *const StateNames[] = {
+		"free", "new", "starting", "running", "restarting", "absent", "stopped"
+	};
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	EbDbSlot   *copy;
+	int			n = 0;
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	if (WorkerShared == NULL)
+		return (Datum) 0;
+	copy = palloc(sizeof(EbDbSlot) * EB_MAX_DATABASES);
+	SpinLockAcquire(&WorkerShared->mutex);
+	for (int i = 0; i < EB_MAX_DATABASES; i++)
+		if (WorkerShared->dbs[i].state != EB_DB_FREE && WorkerShared->dbs[i].state != EB_DB_ABSENT &&
+			WorkerShared->dbs[i].state != EB_DB_NEW)
+			copy[n++] = WorkerShared->dbs[i];
+	SpinLockRelease(&WorkerShared->mutex);
+
+	for (int i = 0; i < n; i++)
+	{
+		Datum		values[10];
+		bool		nulls[10] = {0};
+		char	   *datname = get_database_name(copy[i].dboid);
+
+		if (datname == NULL)	/* dropped meanwhile */
+			continue;
+		values[0] = CStringGetTextDatum(datname);
+		values[1] = Int32GetDatum(copy[i].pid);
+		nulls[1] = (copy[i].pid == 0);
+		values[2] = CStringGetTextDatum(StateNames[copy[i].state]);
+		values[3] = Int64GetDatum((int64) copy[i].ticks);
+		values[4] = Int64GetDatum((int64) copy[i].notifications);
+		values[5] = Int64GetDatum((int64) copy[i].handler_calls);
+		values[6] = TimestampTzGetDatum(copy[i].last_tick_at);
+		nulls[6] = (copy[i].last_tick_at == 0);
+		values[7] = Float8GetDatum(copy[i].last_loop_seconds);
+		values[8] = Float8GetDatum(copy[i].loop_seconds);
+		values[9] = CStringGetTextDatum(copy[i].last_error);
+		nulls[9] = (copy[i].last_error[0] == '\0');
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }
 
 /* Registers the launcher, the shared memory and the hooks (preload only). */

@@ -71,6 +71,7 @@ CREATE TABLE eventbus.delivery (
     dead_at      timestamptz,
     key          text,                    -- ordered subscriptions only
     ord          bigint,                  -- ordered subscriptions only: place in the key's queue
+    leased_at    timestamptz,             -- leased: when the lease began (for the ack latency)
     PRIMARY KEY (sub_id, event_id)
 );
 CREATE INDEX delivery_due_idx ON eventbus.delivery (sub_id, available_at) WHERE state <> 'dead';
@@ -442,6 +443,7 @@ BEGIN
     DELETE FROM eventbus.cursor c WHERE c.sub_id = v_sub;
     DELETE FROM eventbus.subscription s WHERE s.id = v_sub;
     PERFORM eventbus._subscriptions_changed();
+    PERFORM eventbus._stats_drop_sub(v_sub);
 END
 $$;
 COMMENT ON FUNCTION eventbus.unsubscribe(text) IS

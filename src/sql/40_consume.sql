@@ -38,6 +38,28 @@ $$;
 COMMENT ON FUNCTION eventbus._topic_ids(text[]) IS
     'eventbus (internal): ids of the topics any of the patterns match';
 
+-- The events of the log a subscription has not read yet: matching one of
+-- its topics and its filter, after its position, not rejected by a schema;
+-- expired ones included. Inlined into its callers (which pin search_path).
+CREATE FUNCTION eventbus._unread(s eventbus.subscription, c eventbus.cursor, topics integer[])
+RETURNS TABLE (published_at timestamptz, expires_at timestamptz)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT ev.published_at, ev.expires_at
+      FROM eventbus.event_log ev
+     WHERE ev.txid >= pg_catalog.pg_snapshot_xmin(c.win_lo)
+       AND ev.topic_id = ANY (topics)
+       AND ev.rejected_by IS NULL
+       AND NOT pg_catalog.pg_visible_in_snapshot(ev.txid, c.win_lo)
+       AND (c.win_hi IS NULL OR NOT pg_catalog.pg_visible_in_snapshot(ev.txid, c.win_hi)
+            OR (ev.txid, ev.id) > (c.pos_txid, c.pos_id))
+       AND (c.start_time IS NULL OR ev.published_at >= c.start_time)
+       AND (c.start_id IS NULL OR ev.id >= c.start_id)
+       AND (s.filter IS NULL OR coalesce(ev.payload @@ s.filter, false))
+$$;
+COMMENT ON FUNCTION eventbus._unread(eventbus.subscription, eventbus.cursor, integer[]) IS
+    'eventbus (internal): events of the log a subscription has not read yet';
+
 -- A subscription's backlog: events waiting for a retry or a delay, plus the
 -- matching events in the log it has not read yet (after its filter, not
 -- expired), counted up to "lim". Publish (on_overflow 'reject') and poll
@@ -66,17 +88,8 @@ BEGIN
     END IF;
     v_topics := eventbus._topic_ids(s.patterns);
     RETURN n + (SELECT count(*)
-                  FROM (SELECT 1 FROM eventbus.event_log ev
-                         WHERE ev.txid >= pg_snapshot_xmin(c.win_lo)
-                           AND ev.topic_id = ANY (v_topics)
-                           AND ev.rejected_by IS NULL
-                           AND NOT pg_visible_in_snapshot(ev.txid, c.win_lo)
-                           AND (c.win_hi IS NULL OR NOT pg_visible_in_snapshot(ev.txid, c.win_hi)
-                                OR (ev.txid, ev.id) > (c.pos_txid, c.pos_id))
-                           AND (c.start_time IS NULL OR ev.published_at >= c.start_time)
-                           AND (c.start_id IS NULL OR ev.id >= c.start_id)
-                           AND (ev.expires_at IS NULL OR ev.expires_at > clock_timestamp())
-                           AND (s.filter IS NULL OR coalesce(ev.payload @@ s.filter, false))
+                  FROM (SELECT 1 FROM eventbus._unread(s, c, v_topics) u
+                         WHERE u.expires_at IS NULL OR u.expires_at > clock_timestamp()
                          LIMIT lim - n) q);
 END
 $$;
@@ -119,6 +132,13 @@ DECLARE
     v_replay   boolean;                 -- replaying after seek
     v_looked   pg_snapshot;             -- a waiting poll: the log as of its last look
     v_due      timestamptz;             -- earliest lease end or delay written
+    -- Counted for the stats at commit (eventbus._stats_sub).
+    v_n_read   integer := 0;            -- taken from the log
+    v_n_deliv  integer := 0;            -- handed out
+    v_n_retry  integer := 0;            -- handed out again
+    v_n_dead   integer := 0;
+    v_n_exp    integer := 0;            -- expired (ttl)
+    v_first    timestamptz[] := '{}';   -- first hand-outs: when they became deliverable
     d          record;
     e          record;
 BEGIN
@@ -157,7 +177,7 @@ BEGIN
         -- 1. Deliveries due again: waiting ones whose time has come, expired
         -- leases; of an ordered subscription only the first of each key.
         FOR d IN
-            SELECT dl.event_id, dl.txid, dl.state, dl.attempt
+            SELECT dl.event_id, dl.txid, dl.state, dl.attempt, dl.reason
               FROM eventbus.delivery dl
              WHERE dl.sub_id = s.id AND dl.state <> 'dead' AND dl.available_at <= v_now
                AND NOT s.paused
@@ -175,12 +195,14 @@ BEGIN
                    SET state = 'dead', reason = 'lease_expired', dead_at = v_now,
                        last_error = coalesce(dl.last_error, 'lease expired')
                  WHERE dl.sub_id = s.id AND dl.event_id = d.event_id;
+                v_n_dead := v_n_dead + 1;
                 IF s.ordered THEN
                     PERFORM eventbus._wake(s.id);   -- the next event of its key is pollable now
                 END IF;
                 CONTINUE;
             END IF;
-            SELECT ev.id, t.topic, ev.key, ev.payload, ev.headers, ev.published_at, ev.expires_at
+            SELECT ev.id, t.topic, ev.key, ev.payload, ev.headers, ev.published_at, ev.deliver_at,
+                   ev.expires_at
               INTO e
               FROM eventbus.event_log ev JOIN eventbus.topic t ON t.id = ev.topic_id
              WHERE ev.txid = d.txid AND ev.id = d.event_id;
@@ -192,8 +214,14 @@ BEGIN
                 CONTINUE;
             END IF;
             UPDATE eventbus.delivery dl
-               SET state = 'leased', attempt = dl.attempt + 1, available_at = v_until
+               SET state = 'leased', attempt = dl.attempt + 1, available_at = v_until, leased_at = v_now
              WHERE dl.sub_id = s.id AND dl.event_id = d.event_id;
+            v_n_deliv := v_n_deliv + 1;
+            IF d.attempt > 0 OR d.reason = 'redriven' THEN
+                v_n_retry := v_n_retry + 1;
+            ELSE                            -- delayed or queued behind its key until now
+                v_first := v_first || greatest(e.published_at, e.deliver_at);
+            END IF;
             event_id := e.id; topic := e.topic; key := e.key; payload := e.payload;
             headers := e.headers; published_at := e.published_at;
             attempt := d.attempt + 1; lease_until := v_until;
@@ -214,6 +242,7 @@ BEGIN
             IF cardinality(v_expired) > 0 THEN
                 DELETE FROM eventbus.delivery dl WHERE dl.sub_id = s.id AND dl.event_id = ANY (v_expired);
                 c.expired := c.expired + cardinality(v_expired);
+                v_n_exp := v_n_exp + cardinality(v_expired);
             END IF;
             v_replay := c.start_time IS NOT NULL OR c.start_id IS NOT NULL;
 
@@ -289,6 +318,8 @@ BEGIN
                         CONTINUE WHEN s.filter IS NOT NULL AND NOT coalesce(e.payload @@ s.filter, false);
                         IF e.expires_at <= v_now THEN                  -- expired (TTL)
                             c.expired := c.expired + 1;
+                            v_n_read := v_n_read + 1;
+                            v_n_exp := v_n_exp + 1;
                             CONTINUE;
                         END IF;
                         -- Replaying after seek: an event still leased or waiting
@@ -296,7 +327,9 @@ BEGIN
                         CONTINUE WHEN v_replay AND EXISTS (
                             SELECT 1 FROM eventbus.delivery dl
                              WHERE dl.sub_id = s.id AND dl.event_id = e.id AND dl.state <> 'dead');
+                        v_n_read := v_n_read + 1;
                         IF v_mode = 'drop' THEN                         -- overflow: to the DLQ
+                            v_n_dead := v_n_dead + 1;
                             v_ids := v_ids || e.id;
                             v_txids := v_txids || e.txid;
                             v_keys := v_keys || CASE WHEN s.ordered THEN e.key END;
@@ -313,18 +346,21 @@ BEGIN
                                                  WHERE k.sub_id = s.id AND k.key = e.key
                                                    AND k.state <> 'dead'));
                             INSERT INTO eventbus.delivery AS dl
-                                   (sub_id, event_id, txid, state, attempt, available_at, key, ord)
+                                   (sub_id, event_id, txid, state, attempt, available_at, key, ord,
+                                    leased_at)
                             VALUES (s.id, e.id, e.txid,
                                     CASE WHEN v_blocked THEN 'waiting' ELSE 'leased' END,
                                     CASE WHEN v_blocked THEN 0 ELSE 1 END,
                                     CASE WHEN v_blocked THEN greatest(e.deliver_at, v_now) ELSE v_until END,
                                     CASE WHEN s.ordered THEN e.key END,
                                     CASE WHEN s.ordered AND e.key IS NOT NULL
-                                         THEN nextval('eventbus.delivery_ord_seq') END)
+                                         THEN nextval('eventbus.delivery_ord_seq') END,
+                                    CASE WHEN NOT v_blocked THEN v_now END)
                             ON CONFLICT ON CONSTRAINT delivery_pkey DO UPDATE     -- replay after seek
                                SET state = excluded.state, attempt = excluded.attempt,
                                    available_at = excluded.available_at, key = excluded.key,
-                                   ord = excluded.ord, reason = NULL, dead_at = NULL, last_error = NULL;
+                                   ord = excluded.ord, reason = NULL, dead_at = NULL, last_error = NULL,
+                                   leased_at = excluded.leased_at;
                             IF v_blocked THEN
                                 v_due := least(v_due, greatest(e.deliver_at, v_now));
                                 CONTINUE;
@@ -333,6 +369,8 @@ BEGIN
                             v_ids := v_ids || e.id;
                             v_txids := v_txids || e.txid;   -- v_keys stays empty: unnest pads NULLs
                         END IF;
+                        v_n_deliv := v_n_deliv + 1;
+                        v_first := v_first || greatest(e.published_at, e.deliver_at);
                         event_id := e.id; topic := e.topic; key := e.key; payload := e.payload;
                         headers := e.headers; published_at := e.published_at;
                         attempt := 1; lease_until := v_until;
@@ -347,7 +385,7 @@ BEGIN
                         IF NOT v_replay THEN
                             INSERT INTO eventbus.delivery (sub_id, event_id, txid, state, attempt,
                                                            available_at, reason, dead_at, last_error,
-                                                           key, ord)
+                                                           key, ord, leased_at)
                             SELECT s.id, u.id, u.txid,
                                    CASE v_mode WHEN 'drop' THEN 'dead' ELSE 'leased' END,
                                    CASE v_mode WHEN 'drop' THEN 0 ELSE 1 END, v_until,
@@ -355,13 +393,14 @@ BEGIN
                                    CASE v_mode WHEN 'drop' THEN v_now END,
                                    CASE v_mode WHEN 'drop' THEN 'over max_backlog' END,
                                    u.key,
-                                   CASE WHEN u.key IS NOT NULL THEN nextval('eventbus.delivery_ord_seq') END
+                                   CASE WHEN u.key IS NOT NULL THEN nextval('eventbus.delivery_ord_seq') END,
+                                   CASE v_mode WHEN 'lease' THEN v_now END
                               FROM unnest(v_ids, v_txids, v_keys) WITH ORDINALITY AS u (id, txid, key, i)
                              ORDER BY u.i;
                         ELSE                                    -- replay after seek
                             INSERT INTO eventbus.delivery AS dl (sub_id, event_id, txid, state, attempt,
                                                                  available_at, reason, dead_at, last_error,
-                                                                 key, ord)
+                                                                 key, ord, leased_at)
                             SELECT s.id, u.id, u.txid,
                                    CASE v_mode WHEN 'drop' THEN 'dead' ELSE 'leased' END,
                                    CASE v_mode WHEN 'drop' THEN 0 ELSE 1 END, v_until,
@@ -369,14 +408,15 @@ BEGIN
                                    CASE v_mode WHEN 'drop' THEN v_now END,
                                    CASE v_mode WHEN 'drop' THEN 'over max_backlog' END,
                                    u.key,
-                                   CASE WHEN u.key IS NOT NULL THEN nextval('eventbus.delivery_ord_seq') END
+                                   CASE WHEN u.key IS NOT NULL THEN nextval('eventbus.delivery_ord_seq') END,
+                                   CASE v_mode WHEN 'lease' THEN v_now END
                               FROM unnest(v_ids, v_txids, v_keys) WITH ORDINALITY AS u (id, txid, key, i)
                              ORDER BY u.i
                             ON CONFLICT ON CONSTRAINT delivery_pkey DO UPDATE   -- a dead letter replayed
                                SET state = excluded.state, attempt = excluded.attempt,
                                    available_at = excluded.available_at, reason = excluded.reason,
                                    dead_at = excluded.dead_at, last_error = excluded.last_error,
-                                   key = excluded.key, ord = excluded.ord;
+                                   key = excluded.key, ord = excluded.ord, leased_at = excluded.leased_at;
                         END IF;
                         v_ids := '{}';
                         v_txids := '{}';
@@ -416,7 +456,12 @@ BEGIN
             PERFORM eventbus._wake_at_end(s.id, v_due);
             v_due := NULL;
         END IF;
-        EXIT WHEN v_got > 0 OR v_deadline IS NULL OR clock_timestamp() >= v_deadline;
+        IF v_got > 0 OR v_deadline IS NULL OR clock_timestamp() >= v_deadline THEN
+            PERFORM eventbus._stats_sub(s.id, "read" => v_n_read, delivered => v_n_deliv,
+                                        retried => v_n_retry, dead => v_n_dead, expired => v_n_exp,
+                                        first_at => v_first, polled => true);
+            EXIT;
+        END IF;
 
         -- Sleep until something may be there: a wake-up (a commit that
         -- published, nacked, redrove ...) followed by a cheap check that
@@ -467,10 +512,13 @@ AS $$
 DECLARE
     s eventbus.subscription := eventbus._subscription(subscription);
     n integer;
+    v_leased timestamptz[];
 BEGIN
-    DELETE FROM eventbus.delivery d
-     WHERE d.sub_id = s.id AND d.event_id = ANY (event_ids) AND d.state = 'leased';
-    GET DIAGNOSTICS n = ROW_COUNT;
+    WITH done AS (DELETE FROM eventbus.delivery d
+                   WHERE d.sub_id = s.id AND d.event_id = ANY (event_ids) AND d.state = 'leased'
+                  RETURNING d.leased_at)
+    SELECT count(*), array_agg(done.leased_at) INTO n, v_leased FROM done;
+    PERFORM eventbus._stats_sub(s.id, acked => n, leased_at => v_leased);
     IF s.ordered AND n > 0 THEN
         PERFORM eventbus._wake(s.id);       -- the next event of each key is pollable now
     END IF;
@@ -508,6 +556,7 @@ BEGIN
         UPDATE eventbus.delivery dl
            SET state = 'dead', reason = 'failed', last_error = error, dead_at = clock_timestamp()
          WHERE dl.sub_id = s.id AND dl.event_id = nack.event_id;
+        PERFORM eventbus._stats_sub(s.id, nacked => 1, dead => 1);
         IF s.ordered THEN
             PERFORM eventbus._wake(s.id);   -- the next event of its key is pollable now
         END IF;
@@ -517,6 +566,7 @@ BEGIN
     UPDATE eventbus.delivery dl
        SET state = 'waiting', last_error = error, available_at = v_at
      WHERE dl.sub_id = s.id AND dl.event_id = nack.event_id;
+    PERFORM eventbus._stats_sub(s.id, nacked => 1);
     PERFORM eventbus._wake();               -- waiting pollers and the worker look at the new retry time
     PERFORM eventbus._wake_at_end(s.id, v_at);  -- due by commit (retry_in => 0): notify then
     RETURN 'retry';
@@ -565,13 +615,14 @@ DECLARE
 BEGIN
     UPDATE eventbus.delivery d
        SET state = 'waiting', attempt = 0, available_at = clock_timestamp(),
-           reason = NULL, dead_at = NULL,
+           reason = 'redriven', dead_at = NULL,      -- marks its next hand-out as a retry
            ord = CASE WHEN d.key IS NOT NULL THEN nextval('eventbus.delivery_ord_seq') END
      WHERE d.sub_id = (eventbus._subscription(subscription)).id AND d.state = 'dead'
        AND (event_ids IS NULL OR d.event_id = ANY (event_ids));
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n > 0 THEN
         PERFORM eventbus._wake((eventbus._subscription(subscription)).id);
+        PERFORM eventbus._stats_sub((eventbus._subscription(subscription)).id, redriven => n);
     END IF;
     RETURN n;
 END
@@ -595,6 +646,7 @@ BEGIN
      WHERE d.sub_id = (eventbus._subscription(subscription)).id AND d.state = 'dead'
        AND (older_than IS NULL OR d.dead_at <= clock_timestamp() - older_than);
     GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM eventbus._stats_sub((eventbus._subscription(subscription)).id, discarded => n);
     RETURN n;
 END
 $$;

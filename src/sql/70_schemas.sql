@@ -151,12 +151,15 @@ RETURNS void
 LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    INSERT INTO eventbus.delivery (sub_id, event_id, txid, state, attempt, available_at,
-                                   last_error, reason, dead_at)
-    SELECT s.id, event_id, pg_current_xact_id(), 'dead', 0, now(), error, 'schema', now()
-      FROM eventbus.subscription s
-     WHERE EXISTS (SELECT 1 FROM unnest(s.patterns) p WHERE eventbus.topic_matches(topic, p))
-       AND (s.filter IS NULL OR coalesce(payload @@ s.filter, false));
+    WITH dead AS (
+        INSERT INTO eventbus.delivery (sub_id, event_id, txid, state, attempt, available_at,
+                                       last_error, reason, dead_at)
+        SELECT s.id, event_id, pg_current_xact_id(), 'dead', 0, now(), error, 'schema', now()
+          FROM eventbus.subscription s
+         WHERE EXISTS (SELECT 1 FROM unnest(s.patterns) p WHERE eventbus.topic_matches(topic, p))
+           AND (s.filter IS NULL OR coalesce(payload @@ s.filter, false))
+        RETURNING sub_id)
+    SELECT eventbus._stats_sub(dead.sub_id, "read" => 1, dead => 1) FROM dead;
     SELECT eventbus._wake();
 $$;
 COMMENT ON FUNCTION eventbus._schema_dead_letter(bigint, text, jsonb, text) IS

@@ -1,0 +1,410 @@
+/*-------------------------------------------------------------------------
+ *
+ * metrics_http.c
+ *	  An HTTP endpoint for Prometheus: GET /metrics and GET /health.
+ *
+ * With the library preloaded and eventbus.metrics_address set (for example
+ * '127.0.0.1:9187'), a background worker listens there. It connects to
+ * eventbus.metrics_database and answers
+ *
+ *	 GET /metrics  200, the text of eventbus.prometheus() (format 0.0.4);
+ *				   503 when the extension is not installed there
+ *	 GET /health   200 "ok" when the database answers a query, else 503
+ *	 anything else 404 (unknown path) or 405 (other method)
+ *
+ * It is its own process, so a slow scrape never delays the per-database
+ * workers, and it serves one connection at a time with bounded waits: a
+ * request must arrive within EB_HTTP_READ_MS, a response leave within
+ * EB_HTTP_WRITE_MS, and the query finish within EB_HTTP_QUERY_MS
+ * (statement_timeout). A client that stalls costs other scrapes at most
+ * that long.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "eventbus.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "access/xact.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timeout.h"
+#include "utils/timestamp.h"
+
+#define EB_HTTP_READ_MS		2000
+#define EB_HTTP_WRITE_MS	5000
+#define EB_HTTP_QUERY_MS	5000
+#define EB_HTTP_MAX_REQUEST 8192
+
+/* eventbus.metrics_address and eventbus.metrics_database */
+static char *eb_metrics_address = NULL;
+static char *eb_metrics_database = NULL;
+
+void		eventbus_metrics_main(Datum arg);
+
+/* Splits "host:port" or "[v6]:port"; raises 22023 on anything else. */
+static void
+ParseAddress(const char *address, char **host, char **port)
+{
+	const char *colon = strrchr(address, ':');
+
+	if (colon == NULL || colon == address || colon[1] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid eventbus.metrics_address: \"%s\"", address),
+				 errhint("Use host:port, e.g. '127.0.0.1:9187' or '[::1]:9187'.")));
+	if (address[0] == '[' && colon[-1] == ']')
+		*host = pnstrdup(address + 1, colon - address - 2);
+	else
+		*host = pnstrdup(address, colon - address);
+	*port = pstrdup(colon + 1);
+}
+
+/* Opens the listening socket, non-blocking. */
+static pgsocket
+Listen(const char *address)
+{
+	char	   *host;
+	char	   *port;
+	struct addrinfo hints = {0};
+	struct addrinfo *res;
+	int			rc;
+	pgsocket	fd;
+	int			one = 1;
+
+	ParseAddress(address, &host, &port);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE;
+	rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+	if (rc != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid eventbus.metrics_address: \"%s\": %s", address, gai_strerror(rc))));
+	fd = socket(res->ai_family, res->ai_socktype, res->ai_protocol);
+	if (fd == PGINVALID_SOCKET)
+		ereport(ERROR, (errcode_for_socket_access(), errmsg("could not create socket: %m")));
+	(void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, res->ai_addr, res->ai_addrlen) < 0)
+		ereport(ERROR,
+				(errcode_for_socket_access(),
+				 errmsg("eventbus metrics endpoint could not listen on \"%s\": %m", address),
+				 errhint("Choose a free address in eventbus.metrics_address and restart the server.")));
+	if (listen(fd, 16) < 0 || !pg_set_noblock(fd))
+		ereport(ERROR, (errcode_for_socket_access(), errmsg("could not listen on socket: %m")));
+	freeaddrinfo(res);
+	return fd;
+}
+
+/* Waits until the socket is ready or the deadline passes; false on timeout. */
+static bool
+WaitSocket(pgsocket fd, int events, TimestampTz deadline)
+{
+	for (;;)
+	{
+		long		ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		int			rc;
+
+		if (ms <= 0)
+			return false;
+		rc = WaitLatchOrSocket(MyLatch, WL_LATCH_SET | events | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							   fd, ms, PG_WAIT_EXTENSION);
+		if (rc & WL_LATCH_SET)
+		{
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+		if (rc & events)
+			return true;
+	}
+}
+
+/* Reads the request head; false if it did not arrive in time or whole. */
+static bool
+ReadRequest(pgsocket fd, StringInfo req)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), EB_HTTP_READ_MS);
+	char		buf[1024];
+
+	while (strstr(req->data, "\r\n\r\n") == NULL && strstr(req->data, "\n\n") == NULL)
+	{
+		ssize_t		n;
+
+		if (req->len >= EB_HTTP_MAX_REQUEST)
+			return false;
+		n = recv(fd, buf, sizeof(buf), 0);
+		if (n > 0)
+		{
+			appendBinaryStringInfo(req, buf, n);
+			continue;
+		}
+		if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+			return false;
+		if (!WaitSocket(fd, WL_SOCKET_READABLE, deadline))
+			return false;
+	}
+	return true;
+}
+
+/* Sends the whole buffer within EB_HTTP_WRITE_MS, or gives up. */
+static void
+SendAll(pgsocket fd, const char *data, size_t len)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), EB_HTTP_WRITE_MS);
+
+	while (len > 0)
+	{
+		ssize_t		n = send(fd, data, len, MSG_NOSIGNAL);
+
+		if (n > 0)
+		{
+			data += n;
+			len -= n;
+			continue;
+		}
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			return;
+		if (!WaitSocket(fd, WL_SOCKET_WRITEABLE, deadline))
+			return;
+	}
+}
+
+/* Sends a complete response; HEAD gets the head only. */
+static void
+Respond(pgsocket fd, bool head_only, const char *status, const char *content_type,
+		const char *extra_header, const char *body)
+{
+	StringInfoData out;
+
+	initStringInfo(&out);
+	appendStringInfo(&out,
+					 "HTTP/1.1 %s\r\n"
+					 "Content-Type: %s\r\n"
+					 "Content-Length: %zu\r\n"
+					 "%s"
+					 "Connection: close\r\n"
+					 "\r\n",
+					 status, content_type, strlen(body), extra_header ? extra_header : "");
+	if (!head_only)
+		appendStringInfoString(&out, body);
+	SendAll(fd, out.data, out.len);
+	pfree(out.data);
+}
+
+/*
+ * Runs "sql" (one text column, one row) in its own transaction, within
+ * EB_HTTP_QUERY_MS. Returns the text, or NULL with *error set; *missing
+ * when the extension is not installed (the query is not run).
+ */
+static char *
+RunQuery(const char *sql, bool need_extension, char **error, bool *missing)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	char	   *volatile result = NULL;
+
+	*error = NULL;
+	*missing = false;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PG_TRY();
+	{
+		pgstat_report_activity(STATE_RUNNING, sql);
+		if (need_extension && !OidIsValid(get_extension_oid("eventbus", true)))
+			*missing = true;
+		else
+		{
+			if (SPI_connect() != SPI_OK_CONNECT)
+				elog(ERROR, "SPI_connect failed");
+			PushActiveSnapshot(GetTransactionSnapshot());
+			enable_timeout_after(STATEMENT_TIMEOUT, EB_HTTP_QUERY_MS);
+			if (SPI_execute(sql, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+				elog(ERROR, "query returned no row");
+			disable_timeout(STATEMENT_TIMEOUT, false);
+			{
+				char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+				MemoryContext old = MemoryContextSwitchTo(cxt);
+
+				result = pstrdup(v ? v : "");
+				MemoryContextSwitchTo(old);
+			}
+			PopActiveSnapshot();
+			SPI_finish();
+		}
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		disable_timeout(STATEMENT_TIMEOUT, false);
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		/* Termination must not be swallowed. */
+		if (ProcDiePending)
+			PG_RE_THROW();
+		AbortCurrentTransaction();
+		*error = psprintf("%s\n", edata->message ? edata->message : "error");
+		ereport(LOG,
+				(errmsg("eventbus metrics endpoint: %s", edata->message ? edata->message : "error")));
+		FreeErrorData(edata);
+		result = NULL;
+	}
+	PG_END_TRY();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return result;
+}
+
+/* Answers one connection. */
+static void
+Serve(pgsocket fd)
+{
+	StringInfoData req;
+	char		method[16];
+	char		path[256];
+	bool		head_only;
+	size_t		plen;
+
+	initStringInfo(&req);
+	if (!ReadRequest(fd, &req) ||
+		sscanf(req.data, "%15s %255s", method, path) != 2)
+	{
+		if (req.len > 0)
+			Respond(fd, false, "400 Bad Request", "text/plain; charset=utf-8", NULL, "bad request\n");
+		pfree(req.data);
+		return;
+	}
+	pfree(req.data);
+	head_only = strcmp(method, "HEAD") == 0;
+	plen = strcspn(path, "?");	/* a query string is ignored */
+	path[plen] = '\0';
+
+	if (strcmp(path, "/metrics") != 0 && strcmp(path, "/health") != 0)
+		Respond(fd, head_only, "404 Not Found", "text/plain; charset=utf-8", NULL,
+				"not found: try /metrics or /health\n");
+	else if (strcmp(method, "GET") != 0 && !head_only)
+		Respond(fd, false, "405 Method Not Allowed", "text/plain; charset=utf-8",
+				"Allow: GET, HEAD\r\n", "method not allowed\n");
+	else
+	{
+		bool		metrics = strcmp(path, "/metrics") == 0;
+		char	   *error;
+		bool		missing;
+		char	   *body = RunQuery(metrics ? "SELECT eventbus.prometheus()" : "SELECT 'ok'",
+									metrics, &error, &missing);
+
+		if (missing)
+			Respond(fd, head_only, "503 Service Unavailable", "text/plain; charset=utf-8", NULL,
+					psprintf("eventbus is not installed in database \"%s\"\n", eb_metrics_database));
+		else if (body == NULL)
+			Respond(fd, head_only, "503 Service Unavailable", "text/plain; charset=utf-8", NULL, error);
+		else if (metrics)
+			Respond(fd, head_only, "200 OK", "text/plain; version=0.0.4; charset=utf-8", NULL, body);
+		else
+			Respond(fd, head_only, "200 OK", "text/plain; charset=utf-8", NULL, "ok\n");
+	}
+}
+
+/* The endpoint's main loop. */
+void
+eventbus_metrics_main(Datum arg)
+{
+	pgsocket	listen_fd;
+	MemoryContext cxt;
+
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(eb_metrics_database, NULL, 0);
+	pgstat_report_appname("eventbus metrics");
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_read_only", "on", PGC_SUSET, PGC_S_OVERRIDE);
+
+	listen_fd = Listen(eb_metrics_address);
+	ereport(LOG, (errmsg("eventbus metrics endpoint listening on \"%s\" for database \"%s\"",
+						 eb_metrics_address, eb_metrics_database)));
+
+	cxt = AllocSetContextCreate(TopMemoryContext, "eventbus metrics", ALLOCSET_DEFAULT_SIZES);
+	for (;;)
+	{
+		pgsocket	fd;
+		int			rc;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		fd = accept(listen_fd, NULL, NULL);
+		if (fd == PGINVALID_SOCKET)
+		{
+			rc = WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_SOCKET_READABLE | WL_EXIT_ON_PM_DEATH,
+								   listen_fd, -1, PG_WAIT_EXTENSION);
+			if (rc & WL_LATCH_SET)
+				ResetLatch(MyLatch);
+			continue;
+		}
+		if (pg_set_noblock(fd))
+		{
+			MemoryContext old = MemoryContextSwitchTo(cxt);
+
+			Serve(fd);
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(cxt);
+		}
+		closesocket(fd);
+	}
+}
+
+/* Defines the settings; registers the endpoint when an address is set (preload only). */
+void
+EbMetricsHttpInit(void)
+{
+	BackgroundWorker worker;
+
+	DefineCustomStringVariable("eventbus.metrics_address",
+							   "Address (host:port) of the HTTP endpoint serving /metrics and /health; empty: none.",
+							   "E.g. '127.0.0.1:9187'. Needs eventbus in shared_preload_libraries.",
+							   &eb_metrics_address,
+							   "",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("eventbus.metrics_database",
+							   "Database whose eventbus.prometheus() the HTTP endpoint serves.",
+							   NULL,
+							   &eb_metrics_database,
+							   "postgres",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
+	if (!process_shared_preload_libraries_in_progress ||
+		eb_metrics_address == NULL || eb_metrics_address[0] == '\0')
+		return;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 10;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "eventbus");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "eventbus_metrics_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "eventbus metrics");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "eventbus metrics");
+	RegisterBackgroundWorker(&worker);
+}
