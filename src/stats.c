@@ -45,8 +45,9 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-/* eventbus.stats_max */
+/* eventbus.stats_max and eventbus.track_stats */
 int			eb_stats_max = 5000;
+static bool eb_track_stats = true;
 
 /* Upper bounds of the latency buckets, in seconds; the last one is +Inf. */
 static const double HistBounds[EB_HIST_BUCKETS - 1] = {
@@ -376,7 +377,7 @@ EbStatsCountPublish(int32 topic_id, int64 bytes)
 {
 	EbPending  *p;
 
-	if (StatsShared == NULL)
+	if (StatsShared == NULL || !eb_track_stats)
 		return;
 	p = PendingEntry(EB_STATS_TOPIC, topic_id);
 	p->v.c[EB_TOPIC_PUBLISHED]++;
@@ -387,7 +388,7 @@ EbStatsCountPublish(int32 topic_id, int64 bytes)
 void
 EbStatsCountSub(int32 sub_id, EbSubCounter counter, int64 n)
 {
-	if (StatsShared == NULL || n == 0)
+	if (StatsShared == NULL || n == 0 || !eb_track_stats)
 		return;
 	PendingEntry(EB_STATS_SUB, sub_id)->v.c[counter] += n;
 }
@@ -399,7 +400,7 @@ EbStatsObserve(int32 sub_id, EbHist hist, double seconds)
 	EbPending  *p;
 	int			b = 0;
 
-	if (StatsShared == NULL)
+	if (StatsShared == NULL || !eb_track_stats)
 		return;
 	if (!(seconds > 0))			/* also NaN */
 		seconds = 0;
@@ -425,6 +426,14 @@ EbStatsInit(void)
 							PGC_POSTMASTER,
 							0,
 							NULL, NULL, NULL);
+	DefineCustomBoolVariable("eventbus.track_stats",
+							 "Counts events published, delivered, acked ... in shared memory for the stats views.",
+							 "Off: this session's work is not counted; what is pending is still shown.",
+							 &eb_track_stats,
+							 true,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
 	if (process_shared_preload_libraries_in_progress)
 	{
 		PrevShmemRequest = shmem_request_hook;
@@ -480,7 +489,7 @@ eventbus_stats_sub(PG_FUNCTION_ARGS)
 {
 	int32		sub_id;
 
-	if (StatsShared == NULL || PG_ARGISNULL(0))
+	if (StatsShared == NULL || PG_ARGISNULL(0) || !eb_track_stats)
 		PG_RETURN_VOID();
 	sub_id = PG_GETARG_INT32(0);
 	for (int i = 0; i < EB_SUB_NCOUNTERS; i++)
