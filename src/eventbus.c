@@ -139,7 +139,6 @@ _PG_init(void)
 							PGC_SIGHUP,
 							GUC_UNIT_KB,
 							NULL, NULL, NULL);
-	MarkGUCPrefixReserved("eventbus");
 
 	EbTopicDictInit();
 	EbEventLogInit();
@@ -150,4 +149,6 @@ _PG_init(void)
 	EbStatsInit();
 	EbMetricsHttpInit();
 	EbWorkerInit();
+	/* Last: the subsystems above define settings of their own. */
+	MarkGUCPrefixReserved("eventbus");
 }

@@ -378,6 +378,9 @@ EbMetricsHttpInit(void)
 {
 	BackgroundWorker worker;
 
+	/* Server-start settings can only be defined while preloading. */
+	if (!process_shared_preload_libraries_in_progress)
+		return;
 	DefineCustomStringVariable("eventbus.metrics_address",
 							   "Address (host:port) of the HTTP endpoint serving /metrics and /health; empty: none.",
 							   "E.g. '127.0.0.1:9187'. Needs eventbus in shared_preload_libraries.",
@@ -394,8 +397,7 @@ EbMetricsHttpInit(void)
 							   PGC_POSTMASTER,
 							   0,
 							   NULL, NULL, NULL);
-	if (!process_shared_preload_libraries_in_progress ||
-		eb_metrics_address == NULL || eb_metrics_address[0] == '\0')
+	if (eb_metrics_address == NULL || eb_metrics_address[0] == '\0')
 		return;
 
 	memset(&worker, 0, sizeof(worker));

@@ -416,16 +416,6 @@ EbStatsObserve(int32 sub_id, EbHist hist, double seconds)
 void
 EbStatsInit(void)
 {
-	DefineCustomIntVariable("eventbus.stats_max",
-							"Most topics and subscriptions (of all databases) the statistics keep counts for.",
-							"Counts for others are not kept; eventbus_stats_dropped_total says how often that happened.",
-							&eb_stats_max,
-							5000,
-							100,
-							1000000,
-							PGC_POSTMASTER,
-							0,
-							NULL, NULL, NULL);
 	DefineCustomBoolVariable("eventbus.track_stats",
 							 "Counts events published, delivered, acked ... in shared memory for the stats views.",
 							 "Off: this session's work is not counted; what is pending is still shown.",
@@ -434,8 +424,19 @@ EbStatsInit(void)
 							 PGC_SUSET,
 							 0,
 							 NULL, NULL, NULL);
+	/* A server-start setting can only be defined while preloading. */
 	if (process_shared_preload_libraries_in_progress)
 	{
+		DefineCustomIntVariable("eventbus.stats_max",
+								"Most topics and subscriptions (of all databases) the statistics keep counts for.",
+								"Counts for others are not kept; eventbus_stats_dropped_total says how often that happened.",
+								&eb_stats_max,
+								5000,
+								100,
+								1000000,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
 		PrevShmemRequest = shmem_request_hook;
 		shmem_request_hook = StatsShmemRequest;
 		PrevShmemStartup = shmem_startup_hook;

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Cost of the statistics counters at publish (src/stats.c: counts kept per
+# transaction, added to a shared-memory hash table at commit): they should
+# add nothing measurable to eventbus.publish.
+#
+# On a throwaway cluster of its own, pgbench publishes a small payload, one
+# event per transaction, on topic bench.x, which three subscriptions match
+# ('bench.#', 'bench.*', 'bench.x'; nobody polls, so their consumption state
+# exists but stays idle), with eventbus.track_stats on (A, the default) and
+# off (B, PGOPTIONS='-c eventbus.track_stats=off'), alternating A B A B ...,
+# each run after an emptied log and a CHECKPOINT. It prints the tps of each
+# run, the mean per variant and the ratio A / B. Two passes: synchronous_commit
+# off (where CPU cost shows) and on (durable commits).
+#
+# Sanity check: around every run it reads eventbus.topic_stats.published for
+# bench.x; the A runs must have counted exactly the transactions pgbench
+# committed, the B runs nothing.
+#
+# Not part of the test suite. Run as root or as a user that can run initdb:
+#   test/bench/stats.sh
+#   EB_BENCH_PORT    port of the throwaway cluster (54467)
+#   EB_BENCH_TIME    seconds per pgbench run (10)
+#   EB_BENCH_ROUNDS  rounds (3)
+#   EB_BENCH_CLIENTS pgbench clients (4)
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$HERE/../lib.sh"
+
+PORT=${EB_BENCH_PORT:-54467}
+T=${EB_BENCH_TIME:-10}
+ROUNDS=${EB_BENCH_ROUNDS:-3}
+CLIENTS=${EB_BENCH_CLIENTS:-4}
+DB=eventbus_stats
+TOPIC=bench.x
+DIR=$(mktemp -d /tmp/eventbus-stats.XXXXXX)
+WORK=$(mktemp -d /tmp/eventbus-stats-work.XXXXXX)
+cleanup() { eb_stop_cluster "$DIR"; rm -rf "$DIR" "$WORK"; }
+trap cleanup EXIT
+
+eb_log "starting a throwaway cluster in $DIR (port $PORT)"
+eb_start_cluster "$DIR" "$PORT" "shared_buffers = 256MB" || exit 1
+export PGHOST=$DIR PGPORT=$PORT PGUSER=postgres
+P=(psql -X -q -v ON_ERROR_STOP=1)
+"${P[@]}" -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
+"${P[@]}" -d $DB >/dev/null <<SQL
+CREATE EXTENSION eventbus;
+SELECT eventbus.subscribe('s_all', array['bench.#']);
+SELECT eventbus.subscribe('s_one', array['bench.*']);
+SELECT eventbus.subscribe('s_x', array['bench.x']);
+SELECT eventbus.publish('$TOPIC', '{"n": 0}');  -- the topic exists, with a stats entry
+SQL
+# The counters must be there (shared memory: eventbus is preloaded).
+[ "$("${P[@]}" -At -d $DB -c "SELECT published FROM eventbus.topic_stats WHERE topic = '$TOPIC'")" = 1 ] ||
+	{ eb_log "eventbus.topic_stats does not count: is eventbus in shared_preload_libraries?"; exit 1; }
+
+# A small payload; the same script for both variants (only PGOPTIONS differs).
+cat >"$WORK/publish.sql" <<SQL
+\\set id random(1, 1000000000)
+SELECT eventbus.publish('$TOPIC', ('{"order_id": ' || :id || ', "total": 45.47, "currency": "EUR"}')::jsonb);
+SQL
+
+published() {	# published -> eventbus.topic_stats.published of $TOPIC
+	"${P[@]}" -At -d $DB -c "SELECT published FROM eventbus.topic_stats WHERE topic = '$TOPIC'"
+}
+
+run() {	# run VARIANT SYNC -> "tps transactions counted"
+	local opts="-c synchronous_commit=$2" before after
+	[ "$1" = B ] && opts="$opts -c eventbus.track_stats=off"
+	"${P[@]}" -d $DB -c "TRUNCATE eventbus.event_log_0, eventbus.event_log_1, eventbus.event_log_2" -c CHECKPOINT
+	before=$(published)
+	PGOPTIONS="$opts" pgbench -n -c "$CLIENTS" -j "$CLIENTS" -T "$T" -f "$WORK/publish.sql" $DB \
+		>"$WORK/pgbench.out" 2>"$WORK/pgbench.err" ||
+		{ cat "$WORK/pgbench.err" >&2; return 1; }
+	after=$(published)
+	awk -v counted=$((after - before)) '
+		/^number of transactions actually processed:/ {split($6, a, "/"); n = a[1]}
+		/^tps/ {tps = $3}
+		END {print tps, n, counted}' "$WORK/pgbench.out"
+}
+
+echo
+echo "eventbus.publish, 1 event/transaction, small payload, topic $TOPIC matched by 3 idle subscriptions"
+echo "A: eventbus.track_stats = on (default); B: PGOPTIONS='-c eventbus.track_stats=off'"
+echo "pgbench -c $CLIENTS -j $CLIENTS -T $T, $ROUNDS rounds A B per pass; $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+"${P[@]}" -At -d $DB -F ' = ' -c "SELECT 'server', split_part(version(), ' ', 2)" \
+	-c "SELECT name, current_setting(name) FROM pg_settings
+	     WHERE name IN ('shared_buffers', 'fsync', 'wal_level', 'max_wal_size', 'checkpoint_timeout',
+	                    'wal_buffers', 'max_connections', 'eventbus.track_stats', 'eventbus.stats_max')
+	     ORDER BY name" | sed 's/^/  /'
+echo
+a_n=0; a_counted=0; b_n=0; b_counted=0
+for sync in off on; do
+	a_all=(); b_all=()
+	for r in $(seq "$ROUNDS"); do
+		out=$(run A $sync); read -r tps n counted <<<"$out"
+		a_all+=("$tps"); a_n=$((a_n + n)); a_counted=$((a_counted + counted))
+		out=$(run B $sync); read -r tps n counted <<<"$out"
+		b_all+=("$tps"); b_n=$((b_n + n)); b_counted=$((b_counted + counted))
+	done
+	/usr/bin/python3 - "$sync" "${a_all[*]}" "${b_all[*]}" <<'PY'
+import sys
+sync, a, b = sys.argv[1], [float(x) for x in sys.argv[2].split()], [float(x) for x in sys.argv[3].split()]
+ma, mb = sum(a) / len(a), sum(b) / len(b)
+spread = lambda xs, m: 100 * (max(xs) - min(xs)) / m
+print(f"synchronous_commit={sync:3}  stats on  (A): {' '.join('%.0f' % x for x in a)}  mean {ma:.0f} tps (runs spread {spread(a, ma):.1f}%)")
+print(f"synchronous_commit={sync:3}  stats off (B): {' '.join('%.0f' % x for x in b)}  mean {mb:.0f} tps (runs spread {spread(b, mb):.1f}%)")
+print(f"synchronous_commit={sync:3}  A / B = {ma / mb:.3f}: counting adds {100 * (mb / ma - 1):+.1f}% to publish's cost")
+PY
+done
+
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+ok=1
+echo "sanity (eventbus.topic_stats.published of $TOPIC, read before and after each run):"
+echo "  A runs: $a_n transactions committed, published counted +$a_counted"
+echo "  B runs: $b_n transactions committed, published counted +$b_counted"
+if [ "$a_n" -gt 0 ] && [ "$a_counted" = "$a_n" ] && [ "$b_n" -gt 0 ] && [ "$b_counted" = 0 ]; then
+	echo "  ok: A counted every publish, B none"
+else
+	echo "  FAILED: expected A to count exactly its transactions and B nothing"
+	ok=0
+fi
+[ $ok = 1 ]
