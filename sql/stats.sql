@@ -78,6 +78,11 @@ SELECT eventbus.publish('st.strict', '{}') > 0 AS published;
 SELECT routed, dead, backlog, dead_letters FROM eventbus.subscription_stats WHERE subscription = 'st_strict';
 SELECT eventbus.drop_schema('st.strict');
 
+-- Every routed event is in exactly one place.
+SELECT subscription, routed = acked + dead - redriven + expired + backlog + in_flight AS balanced,
+       dead_letters = dead - redriven - discarded AS dead_balanced
+  FROM eventbus.subscription_stats WHERE subscription LIKE 'st\_%' ORDER BY subscription;
+
 -- Unsubscribe forgets the counts; a new subscription starts from zero.
 SELECT eventbus.unsubscribe('st_strict');
 SELECT count(*) FROM eventbus._stats_subscriptions() st

@@ -7,7 +7,7 @@
 -- is_strict and function_lang_is compare the argument list as text, only
 -- has_function normalises it.
 BEGIN;
-SELECT plan(77);
+SELECT plan(84);
 
 -- ---------------------------------------------------------------------------
 -- Functions exist with exactly these argument types.
@@ -199,6 +199,16 @@ SELECT has_table('eventbus', 'event_log_2', 'table eventbus.event_log_2 exists')
 SELECT has_table('eventbus', 'topic', 'table eventbus.topic exists');
 SELECT has_table('eventbus', 'chunk', 'table eventbus.chunk exists');
 SELECT has_view('eventbus', 'events', 'view eventbus.events exists');
+SELECT has_view('eventbus', 'topic_stats', 'view eventbus.topic_stats exists');
+SELECT has_view('eventbus', 'subscription_stats', 'view eventbus.subscription_stats exists');
+SELECT has_view('eventbus', 'latency_stats', 'view eventbus.latency_stats exists');
+SELECT has_view('eventbus', 'worker_stats', 'view eventbus.worker_stats exists');
+SELECT function_returns('eventbus', 'prometheus', ARRAY[]::text[], 'text');
+SELECT function_returns('eventbus', 'reset_stats', ARRAY[]::text[], 'void');
+SELECT columns_are('eventbus', 'subscription_stats', ARRAY['subscription', 'routed', 'delivered', 'acked',
+    'nacked', 'retried', 'dead', 'expired', 'redriven', 'discarded', 'backlog', 'in_flight', 'dead_letters',
+    'oldest_pending_age', 'lag', 'last_poll_at', 'paused', 'stats_reset'],
+    'subscription_stats has the documented columns');
 SELECT has_sequence('eventbus', 'event_id_seq', 'sequence eventbus.event_id_seq exists');
 SELECT has_sequence('eventbus', 'topic_id_seq', 'sequence eventbus.topic_id_seq exists');
 

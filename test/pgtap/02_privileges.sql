@@ -3,7 +3,7 @@
 -- Run as a superuser: the roles below are created inside the transaction and
 -- disappear with the final ROLLBACK.
 BEGIN;
-SELECT plan(33);
+SELECT plan(37);
 
 CREATE ROLE eb_tap_nobody;   -- no grants: sees exactly what PUBLIC sees
 
@@ -160,6 +160,19 @@ SELECT results_eq(
        WHERE topic = 'eb_tap.priv.lives'$$,
     $$VALUES ('eb_tap.priv.lives'::text, '{"n": 1}'::jsonb)$$,
     'the lives_ok event is in eventbus.events too, exactly once');
+
+-- Statistics: pg_monitor reads them; nobody else, and nobody resets but the owner.
+SELECT ok(has_table_privilege('pg_monitor', 'eventbus.subscription_stats', 'SELECT')
+      AND has_table_privilege('pg_monitor', 'eventbus.topic_stats', 'SELECT')
+      AND has_table_privilege('pg_monitor', 'eventbus.latency_stats', 'SELECT')
+      AND has_table_privilege('pg_monitor', 'eventbus.worker_stats', 'SELECT'),
+    'pg_monitor may read the four stats views');
+SELECT ok(has_function_privilege('pg_monitor', 'eventbus.prometheus()', 'EXECUTE'),
+    'pg_monitor may EXECUTE eventbus.prometheus');
+SELECT ok(NOT has_function_privilege('pg_monitor', 'eventbus.reset_stats()', 'EXECUTE'),
+    'pg_monitor may not reset the stats');
+SELECT ok(NOT has_function_privilege('eb_tap_nobody', 'eventbus.prometheus()', 'EXECUTE'),
+    'PUBLIC may not EXECUTE eventbus.prometheus');
 
 SELECT * FROM finish();
 ROLLBACK;
