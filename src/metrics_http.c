@@ -102,7 +102,7 @@ Listen(const char *address)
 	(void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(fd, res->ai_addr, res->ai_addrlen) < 0)
 		ereport(ERROR,
-				(errcode_for_socket_access(),
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
 				 errmsg("eventbus metrics endpoint could not listen on \"%s\": %m", address),
 				 errhint("Choose a free address in eventbus.metrics_address and restart the server.")));
 	if (listen(fd, 16) < 0 || !pg_set_noblock(fd))
