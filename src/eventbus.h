@@ -152,6 +152,9 @@ extern int	eb_stats_max;
 extern void EbStatsCountPublish(int32 topic_id, int64 bytes);
 extern void EbStatsCountSub(int32 sub_id, EbSubCounter counter, int64 n);
 extern void EbStatsObserve(int32 sub_id, EbHist hist, double seconds);
+extern void EbStatsForgetDatabase(Oid dboid);
+extern void EbStatsSetMetricsWorker(pid_t pid, Oid dboid);
+extern pid_t EbStatsMetricsWorkerIn(Oid dboid);
 extern void EbStatsInit(void);
 
 /* ---- metrics_http.c: the Prometheus endpoint ---- */

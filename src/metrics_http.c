@@ -33,6 +33,7 @@
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -246,19 +247,23 @@ RunQuery(const char *sql, bool need_extension, char **error, bool *missing)
 			SPI_finish();
 		}
 		CommitTransactionCommand();
+		MemoryContextSwitchTo(cxt);
 	}
 	PG_CATCH();
 	{
 		ErrorData  *edata;
 
 		disable_timeout(STATEMENT_TIMEOUT, false);
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
 		/* Termination must not be swallowed. */
 		if (ProcDiePending)
 			PG_RE_THROW();
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
 		AbortCurrentTransaction();
+		MemoryContextSwitchTo(cxt);
+		/* A cancel (or a timeout that fired as the query ended) is handled. */
+		QueryCancelPending = false;
 		*error = psprintf("%s\n", edata->message ? edata->message : "error");
 		ereport(LOG,
 				(errmsg("eventbus metrics endpoint: %s", edata->message ? edata->message : "error")));
@@ -314,10 +319,38 @@ Serve(pgsocket fd)
 		else if (body == NULL)
 			Respond(fd, head_only, "503 Service Unavailable", "text/plain; charset=utf-8", NULL, error);
 		else if (metrics)
-			Respond(fd, head_only, "200 OK", "text/plain; version=0.0.4; charset=utf-8", NULL, body);
+			Respond(fd, head_only, "200 OK", "text/plain; version=0.0.4; charset=utf-8", NULL,
+					pg_server_to_any(body, strlen(body), PG_UTF8));
 		else
 			Respond(fd, head_only, "200 OK", "text/plain; charset=utf-8", NULL, "ok\n");
 	}
+}
+
+/* Answers one connection; an error is logged and the loop goes on. */
+static void
+ServeOrLog(pgsocket fd)
+{
+	PG_TRY();
+	{
+		Serve(fd);
+	}
+	PG_CATCH();
+	{
+		if (ProcDiePending)
+			PG_RE_THROW();
+		EmitErrorReport();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		QueryCancelPending = false;
+	}
+	PG_END_TRY();
+}
+
+/* Forgets this process in shared memory. */
+static void
+MetricsOnExit(int code, Datum arg)
+{
+	EbStatsSetMetricsWorker(0, InvalidOid);
 }
 
 /* The endpoint's main loop. */
@@ -335,6 +368,8 @@ eventbus_metrics_main(Datum arg)
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("default_transaction_read_only", "on", PGC_SUSET, PGC_S_OVERRIDE);
 
+	EbStatsSetMetricsWorker(MyProcPid, MyDatabaseId);
+	before_shmem_exit(MetricsOnExit, (Datum) 0);
 	listen_fd = Listen(eb_metrics_address);
 	ereport(LOG, (errmsg("eventbus metrics endpoint listening on \"%s\" for database \"%s\"",
 						 eb_metrics_address, eb_metrics_database)));
@@ -345,6 +380,8 @@ eventbus_metrics_main(Datum arg)
 		pgsocket	fd;
 		int			rc;
 
+		/* Nothing runs between requests: a cancel has nothing to cancel. */
+		QueryCancelPending = false;
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
@@ -354,18 +391,22 @@ eventbus_metrics_main(Datum arg)
 		fd = accept(listen_fd, NULL, NULL);
 		if (fd == PGINVALID_SOCKET)
 		{
-			rc = WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_SOCKET_READABLE | WL_EXIT_ON_PM_DEATH,
-								   listen_fd, -1, PG_WAIT_EXTENSION);
+			/* Out of descriptors and the like: the socket stays readable. */
+			bool		failed = (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+
+			rc = WaitLatchOrSocket(MyLatch,
+								   WL_LATCH_SET | WL_EXIT_ON_PM_DEATH |
+								   (failed ? WL_TIMEOUT : WL_SOCKET_READABLE),
+								   listen_fd, failed ? 100 : -1, PG_WAIT_EXTENSION);
 			if (rc & WL_LATCH_SET)
 				ResetLatch(MyLatch);
 			continue;
 		}
 		if (pg_set_noblock(fd))
 		{
-			MemoryContext old = MemoryContextSwitchTo(cxt);
-
-			Serve(fd);
-			MemoryContextSwitchTo(old);
+			MemoryContextSwitchTo(cxt);
+			ServeOrLog(fd);
+			MemoryContextSwitchTo(TopMemoryContext);
 			MemoryContextReset(cxt);
 		}
 		closesocket(fd);

@@ -12,7 +12,8 @@
  * with the subtransaction level; a rolled-back subtransaction drops its
  * own, a committed one hands them to its parent, and the top-level commit
  * adds them to shared memory. A rolled-back publish, poll or ack is never
- * counted. (A prepared transaction's counts go in at PREPARE.)
+ * counted. A prepared transaction's counts go in at PREPARE (COMMIT
+ * PREPARED runs elsewhere), and stay if it is rolled back later.
  *
  * The hash table holds at most eventbus.stats_max entries; what does not
  * fit is not counted, and eventbus_stats_dropped_total says how often.
@@ -89,6 +90,9 @@ typedef struct EbStatsShared
 {
 	LWLock	   *lock;			/* the hash table's shape; entries have mutexes */
 	pg_atomic_uint64 dropped;	/* counts that found no room */
+	/* The HTTP endpoint's process and database (under lock). */
+	pid_t		metrics_pid;
+	Oid			metrics_dboid;
 } EbStatsShared;
 
 /* A transaction's counts, per entry and subtransaction level. */
@@ -146,6 +150,8 @@ StatsShmemStartup(void)
 	{
 		StatsShared->lock = &(GetNamedLWLockTranche("eventbus stats"))->lock;
 		pg_atomic_init_u64(&StatsShared->dropped, 0);
+		StatsShared->metrics_pid = 0;
+		StatsShared->metrics_dboid = InvalidOid;
 	}
 	info.keysize = sizeof(EbStatsKey);
 	info.entrysize = sizeof(EbStatsEntry);
@@ -332,6 +338,16 @@ StatsSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 	if (level > PendingMaxNest)
 		return;
 
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		/* Removing the entry just returned is allowed during a scan. */
+		hash_seq_init(&seq, Pending);
+		while ((p = hash_seq_search(&seq)) != NULL)
+			if (p->key.nest >= level)
+				(void) hash_search(Pending, &p->key, HASH_REMOVE, NULL);
+		PendingMaxNest = level - 1;
+		return;
+	}
 	hash_seq_init(&seq, Pending);
 	while ((p = hash_seq_search(&seq)) != NULL)
 		if (p->key.nest >= level)
@@ -339,8 +355,7 @@ StatsSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 	foreach(lc, ended)
 	{
 		p = lfirst(lc);
-		if (event == SUBXACT_EVENT_COMMIT_SUB)
-			MergeUp(p);
+		MergeUp(p);
 		(void) hash_search(Pending, &p->key, HASH_REMOVE, NULL);
 	}
 	list_free(ended);
@@ -468,7 +483,7 @@ ObserveArray(FunctionCallInfo fcinfo, int argno, int32 sub_id, EbHist hist)
 	if (PG_ARGISNULL(argno))
 		return;
 	arr = PG_GETARG_ARRAYTYPE_P(argno);
-	deconstruct_array(arr, TIMESTAMPTZOID, sizeof(TimestampTz), true, TYPALIGN_DOUBLE,
+	deconstruct_array(arr, TIMESTAMPTZOID, sizeof(TimestampTz), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
 					  &elems, &nulls, &n);
 	for (int i = 0; i < n; i++)
 		if (!nulls[i])
@@ -548,7 +563,7 @@ CumulativeBuckets(const int64 *hist)
 		sum += hist[b];
 		d[b] = Int64GetDatum(sum);
 	}
-	return PointerGetDatum(construct_array(d, EB_HIST_BUCKETS, INT8OID, 8, true, TYPALIGN_DOUBLE));
+	return PointerGetDatum(construct_array(d, EB_HIST_BUCKETS, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
 /*
@@ -704,4 +719,84 @@ eventbus_stats_reset(PG_FUNCTION_ARGS)
 	}
 	LWLockRelease(StatsShared->lock);
 	PG_RETURN_VOID();
+}
+
+/* Removes every entry of a database (dropped, or its extension dropped). */
+void
+EbStatsForgetDatabase(Oid dboid)
+{
+	HASH_SEQ_STATUS seq;
+	EbStatsEntry *e;
+
+	if (StatsShared == NULL)
+		return;
+	LWLockAcquire(StatsShared->lock, LW_EXCLUSIVE);
+	hash_seq_init(&seq, StatsHash);
+	while ((e = hash_seq_search(&seq)) != NULL)
+		if (e->key.dboid == dboid)
+			(void) hash_search(StatsHash, &e->key, HASH_REMOVE, NULL);
+	LWLockRelease(StatsShared->lock);
+}
+
+PG_FUNCTION_INFO_V1(eventbus_stats_prune);
+
+/*
+ * SQL eventbus._stats_prune(live integer[]): removes this database's
+ * subscription entries whose id is not in "live" (left by a transaction
+ * that counted for a subscription dropped meanwhile). Run by maintenance.
+ */
+Datum
+eventbus_stats_prune(PG_FUNCTION_ARGS)
+{
+	HASH_SEQ_STATUS seq;
+	EbStatsEntry *e;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+
+	if (StatsShared == NULL || PG_ARGISNULL(0))
+		PG_RETURN_VOID();
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(0), INT4OID, 4, true, TYPALIGN_INT, &elems, &nulls, &n);
+	LWLockAcquire(StatsShared->lock, LW_EXCLUSIVE);
+	hash_seq_init(&seq, StatsHash);
+	while ((e = hash_seq_search(&seq)) != NULL)
+	{
+		bool		live = false;
+
+		if (e->key.dboid != MyDatabaseId || e->key.kind != EB_STATS_SUB)
+			continue;
+		for (int i = 0; i < n && !live; i++)
+			live = !nulls[i] && DatumGetInt32(elems[i]) == e->key.id;
+		if (!live)
+			(void) hash_search(StatsHash, &e->key, HASH_REMOVE, NULL);
+	}
+	LWLockRelease(StatsShared->lock);
+	PG_RETURN_VOID();
+}
+
+/* The HTTP endpoint records (or, with pid 0, clears) its process and database. */
+void
+EbStatsSetMetricsWorker(pid_t pid, Oid dboid)
+{
+	if (StatsShared == NULL)
+		return;
+	LWLockAcquire(StatsShared->lock, LW_EXCLUSIVE);
+	StatsShared->metrics_pid = pid;
+	StatsShared->metrics_dboid = dboid;
+	LWLockRelease(StatsShared->lock);
+}
+
+/* The HTTP endpoint's pid when it is connected to the database, else 0. */
+pid_t
+EbStatsMetricsWorkerIn(Oid dboid)
+{
+	pid_t		pid = 0;
+
+	if (StatsShared == NULL)
+		return 0;
+	LWLockAcquire(StatsShared->lock, LW_SHARED);
+	if (StatsShared->metrics_dboid == dboid)
+		pid = StatsShared->metrics_pid;
+	LWLockRelease(StatsShared->lock);
+	return pid;
 }

@@ -401,7 +401,14 @@ WorkerProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 	/* Only for those who may run the statement: others get its error. */
 	if (OidIsValid(dboid) && dboid != MyDatabaseId &&
 		pg_database_ownercheck(dboid, GetUserId()))
+	{
+		pid_t		metrics_pid = EbStatsMetricsWorkerIn(dboid);
+
 		stopped = StopWorkerFor(dboid);
+		/* The HTTP endpoint too; the postmaster restarts it after 10 s. */
+		if (metrics_pid != 0)
+			(void) kill(metrics_pid, SIGTERM);
+	}
 
 	PG_TRY();
 	{
@@ -422,6 +429,8 @@ WorkerProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 	/* A dropped database's slot is freed by the launcher's next scan. */
 	if (stopped && !(IsA(pstmt->utilityStmt, DropdbStmt)))
 		ResumeWorkerFor(dboid);
+	if (IsA(pstmt->utilityStmt, DropdbStmt) && OidIsValid(dboid))
+		EbStatsForgetDatabase(dboid);
 }
 
 /* ---- signals ---- */
@@ -985,6 +994,7 @@ eventbus_worker_main(Datum arg)
 			error_context_stack = errcb.previous;
 			ereport(LOG, (errmsg("eventbus worker stopping: the extension was dropped from database %u",
 								 MyDatabaseId)));
+			EbStatsForgetDatabase(MyDatabaseId);
 			SetMyState(EB_DB_ABSENT);
 			proc_exit(0);
 		}
@@ -1033,6 +1043,21 @@ EbWorkerResetStats(Oid dboid)
 	SpinLockRelease(&WorkerShared->mutex);
 }
 
+/* A copy of a database's last worker error (taken apart: it is long). */
+static char *
+SlotError(Oid dboid)
+{
+	char	   *copy = palloc0(sizeof(((EbDbSlot *) NULL)->last_error));
+
+	SpinLockAcquire(&WorkerShared->mutex);
+	for (int i = 0; i < EB_MAX_DATABASES; i++)
+		if (WorkerShared->dbs[i].state != EB_DB_FREE && WorkerShared->dbs[i].dboid == dboid)
+			memcpy(copy, WorkerShared->dbs[i].last_error, sizeof(WorkerShared->dbs[i].last_error));
+	SpinLockRelease(&WorkerShared->mutex);
+	copy[sizeof(((EbDbSlot *) NULL)->last_error) - 1] = '\0';
+	return copy;
+}
+
 PG_FUNCTION_INFO_V1(eventbus_worker_stats);
 
 /*
@@ -1046,19 +1071,47 @@ eventbus_worker_stats(PG_FUNCTION_ARGS)
 	static const char *const StateNames[] = {
 		"free", "new", "starting", "running", "restarting", "absent", "stopped"
 	};
+	/* What is copied under the spinlock: the counters, not the kicks. */
+	typedef struct
+	{
+		Oid			dboid;
+		EbDbState	state;
+		pid_t		pid;
+		uint64		ticks,
+					notifications,
+					handler_calls;
+		TimestampTz last_tick_at;
+		double		last_loop_seconds,
+					loop_seconds;
+		bool		has_error;
+	}			SlotCopy;
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	EbDbSlot   *copy;
+	SlotCopy   *copy;
 	int			n = 0;
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	if (WorkerShared == NULL)
 		return (Datum) 0;
-	copy = palloc(sizeof(EbDbSlot) * EB_MAX_DATABASES);
+	copy = palloc(sizeof(SlotCopy) * EB_MAX_DATABASES);
 	SpinLockAcquire(&WorkerShared->mutex);
 	for (int i = 0; i < EB_MAX_DATABASES; i++)
-		if (WorkerShared->dbs[i].state != EB_DB_FREE && WorkerShared->dbs[i].state != EB_DB_ABSENT &&
-			WorkerShared->dbs[i].state != EB_DB_NEW)
-			copy[n++] = WorkerShared->dbs[i];
+	{
+		EbDbSlot   *slot = &WorkerShared->dbs[i];
+
+		if (slot->state == EB_DB_FREE || slot->state == EB_DB_ABSENT || slot->state == EB_DB_NEW)
+			continue;
+		copy[n].dboid = slot->dboid;
+		copy[n].state = slot->state;
+		copy[n].pid = slot->pid;
+		copy[n].ticks = slot->ticks;
+		copy[n].notifications = slot->notifications;
+		copy[n].handler_calls = slot->handler_calls;
+		copy[n].last_tick_at = slot->last_tick_at;
+		copy[n].last_loop_seconds = slot->last_loop_seconds;
+		copy[n].loop_seconds = slot->loop_seconds;
+		copy[n].has_error = slot->last_error[0] != '\0';
+		n++;
+	}
 	SpinLockRelease(&WorkerShared->mutex);
 
 	for (int i = 0; i < n; i++)
@@ -1080,8 +1133,9 @@ eventbus_worker_stats(PG_FUNCTION_ARGS)
 		nulls[6] = (copy[i].last_tick_at == 0);
 		values[7] = Float8GetDatum(copy[i].last_loop_seconds);
 		values[8] = Float8GetDatum(copy[i].loop_seconds);
-		values[9] = CStringGetTextDatum(copy[i].last_error);
-		nulls[9] = (copy[i].last_error[0] == '\0');
+		nulls[9] = !copy[i].has_error;
+		if (copy[i].has_error)
+			values[9] = CStringGetTextDatum(SlotError(copy[i].dboid));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

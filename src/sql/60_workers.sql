@@ -163,6 +163,8 @@ BEGIN
             USING ERRCODE = 'invalid_transaction_state',
                   HINT = 'Run SELECT eventbus.run_maintenance() on its own, or with SET TRANSACTION ISOLATION LEVEL READ COMMITTED.';
     END IF;
+    -- Counters of subscriptions dropped meanwhile (src/stats.c).
+    PERFORM eventbus._stats_prune(ARRAY(SELECT s.id FROM eventbus.subscription s));
     BEGIN
         LOCK TABLE eventbus.chunk IN EXCLUSIVE MODE NOWAIT;
     EXCEPTION WHEN lock_not_available THEN

@@ -33,6 +33,13 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventbus._stats_drop_sub(integer) IS
     'eventbus (internal): forget a subscription''s counts when this transaction commits';
 
+CREATE FUNCTION eventbus._stats_prune(live integer[])
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_stats_prune'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus._stats_prune(integer[]) IS
+    'eventbus (internal): forget the counts of subscriptions not in "live"';
+
 CREATE FUNCTION eventbus._stats_topics(
     OUT topic_id integer, OUT published bigint, OUT bytes bigint, OUT last_published_at timestamptz)
 RETURNS SETOF record
@@ -83,7 +90,8 @@ COMMENT ON FUNCTION eventbus._worker_stats() IS
 -- What a subscription has pending, read from the tables: unread events of
 -- the log (and those of them expired), waiting deliveries plus leases that
 -- ran out, leases held, the publication time of the oldest pending event
--- and of the newest matching one.
+-- and of the newest matching one. Unread events are counted up to one
+-- million, so that a scrape stays cheap whatever the backlog.
 CREATE FUNCTION eventbus._pending(sub_id integer,
     OUT unread bigint, OUT unread_expired bigint, OUT waiting bigint, OUT in_flight bigint,
     OUT dead_letters bigint, OUT oldest_pending timestamptz, OUT newest timestamptz)
@@ -108,7 +116,8 @@ BEGIN
            min(u.published_at) FILTER (WHERE NOT u.gone), max(u.published_at)
       INTO unread, unread_expired, oldest_pending, newest
       FROM (SELECT x.published_at, coalesce(x.expires_at <= v_now, false) AS gone
-              FROM eventbus._unread(s, c, v_topics) x) u;
+              FROM eventbus._unread(s, c, v_topics) x
+             LIMIT 1000000) u;
     SELECT count(*) FILTER (WHERE d.state = 'waiting' OR (d.state = 'leased' AND d.available_at <= v_now)),
            count(*) FILTER (WHERE d.state = 'leased' AND d.available_at > v_now),
            count(*) FILTER (WHERE d.state = 'dead'),
@@ -119,12 +128,18 @@ BEGIN
      WHERE d.sub_id = s.id;
     oldest_pending := least(oldest_pending, v_oldest);
     IF newest IS NULL AND oldest_pending IS NOT NULL THEN
-        -- Nothing unread: the newest matching event was read already.
-        SELECT ev.published_at INTO newest
-          FROM eventbus.event_log ev
-         WHERE ev.topic_id = ANY (v_topics) AND ev.rejected_by IS NULL
-         ORDER BY ev.txid DESC, ev.id DESC
-         LIMIT 1;
+        -- Nothing unread: the newest matching event was read already. Its
+        -- topic's last commit (shared memory), else a bounded look back.
+        SELECT max(t.last_published_at) INTO newest
+          FROM eventbus._stats_topics() t WHERE t.topic_id = ANY (v_topics);
+        IF newest IS NULL THEN
+            SELECT max(q.published_at) INTO newest
+              FROM (SELECT ev.published_at, ev.topic_id, ev.rejected_by
+                      FROM eventbus.event_log ev
+                     ORDER BY ev.txid DESC, ev.id DESC
+                     LIMIT 100000) q
+             WHERE q.topic_id = ANY (v_topics) AND q.rejected_by IS NULL;
+        END IF;
     END IF;
 END
 $$;
@@ -146,6 +161,7 @@ COMMENT ON VIEW eventbus.topic_stats IS
 CREATE VIEW eventbus.subscription_stats AS
 SELECT s.name AS subscription,
        CASE WHEN i.enabled THEN coalesce(st."read", 0) + p.unread + p.unread_expired END AS routed,
+       CASE WHEN i.enabled THEN coalesce(st."read", 0) END AS "read",
        CASE WHEN i.enabled THEN coalesce(st.delivered, 0) END AS delivered,
        CASE WHEN i.enabled THEN coalesce(st.acked, 0) END AS acked,
        CASE WHEN i.enabled THEN coalesce(st.nacked, 0) END AS nacked,
@@ -251,7 +267,8 @@ BEGIN
             ('topic', 'eventbus_published_events_total', 'counter', 'Events published (committed) on the topic.', 'published'),
             ('topic', 'eventbus_published_bytes_total', 'counter', 'Bytes of payload, headers and key published on the topic.', 'bytes'),
             ('topic', 'eventbus_last_published_timestamp_seconds', 'gauge', 'When an event on the topic was last committed.', 'last_published_at'),
-            ('sub', 'eventbus_subscription_routed_events_total', 'counter', 'Events that matched the subscription.', 'routed'),
+            ('sub', 'eventbus_subscription_read_events_total', 'counter', 'Events the subscription took from the log (or got as schema dead letters).', 'read'),
+            ('sub', 'eventbus_subscription_routed_events', 'gauge', 'Events that matched the subscription: read plus unread now (may drop after seek or alter_subscription).', 'routed'),
             ('sub', 'eventbus_subscription_delivered_events_total', 'counter', 'Events handed out by poll, every attempt.', 'delivered'),
             ('sub', 'eventbus_subscription_acked_events_total', 'counter', 'Events acked.', 'acked'),
             ('sub', 'eventbus_subscription_nacked_events_total', 'counter', 'Events nacked.', 'nacked'),
@@ -275,17 +292,17 @@ BEGIN
             ('worker', 'eventbus_worker_last_tick_timestamp_seconds', 'gauge', 'When the worker last ticked.', 'last_tick_at')
         ) AS f (source, name, kind, help, col)
     LOOP
-        IF m.source = 'topic' THEN
+        IF m.source = 'topic' AND m.name = 'eventbus_published_events_total' THEN
             SELECT array_agg(jsonb_build_object(
                        'l', 'topic="' || eventbus._prom_label(t.topic) || '"',
                        'published', t.published, 'bytes', t.bytes,
                        'last_published_at', extract(epoch FROM t.last_published_at))
                      ORDER BY t.topic)
               INTO v_rows FROM eventbus.topic_stats t;
-        ELSIF m.source = 'sub' AND m.name = 'eventbus_subscription_routed_events_total' THEN
+        ELSIF m.source = 'sub' AND m.name = 'eventbus_subscription_read_events_total' THEN
             SELECT array_agg(jsonb_build_object(
                        'l', 'subscription="' || eventbus._prom_label(s.subscription) || '"',
-                       'routed', s.routed, 'delivered', s.delivered, 'acked', s.acked,
+                       'read', s."read", 'routed', s.routed, 'delivered', s.delivered, 'acked', s.acked,
                        'nacked', s.nacked, 'retried', s.retried, 'dead', s.dead,
                        'expired', s.expired, 'redriven', s.redriven, 'discarded', s.discarded,
                        'backlog', s.backlog, 'in_flight', s.in_flight, 'dead_letters', s.dead_letters,
@@ -369,6 +386,7 @@ REVOKE EXECUTE ON FUNCTION
     eventbus.prometheus(),
     eventbus._stats_sub(integer, bigint, bigint, bigint, bigint, bigint, bigint, bigint, bigint, bigint, timestamptz[], timestamptz[], boolean),
     eventbus._stats_drop_sub(integer),
+    eventbus._stats_prune(integer[]),
     eventbus._stats_topics(),
     eventbus._stats_subscriptions(),
     eventbus._stats_info(),

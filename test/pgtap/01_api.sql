@@ -205,7 +205,7 @@ SELECT has_view('eventbus', 'latency_stats', 'view eventbus.latency_stats exists
 SELECT has_view('eventbus', 'worker_stats', 'view eventbus.worker_stats exists');
 SELECT function_returns('eventbus', 'prometheus', ARRAY[]::text[], 'text');
 SELECT function_returns('eventbus', 'reset_stats', ARRAY[]::text[], 'void');
-SELECT columns_are('eventbus', 'subscription_stats', ARRAY['subscription', 'routed', 'delivered', 'acked',
+SELECT columns_are('eventbus', 'subscription_stats', ARRAY['subscription', 'routed', 'read', 'delivered', 'acked',
     'nacked', 'retried', 'dead', 'expired', 'redriven', 'discarded', 'backlog', 'in_flight', 'dead_letters',
     'oldest_pending_age', 'lag', 'last_poll_at', 'paused', 'stats_reset'],
     'subscription_stats has the documented columns');

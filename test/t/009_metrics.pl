@@ -87,7 +87,8 @@ $node->safe_psql('postgres', q{
 ($code, $body, $head) = http($port, '/metrics');
 is($code, '200', '/metrics: 200');
 like($head, qr{^Content-Type: text/plain; version=0\.0\.4; charset=utf-8\r?$}mi, 'exposition format 0.0.4');
-like($body, qr/^eventbus_subscription_routed_events_total\{subscription="orders"\} 100$/m, 'routed 100');
+like($body, qr/^eventbus_subscription_routed_events\{subscription="orders"\} 100$/m, 'routed 100');
+like($body, qr/^eventbus_subscription_read_events_total\{subscription="orders"\} 70$/m, 'read 70');
 like($body, qr/^eventbus_subscription_delivered_events_total\{subscription="orders"\} 70$/m, 'delivered 70');
 like($body, qr/^eventbus_subscription_acked_events_total\{subscription="orders"\} 60$/m, 'acked 60');
 like($body, qr/^eventbus_subscription_dead_events_total\{subscription="orders"\} 10$/m, 'dead 10');
@@ -132,7 +133,13 @@ is($code, '200', '/health answers after the stalled client');
 cmp_ok($waited, '<', 15, "it waited at most the read deadline (liveness bound; took ${waited}s)");
 close $stall;
 
-# 5. Terminated, the endpoint comes back (restart after 10 s).
+# 5. A cancel does not stop the endpoint; terminated, it comes back (restart after 10 s).
+my $pid0 = $node->safe_psql('postgres', "SELECT pid FROM pg_stat_activity WHERE backend_type = 'eventbus metrics'");
+$node->safe_psql('postgres', "SELECT pg_cancel_backend($pid0)");
+($code) = http($port, '/health');
+is($code, '200', '/health after pg_cancel_backend of the endpoint');
+is($node->safe_psql('postgres', "SELECT pid FROM pg_stat_activity WHERE backend_type = 'eventbus metrics'"),
+	$pid0, 'the same process still serves');
 my $pid = $node->safe_psql('postgres', "SELECT pid FROM pg_stat_activity WHERE backend_type = 'eventbus metrics'");
 like($pid, qr/^\d+$/, 'the endpoint runs as backend type "eventbus metrics"');
 $node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
