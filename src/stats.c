@@ -113,7 +113,9 @@ typedef struct EbPending
 
 static EbStatsShared *StatsShared = NULL;
 static HTAB *StatsHash = NULL;
-static HTAB *Pending = NULL;	/* in TopTransactionContext; NULL: nothing */
+/* Kept across transactions (emptied at their end), so none pays its setup. */
+static HTAB *Pending = NULL;
+static long PendingCount = 0;	/* entries in Pending */
 static int	PendingMaxNest = 0;
 static shmem_request_hook_type PrevShmemRequest = NULL;
 static shmem_startup_hook_type PrevShmemStartup = NULL;
@@ -272,10 +274,9 @@ PendingEntry(int kind, int32 id)
 
 		info.keysize = sizeof(EbPendingKey);
 		info.entrysize = sizeof(EbPending);
-		info.hcxt = TopTransactionContext;
+		info.hcxt = TopMemoryContext;
 		Pending = hash_create("eventbus pending stats", 16, &info,
 							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-		PendingMaxNest = 0;
 	}
 	memset(&key, 0, sizeof(key));
 	key.kind = kind;
@@ -287,6 +288,7 @@ PendingEntry(int kind, int32 id)
 		p->drop = false;
 		p->has_hist = false;
 		memset(&p->v, 0, sizeof(p->v));
+		PendingCount++;
 	}
 	PendingMaxNest = Max(PendingMaxNest, key.nest);
 	return p;
@@ -304,6 +306,7 @@ MergeUp(EbPending *from)
 	to = hash_search(Pending, &key, HASH_ENTER, &found);
 	if (!found)
 	{
+		PendingCount++;
 		to->drop = false;
 		to->has_hist = false;
 		memset(&to->v, 0, sizeof(to->v));
@@ -331,7 +334,7 @@ StatsSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 	List	   *ended = NIL;
 	ListCell   *lc;
 
-	if (Pending == NULL ||
+	if (PendingCount == 0 ||
 		(event != SUBXACT_EVENT_COMMIT_SUB && event != SUBXACT_EVENT_ABORT_SUB))
 		return;
 	level = GetCurrentTransactionNestLevel();
@@ -344,7 +347,10 @@ StatsSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 		hash_seq_init(&seq, Pending);
 		while ((p = hash_seq_search(&seq)) != NULL)
 			if (p->key.nest >= level)
+			{
 				(void) hash_search(Pending, &p->key, HASH_REMOVE, NULL);
+				PendingCount--;
+			}
 		PendingMaxNest = level - 1;
 		return;
 	}
@@ -357,27 +363,44 @@ StatsSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 		p = lfirst(lc);
 		MergeUp(p);
 		(void) hash_search(Pending, &p->key, HASH_REMOVE, NULL);
+		PendingCount--;
 	}
 	list_free(ended);
 	PendingMaxNest = level - 1;
+}
+
+/* Empties the pending counts (removing during a scan is allowed). */
+static void
+ClearPending(void)
+{
+	HASH_SEQ_STATUS seq;
+	EbPending  *p;
+
+	hash_seq_init(&seq, Pending);
+	while ((p = hash_seq_search(&seq)) != NULL)
+		(void) hash_search(Pending, &p->key, HASH_REMOVE, NULL);
+	PendingCount = 0;
+	PendingMaxNest = 0;
 }
 
 /* The transaction ends: counts go to shared memory, or away. */
 static void
 StatsXactCallback(XactEvent event, void *arg)
 {
+	if (PendingCount == 0)
+		return;
 	switch (event)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PREPARE:
-			if (Pending != NULL && StatsShared != NULL)
+			if (StatsShared != NULL)
 				Flush();
-			Pending = NULL;
+			ClearPending();
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			Pending = NULL;
+			ClearPending();
 			break;
 		default:
 			break;
