@@ -26,6 +26,7 @@ OBJS = \
 	src/jsonschema.o \
 	src/schemareg.o \
 	src/stats.o \
+	src/consume.o \
 	src/metrics_http.o
 
 # The install script is concatenated from src/sql/NN_*.sql, by concern.

@@ -24,6 +24,7 @@ REVOKE EXECUTE ON FUNCTION
     eventbus.seek(text, bigint),
     eventbus.poll(text, integer, interval, interval),
     eventbus.ack(text, bigint[]),
+    eventbus._ack_ids(integer, bigint[]),
     eventbus.nack(text, bigint, text, interval),
     eventbus.extend_lease(text, bigint[], interval),
     eventbus.redrive(text, bigint[]),

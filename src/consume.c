@@ -1,0 +1,171 @@
+/*-------------------------------------------------------------------------
+ *
+ * consume.c
+ *	  The consuming hot path in C: acking a batch of leased events.
+ *
+ * eventbus.ack (src/sql/40_consume.sql) resolves the subscription and calls
+ * eventbus._ack_ids, which finds the subscription's leased deliveries of
+ * the given events with one scan of the delivery primary key (an array
+ * search key: the btree sorts and deduplicates the ids and walks them in
+ * order) and deletes each through the table AM. In SQL the same delete was
+ * planned as a scan of all the subscription's deliveries with the array as
+ * a filter, linear in the array per row.
+ *
+ * A delivery changed by a concurrent transaction after this statement's
+ * snapshot is handled as a DELETE under READ COMMITTED handles it: its
+ * newest version is locked and deleted if it is still leased (a late ack
+ * finishes an event another poller leased meanwhile, as documented in
+ * docs/consuming.md); gone, it is skipped. Under REPEATABLE READ or
+ * SERIALIZABLE that is a serialization failure, as for a DELETE.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "eventbus.h"
+
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/tuptable.h"
+#include "storage/lmgr.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+/* Columns of eventbus.delivery the ack reads (checked by name once). */
+typedef struct DeliveryColumns
+{
+	AttrNumber	state;
+	AttrNumber	leased_at;
+} DeliveryColumns;
+
+/* Looks a column of eventbus.delivery up, or raises 55000. */
+static AttrNumber
+DeliveryColumn(Oid relid, const char *name)
+{
+	AttrNumber	attno = get_attnum(relid, name);
+
+	if (attno == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("eventbus.delivery has no column \"%s\"", name),
+				 errhint("Reinstall the extension: DROP EXTENSION eventbus; CREATE EXTENSION eventbus.")));
+	return attno;
+}
+
+PG_FUNCTION_INFO_V1(eventbus_ack_ids);
+
+/*
+ * SQL eventbus._ack_ids(sub_id, event_ids): deletes the subscription's
+ * leased deliveries of these events, counts them (and their lease-to-ack
+ * latency) for the stats, and returns how many there were.
+ */
+Datum
+eventbus_ack_ids(PG_FUNCTION_ARGS)
+{
+	int32		sub_id;
+	ArrayType  *ids;
+	Oid			relid;
+	Oid			indexid;
+	Relation	rel;
+	Relation	index;
+	IndexScanDesc scan;
+	ScanKeyData keys[2];
+	TupleTableSlot *slot;
+	Snapshot	snapshot;
+	CommandId	cid;
+	DeliveryColumns cols;
+	TimestampTz now;
+	int32		n = 0;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_INT32(0);
+	sub_id = PG_GETARG_INT32(0);
+	ids = PG_GETARG_ARRAYTYPE_P(1);
+	if (ARR_NDIM(ids) == 0 || ArrayGetNItems(ARR_NDIM(ids), ARR_DIMS(ids)) == 0)
+		PG_RETURN_INT32(0);
+	if (ARR_NDIM(ids) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("event_ids must be a one-dimensional array"),
+				 errhint("Pass e.g. array_agg(event_id) of the events poll returned.")));
+
+	relid = EbRelid("delivery");
+	indexid = EbRelid("delivery_pkey");
+	cols.state = DeliveryColumn(relid, "state");
+	cols.leased_at = DeliveryColumn(relid, "leased_at");
+
+	rel = table_open(relid, RowExclusiveLock);
+	index = index_open(indexid, RowExclusiveLock);
+	snapshot = GetActiveSnapshot();
+	cid = GetCurrentCommandId(true);
+	now = GetCurrentTimestamp();
+
+	/* (sub_id = $1 AND event_id = ANY ($2)): the btree walks the ids in order. */
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(sub_id));
+	ScanKeyEntryInitialize(&keys[1], SK_SEARCHARRAY, 2, BTEqualStrategyNumber,
+						   InvalidOid, InvalidOid, F_INT8EQ, PointerGetDatum(ids));
+	slot = table_slot_create(rel, NULL);
+	scan = index_beginscan(rel, index, snapshot, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		ItemPointerData tid = slot->tts_tid;
+
+		/* Until deleted, or found gone or no longer leased. */
+		for (;;)
+		{
+			bool		isnull;
+			Datum		state = slot_getattr(slot, cols.state, &isnull);
+			Datum		leased_at;
+			TM_FailureData tmfd;
+			TM_Result	result;
+
+			if (isnull || strcmp(TextDatumGetCString(state), "leased") != 0)
+				break;
+			leased_at = slot_getattr(slot, cols.leased_at, &isnull);
+			result = table_tuple_delete(rel, &tid, cid, snapshot, InvalidSnapshot,
+										true, &tmfd, false);
+			if (result == TM_Ok)
+			{
+				n++;
+				EbStatsCountSub(sub_id, EB_SUB_ACKED, 1);
+				if (!isnull)
+					EbStatsObserve(sub_id, EB_HIST_ACK,
+								   (double) (now - DatumGetTimestampTz(leased_at)) / USECS_PER_SEC);
+				break;
+			}
+			if (result == TM_SelfModified || result == TM_Deleted)
+			{
+				if (result == TM_Deleted && IsolationUsesXactSnapshot())
+					ereport(ERROR,
+							(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+							 errmsg("could not serialize access due to concurrent delete")));
+				break;			/* gone already: acked by us or another */
+			}
+			if (result != TM_Updated)
+				elog(ERROR, "unexpected result %d deleting a delivery", (int) result);
+			if (IsolationUsesXactSnapshot())
+				ereport(ERROR,
+						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+						 errmsg("could not serialize access due to concurrent update")));
+			/* Updated meanwhile (leased again): lock its newest version, look again. */
+			result = table_tuple_lock(rel, &tid, snapshot, slot, cid, LockTupleExclusive,
+									  LockWaitBlock, TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &tmfd);
+			if (result != TM_Ok)
+				break;			/* deleted meanwhile */
+			tid = slot->tts_tid;
+		}
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, NoLock);
+	table_close(rel, NoLock);
+	PG_RETURN_INT32(n);
+}
