@@ -289,6 +289,9 @@ BEGIN
                                         ev.published_at, ev.deliver_at, ev.expires_at
                                    FROM eventbus.event_log ev      -- in progress at win_lo
                                   WHERE ev.txid = ANY (ARRAY(SELECT pg_snapshot_xip(c.win_lo)))
+                                    -- A one-time filter: no scan at all when no
+                                    -- transaction was in progress at win_lo.
+                                    AND pg_snapshot_xmin(c.win_lo) <> pg_snapshot_xmax(c.win_lo)
                                     AND ev.topic_id = ANY (v_topics)
                                     AND ev.rejected_by IS NULL
                                     AND pg_visible_in_snapshot(ev.txid, c.win_hi)

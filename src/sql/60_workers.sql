@@ -55,6 +55,8 @@ BEGIN
             SELECT DISTINCT q.topic_id
               FROM (SELECT ev.topic_id FROM eventbus.event_log ev
                      WHERE ev.txid = ANY (ARRAY(SELECT pg_snapshot_xip(prev)))
+                       -- A one-time filter: no scan when nothing was in progress.
+                       AND pg_snapshot_xmin(prev) <> pg_snapshot_xmax(prev)
                        AND ev.rejected_by IS NULL
                        AND pg_visible_in_snapshot(ev.txid, snap)
                     UNION ALL
