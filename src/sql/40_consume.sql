@@ -60,6 +60,19 @@ $$;
 COMMENT ON FUNCTION eventbus._unread(eventbus.subscription, eventbus.cursor, integer[]) IS
     'eventbus (internal): events of the log a subscription has not read yet';
 
+-- The names of the topics, as a JSON object from id (as text) to topic:
+-- poll looks each event's topic up there instead of joining the dictionary.
+CREATE FUNCTION eventbus._topic_names(topics integer[])
+RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(jsonb_object_agg(t.id::text, t.topic), '{}')
+      FROM eventbus.topic t WHERE t.id = ANY (topics)
+$$;
+COMMENT ON FUNCTION eventbus._topic_names(integer[]) IS
+    'eventbus (internal): id -> topic of the given topics, as jsonb';
+
 -- A subscription's backlog: events waiting for a retry or a delay, plus the
 -- matching events in the log it has not read yet (after its filter, not
 -- expired), counted up to "lim". Publish (on_overflow 'reject') and poll
@@ -120,6 +133,7 @@ DECLARE
     v_more     boolean;             -- stopped at max_events: others may find more
     v_expired  bigint[];            -- due deliveries whose ttl ran out
     v_topics   integer[];
+    v_names    jsonb;                   -- topic id (as text) -> topic, of v_topics
     v_hi       pg_snapshot;
     v_seen     integer;
     v_limit    integer;
@@ -161,6 +175,7 @@ BEGIN
     END IF;
 
     v_topics := eventbus._topic_ids(s.patterns);
+    v_names := eventbus._topic_names(v_topics);
     LOOP
         IF v_deadline IS NOT NULL THEN
             v_wakes := eventbus._wake_count(); -- before looking: no wake-up is missed
@@ -283,7 +298,7 @@ BEGIN
                         -- position, each limited, on the log alone (an OR would
                         -- make the planner sort the whole window); topics are
                         -- joined to what they return.
-                        SELECT w.id, w.txid, t.topic, w.key, w.payload, w.headers, w.published_at,
+                        SELECT w.id, w.txid, w.topic_id, w.key, w.payload, w.headers, w.published_at,
                                w.deliver_at, w.expires_at
                           FROM ((SELECT ev.id, ev.txid, ev.topic_id, ev.key, ev.payload, ev.headers,
                                         ev.published_at, ev.deliver_at, ev.expires_at
@@ -310,7 +325,6 @@ BEGIN
                                     AND (ev.txid, ev.id) > (c.pos_txid, c.pos_id)
                                   ORDER BY ev.txid, ev.id
                                   LIMIT v_limit)) w
-                          JOIN eventbus.topic t ON t.id = w.topic_id
                          ORDER BY w.txid, w.id        -- every xip txid is below xmax(win_lo)
                          LIMIT v_limit
                     LOOP
@@ -377,7 +391,7 @@ BEGIN
                         END IF;
                         v_n_deliv := v_n_deliv + 1;
                         v_first := v_first || greatest(e.published_at, e.deliver_at);
-                        event_id := e.id; topic := e.topic; key := e.key; payload := e.payload;
+                        event_id := e.id; topic := v_names ->> e.topic_id::text; key := e.key; payload := e.payload;
                         headers := e.headers; published_at := e.published_at;
                         attempt := 1; lease_until := v_until;
                         RETURN NEXT;
@@ -484,6 +498,7 @@ BEGIN
             EXIT WHEN v_denied OR clock_timestamp() >= v_deadline;
             s := eventbus._subscription(subscription);    -- paused or changed meanwhile
             v_topics := eventbus._topic_ids(s.patterns);
+            v_names := eventbus._topic_names(v_topics);
             v_wakes := eventbus._wake_count();
             v_hi := eventbus._snapshot();
             EXIT WHEN NOT s.paused

@@ -34,6 +34,7 @@ REVOKE EXECUTE ON FUNCTION
     eventbus._backoff(interval, interval, integer),
     eventbus._seek(integer, timestamptz, bigint),
     eventbus._backlog(integer, bigint),
+    eventbus._topic_names(integer[]),
     eventbus._subscriptions_changed(),
     eventbus._wake(integer),
     eventbus._wake_at_end(integer, timestamptz),
