@@ -523,3 +523,26 @@ select eventbus.unsubscribe('vw');
 select name from eventbus.subscriptions order by name collate "C";
 select eventbus.unsubscribe('tx');
 select count(*) as deliveries from eventbus.delivery;
+
+-- ack picks exactly the ids given, whether they lie close together (one
+-- range scan of the primary key) or far apart (one descent per id); NULL
+-- elements and duplicates are ignored; ids of other subscriptions untouched.
+SELECT eventbus.subscribe('ack_pick', ARRAY['ackpick.#']);
+SELECT eventbus.subscribe('ack_other', ARRAY['ackpick.#']);
+SELECT count(eventbus.publish('ackpick.x', jsonb_build_object('n', g))) FROM generate_series(1, 40) g;
+CREATE TEMP TABLE ack_ids AS SELECT event_id, row_number() OVER (ORDER BY event_id) AS n
+  FROM eventbus.poll('ack_pick', 40);
+SELECT count(*) FROM eventbus.poll('ack_other', 40);
+SELECT eventbus.ack('ack_pick', (SELECT array_agg(event_id) FROM ack_ids WHERE n IN (1, 3))) AS close_together;
+SELECT eventbus.ack('ack_pick', (SELECT array_agg(event_id) FROM ack_ids WHERE n IN (5, 40))) AS far_apart;
+SELECT eventbus.ack('ack_pick', (SELECT array_agg(event_id) || ARRAY[NULL, min(event_id)]::bigint[] FROM ack_ids WHERE n = 7)) AS with_null_and_duplicate;
+SELECT eventbus.ack('ack_pick', (SELECT array_agg(event_id) FROM ack_ids WHERE n IN (1, 3))) AS again;
+SELECT eventbus.ack('ack_pick', '{}') AS empty, eventbus.ack('ack_pick', NULL) AS null_array;
+SELECT string_agg(a.n::text, ',' ORDER BY a.n) AS still_leased_among_first_8
+  FROM ack_ids a JOIN eventbus.delivery d ON d.event_id = a.event_id
+  JOIN eventbus.subscription s ON s.id = d.sub_id AND s.name = 'ack_pick'
+ WHERE a.n <= 8;
+SELECT count(*) AS other_untouched FROM eventbus.delivery d JOIN eventbus.subscription s ON s.id = d.sub_id
+ WHERE s.name = 'ack_other';
+SELECT eventbus.unsubscribe('ack_pick');
+SELECT eventbus.unsubscribe('ack_other');
