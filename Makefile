@@ -7,6 +7,7 @@
 #   make demo       the same set-up, then a persistent local cluster with a demo
 #   make demo-stop  stop and remove the demo cluster
 #   make fuzz       build the libFuzzer targets (test/fuzz) and run each FUZZ_SECONDS (60)
+#   make bench      the performance targets, side by side on a throwaway cluster (docs/performance.md)
 
 EXTENSION  = eventbus
 EXTVERSION = 0.1.0
@@ -59,7 +60,7 @@ $(OBJS): src/eventbus.h src/jsonschema.h
 
 # make fuzz [FUZZ_SECONDS=N]: build the libFuzzer targets (test/fuzz) and run each N seconds
 FUZZ_SECONDS ?= 60
-.PHONY: test demo demo-stop fuzz
+.PHONY: test demo demo-stop fuzz bench
 fuzz:
 	bash test/fuzz/run.sh $(FUZZ_SECONDS)
 
@@ -71,3 +72,6 @@ demo:
 
 demo-stop:
 	bash test/demo.sh stop
+
+bench:
+	bash test/bench/run.sh

@@ -24,6 +24,14 @@
 #   EB_BENCH_ROUNDS rounds of the P5 variants (2)
 #   EB_BENCH_VARIANTS subset of "A B N C D" (all)
 #   EB_BENCH_KEEP   1: keep the cluster's directory (server.log) afterwards
+#   EB_BENCH_P6_SECONDS seconds of each P6 latency run (5)
+#   EB_BENCH_CATCHUP seconds the listeners get to catch up after a P5 run (2)
+# Used by test/bench/run.sh (make bench), which runs it on its own cluster:
+#   EB_BENCH_CLUSTER  socket directory of a running cluster (on EB_BENCH_PORT)
+#                     to use instead of starting one; it is left running
+#   EB_BENCH_RESULTS  file to which the raw figures are appended, one per line:
+#                     "P5 VARIANT tps published consumed", "P6 LABEL rate p50 p90 p99 max"
+#   EB_BENCH_SETUP_ONLY 1: only create the database (if missing), then exit
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$HERE/../lib.sh"
@@ -31,39 +39,54 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PORT=${EB_BENCH_PORT:-54460}
 T=${EB_BENCH_TIME:-10}
 ROUNDS=${EB_BENCH_ROUNDS:-2}
-VARIANTS=${EB_BENCH_VARIANTS:-"A B N C D"}
+VARIANTS=${EB_BENCH_VARIANTS-"A B N C D"}
 PY=/usr/bin/python3
 LATENCY=$EB_ROOT/test/listen_latency.py
 DB=eventbus_notify
 
 $PY -c 'import psycopg2' 2>/dev/null || { eb_log "$PY cannot import psycopg2 (apt-get install python3-psycopg2)"; exit 1; }
-DIR=$(mktemp -d /tmp/eventbus-notify.XXXXXX)
+P6_SECONDS=${EB_BENCH_P6_SECONDS:-5}
+CATCHUP=${EB_BENCH_CATCHUP:-2}
+OWN_CLUSTER=1
+if [ -n "${EB_BENCH_CLUSTER:-}" ]; then
+	OWN_CLUSTER=0
+	DIR=$EB_BENCH_CLUSTER
+else
+	DIR=$(mktemp -d /tmp/eventbus-notify.XXXXXX)
+fi
 WORK=$(mktemp -d /tmp/eventbus-notify-work.XXXXXX)
 LISTENER_PID=
 cleanup() {
 	[ -n "$LISTENER_PID" ] && kill "$LISTENER_PID" 2>/dev/null || true
-	eb_stop_cluster "$DIR"
+	[ $OWN_CLUSTER = 1 ] && eb_stop_cluster "$DIR"
 	if [ "${EB_BENCH_KEEP:-0}" = 1 ]; then
 		eb_log "kept $DIR (server.log) and $WORK (listener output)"
 	else
-		rm -rf "$DIR" "$WORK"
+		[ $OWN_CLUSTER = 1 ] && rm -rf "$DIR"
+		rm -rf "$WORK"
 	fi
 }
 trap cleanup EXIT
 
-eb_log "starting a throwaway cluster in $DIR (port $PORT)"
-eb_start_cluster "$DIR" "$PORT" "synchronous_commit = on
+if [ $OWN_CLUSTER = 1 ]; then
+	eb_log "starting a throwaway cluster in $DIR (port $PORT)"
+	eb_start_cluster "$DIR" "$PORT" "synchronous_commit = on
 max_connections = 100
 shared_buffers = 256MB" || exit 1
+fi
 
 export PGHOST=$DIR PGPORT=$PORT PGUSER=postgres
 DSN="host=$DIR port=$PORT user=postgres dbname=$DB"
 P=(psql -X -q -v ON_ERROR_STOP=1)
-"${P[@]}" -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
+# The database is created once (a cluster of our own has none; on run.sh's
+# cluster it was made at the start, with the extension installed then).
+[ "$("${P[@]}" -At -d postgres -c "SELECT count(*) FROM pg_database WHERE datname = '$DB'")" = 1 ] ||
+	"${P[@]}" -d postgres -c "CREATE DATABASE $DB"
 "${P[@]}" -d $DB -f "$HERE/setup.sql"
 "${P[@]}" -d $DB >/dev/null <<'SQL'
-CREATE TABLE ref (id bigserial PRIMARY KEY, topic text, payload jsonb);
-SELECT eventbus.subscribe('l_' || i, array['orders.#']) FROM generate_series(1, 10) i;
+CREATE TABLE IF NOT EXISTS ref (id bigserial PRIMARY KEY, topic text, payload jsonb);
+SELECT eventbus.subscribe('l_' || i, array['orders.#']) FROM generate_series(1, 10) i
+ WHERE NOT EXISTS (SELECT FROM eventbus.subscriptions WHERE name = 'l_' || i);
 SQL
 # Wait for the database's worker (started when CREATE EXTENSION commits).
 for _ in $(seq 100); do
@@ -71,6 +94,7 @@ for _ in $(seq 100); do
 		WHERE backend_type = 'eventbus worker' AND datname = '$DB'")" = 1 ] && break
 	sleep 0.1
 done
+[ "${EB_BENCH_SETUP_ONLY:-0}" = 1 ] && exit 0
 
 # The reference: the same row shape as publish1.sql, and a NOTIFY, in one
 # statement (one transaction, one round trip, as publish1.sql).
@@ -99,10 +123,10 @@ start_listeners() {
 	return 1
 }
 
-# stop_listeners: lets them catch up for 2 s, stops them (SIGTERM), sets
+# stop_listeners: lets them catch up for $CATCHUP s (2), stops them (SIGTERM), sets
 # CONSUMED to the events they received in all.
 stop_listeners() {
-	sleep 2
+	sleep "$CATCHUP"
 	kill -TERM "$LISTENER_PID"
 	wait "$LISTENER_PID" || { cat "$WORK/listeners.out" >&2; LISTENER_PID=; return 1; }
 	LISTENER_PID=
@@ -150,15 +174,19 @@ done
 # P6: latency at 1000 events/s, eventbus (worker tick -> NOTIFY) and the
 # reference (NOTIFY by the publishing transaction).
 reset
-eb_log "P6: listen_latency.py --rate 1000 --seconds 5 --publishers 4"
-$PY "$LATENCY" --dsn "$DSN" --rate 1000 --seconds 5 --publishers 4 --subscription p6 --topic latency.p6 >"$WORK/p6.out" 2>&1 ||
+eb_log "P6: listen_latency.py --rate 1000 --seconds $P6_SECONDS --publishers 4"
+$PY "$LATENCY" --dsn "$DSN" --rate 1000 --seconds "$P6_SECONDS" --publishers 4 --subscription p6 --topic latency.p6 >"$WORK/p6.out" 2>&1 ||
 	{ cat "$WORK/p6.out" >&2; exit 1; }
-$PY "$LATENCY" --dsn "$DSN" --rate 1000 --seconds 5 --publishers 4 --reference p6ref --topic latency.p6 >"$WORK/p6ref.out" 2>&1 ||
+$PY "$LATENCY" --dsn "$DSN" --rate 1000 --seconds "$P6_SECONDS" --publishers 4 --reference p6ref --topic latency.p6 >"$WORK/p6ref.out" 2>&1 ||
 	{ cat "$WORK/p6ref.out" >&2; exit 1; }
 
-$PY - "$WORK/results" "$WORK/p6.out" "$WORK/p6ref.out" "$T" "$(nproc)" <<'PY'
+$PY - "$WORK/results" "$WORK/p6.out" "$WORK/p6ref.out" "$T" "$(nproc)" "$P6_SECONDS" "$CATCHUP" "${EB_BENCH_RESULTS:-}" <<'PY'
 import re, sys
-results, p6, p6ref, seconds, cores = sys.argv[1:]
+results, p6, p6ref, seconds, cores, p6_seconds, catchup, raw = sys.argv[1:]
+raw = open(raw, "a") if raw else None
+if raw:
+    for line in open(results):
+        raw.write("P5 " + line)
 names = {
     "A": "publish, no listeners",
     "B": "publish, 10 listeners poll+ack",
@@ -194,7 +222,7 @@ if "A" in mean and "N" in mean:
 if "C" in mean and "D" in mean:
     print(f"   reference D / C = {mean['D'] / mean['C']:.2f}, C / A = {mean['C'] / mean['A']:.2f}" if "A" in mean
           else f"   reference D / C = {mean['D'] / mean['C']:.2f}")
-print("consumed: events the listeners received, in % of 10 x the events published (2 s to catch up)")
+print(f"consumed: events the listeners received, in % of 10 x the events published ({catchup} s to catch up)")
 
 def lat(path):
     out = open(path).read()
@@ -202,10 +230,12 @@ def lat(path):
     w = re.search(r"^wake ms: p50 (\S+) p90 \S+ p99 (\S+)", out, re.M)
     rate = re.search(r"^published: (\d+) events in \S+ s: (\d+) events/s", out, re.M)
     return m.groups(), w.groups(), rate.group(2)
-print("\nP6: commit -> notification -> poll returned, 1000 events/s (4 publishers) for 5 s, 1 listener")
+print(f"\nP6: commit -> notification -> poll returned, 1000 events/s (4 publishers) for {p6_seconds} s, 1 listener")
 print(f"{'':<30} {'rate':>5} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'max ms':>7}   wake p50/p99 ms")
 for label, path in (("eventbus (worker NOTIFY)", p6), ("INSERT+pg_notify (reference)", p6ref)):
     (p50, p90, p99, mx), (w50, w99), rate = lat(path)
     print(f"{label:<30} {rate:>5} {p50:>7} {p90:>7} {p99:>7} {mx:>7}   {w50} / {w99}")
+    if raw:
+        raw.write(f"P6 {'eventbus' if path == p6 else 'reference'} {rate} {p50} {p90} {p99} {mx}\n")
 print("wake: commit -> notification arrived, for events whose notification found the listener idle")
 PY

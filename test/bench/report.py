@@ -1,0 +1,174 @@
+#!/usr/bin/python3
+"""make bench (test/bench/run.sh): the table of ratios, from the raw figures.
+
+    report.py RAW.tsv META.txt OUT.md KEY=VALUE...
+
+RAW.tsv: one line per run: key, pass (on/off: synchronous_commit), round,
+variant, value, extra (key=value words). META.txt: "name: value" lines
+(machine facts). Prints the table and the per-run figures, and writes them,
+with the machine facts, as markdown to OUT.md.
+"""
+import statistics
+import sys
+from collections import defaultdict
+
+raw_path, meta_path, out_path = sys.argv[1:4]
+opts = dict(a.split("=", 1) for a in sys.argv[4:])
+T, ROUNDS, CLIENTS = opts["T"], int(opts["ROUNDS"]), opts["CLIENTS"]
+DRAIN_N, P7_N, P7_FIRST = int(opts["DRAIN_N"]), int(opts["P7_N"]), int(opts["P7_FIRST"])
+SMOKE = opts.get("SMOKE") == "1"
+
+runs = defaultdict(list)   # (key, pass, variant) -> [(round, value, extra)]
+for line in open(raw_path):
+    f = line.rstrip("\n").split("\t")
+    if len(f) < 5:
+        continue
+    key, pas, rnd, var, val = f[:5]
+    extra = dict(w.split("=", 1) for w in (f[5] if len(f) > 5 else "").split() if "=" in w)
+    try:
+        v = float(val)
+    except ValueError:
+        v = None
+    runs[(key, pas, var)].append((int(rnd), v, extra))
+
+
+def values(key, pas, var):
+    return {r: v for r, v, _ in runs.get((key, pas, var), []) if v is not None}
+
+
+def num(x, unit=""):
+    if x is None:
+        return "NA"
+    s = f"{x:,.0f}" if abs(x) >= 100 else f"{x:,.1f}"
+    return f"{s} {unit}".strip()
+
+
+PASS = {"on": "durable", "off": "sync off"}
+rows = []      # the table
+details = []   # per-run figures
+
+
+def pair(label, key, pas, a, b, desc_a, desc_b, unit, target, mult=1.0):
+    va, vb = values(key, pas, a), values(key, pas, b)
+    if not va and not vb:
+        return
+    ma = statistics.mean(va.values()) * mult if va else None
+    mb = statistics.mean(vb.values()) * mult if vb else None
+    ratio = ma / mb if ma and mb else None
+    per = [va[r] / vb[r] for r in sorted(va) if r in vb and vb[r]]
+    rtext = "NA" if ratio is None else f"{ratio:.2f}"
+    if ratio is not None and target is not None and (round(ratio, 2) >= target) != (ratio >= target):
+        rtext = f"{ratio:.3f}"  # two decimals would round across the target
+    if ratio is not None and len(per) > 1:
+        rtext += f" ({min(per):.2f}–{max(per):.2f})"
+    if target is None:
+        ttext, met = "reported", "—"
+    else:
+        ttext = f"≥ {target:.2f}"
+        met = "NA" if ratio is None else ("yes" if ratio >= target else "no")
+    rows.append((f"{label} {PASS[pas]}", desc_a, desc_b, num(ma, unit), num(mb, unit), rtext, ttext, met))
+    for var, desc, v in ((a, desc_a, va), (b, desc_b, vb)):
+        if (key, pas, var) in seen:
+            continue
+        seen.add((key, pas, var))
+        extra = "; ".join(" ".join(f"{k}={x}" for k, x in e.items())
+                          for _, _, e in sorted(runs.get((key, pas, var), []), key=lambda t: t[0]) if e)
+        details.append((f"{key} {PASS[pas]}", desc,
+                        ", ".join(num(v[r] * mult) for r in sorted(v)), num(statistics.mean(v.values()) * mult if v else None, unit),
+                        extra))
+
+
+seen = set()
+for pas in ("on", "off"):
+    pair("P1", "P1", pas, "publish", "insert", f"`publish`, 1 event/tx, {CLIENTS} clients",
+         "plain INSERT, same row (PK)", "tps", 0.90 if pas == "on" else None)
+for pas in ("on", "off"):
+    pair("P1b", "P1", pas, "publish", "pgq", f"`publish`, 1 event/tx, {CLIENTS} clients",
+         "PgQ `insert_event`, 1 event/tx", "tps", 1.0)
+for pas in ("on", "off"):
+    pair("P2", "P2", pas, "batch", "insert", f"`publish_batch`, 100 events/tx, {CLIENTS} clients",
+         "`INSERT … SELECT` 100 rows/tx", "events/s", 0.80, mult=100)
+pair("P3", "P3", "on", "eventbus", "pgq", f"drain {DRAIN_N:,}: `poll(500)` + `ack`",
+     "PgQ drain: `next_batch`/`get_batch_events`/`finish_batch`", "events/s", 0.70)
+for pas in ("on", "off"):
+    pair("P4", "P4", pas, "subs100", "subs1", f"`publish`, 100 wildcard subscriptions, {CLIENTS} clients",
+         "`publish`, 1 subscription", "tps", 0.95)
+pair("P5", "P5", "on", "B", "A", "8 publishers, 10 listeners LISTEN + poll/ack",
+     "8 publishers, no listeners", "tps", 0.95)
+pair("P5 (N)", "P5", "on", "N", "A", "8 publishers, 10 listeners LISTEN, no poll",
+     "8 publishers, no listeners", "tps", None)
+pair("P5 (ref)", "P5", "on", "C", "A", "INSERT + `pg_notify` per tx, 8 clients",
+     "8 publishers, no listeners", "tps", None)
+pair("P5 (ref)", "P5", "on", "D", "C", "INSERT + `pg_notify`, 10 listeners reading",
+     "INSERT + `pg_notify`, no listeners", "tps", None)
+
+# P6: latency, eventbus (worker NOTIFY) and the reference (NOTIFY by the publishing commit)
+p6 = {var: e for (key, _, var), lst in runs.items() if key == "P6" for _, _, e in lst}
+if p6:
+    def lat(e):
+        return f"p50 {e['p50']} / p99 {e['p99']} ms" if e else "NA"
+    eb, ref = p6.get("eventbus"), p6.get("reference")
+    met = "NA"
+    if eb:
+        try:
+            met = "yes" if float(eb["p99"]) <= 10 else "no"
+        except ValueError:
+            pass
+    rows.append(("P6 durable", "commit → LISTEN wake → `poll` returns, 1,000 events/s",
+                 "INSERT + `pg_notify` in the tx (reference)", lat(eb), lat(ref), "—", "p99 ≤ 10 ms", met))
+    for var, e in sorted(p6.items()):
+        details.append(("P6 durable", var, f"rate {e.get('rate')}/s: p50 {e.get('p50')}, p90 {e.get('p90')}, "
+                        f"p99 {e.get('p99')}, max {e.get('max')} ms", "", ""))
+
+# P7: storage
+p7 = {var: (v, e) for (key, _, var), lst in runs.items() if key == "P7" for _, v, e in lst}
+if "first" in p7 and "final" in p7:
+    (first, ef), (final, ez) = p7["first"], p7["final"]
+    chunk = float(ef.get("chunk_size", "0"))
+    mb = lambda b: b / 1048576
+    grow = final - first
+    met = "yes" if chunk and grow <= 2 * chunk else "no"
+    rows.append(("P7 durable", f"size after {P7_N:,} events published and acked",
+                 f"size after the first {int(ef.get('events', P7_FIRST)):,}",
+                 f"{mb(final):.1f} MB", f"{mb(first):.1f} MB",
+                 f"{'+' if grow >= 0 else '−'}{abs(mb(grow)):.1f} MB = {grow / chunk:.2f} chunks" if chunk else "NA",
+                 f"≤ 2 chunks (2 × {mb(chunk):.0f} MB)" + (", no VACUUM" if ef.get("autovacuum") == "off" else ""), met))
+    lf, lz = float(ef.get("log", 0)), float(ez.get("log", 0))
+    rows.append(("P7 (log) durable", f"of which the event log chunks, after {P7_N:,}",
+                 f"the same after the first {int(ef.get('events', P7_FIRST)):,}", f"{mb(lz):.1f} MB", f"{mb(lf):.1f} MB",
+                 f"{'+' if lz >= lf else '−'}{abs(mb(lz - lf)):.1f} MB = {(lz - lf) / chunk:.2f} chunks" if chunk else "NA",
+                 "reported", "—"))
+    for var in ("first", "final", "settled", "samples"):
+        if var in p7:
+            v, e = p7[var]
+            details.append(("P7 durable", var, "" if var == "samples" else f"{mb(v):.1f} MB", "",
+                            " ".join(f"{k}={(f'{mb(float(x)):.1f}MB' if k in ('log', 'delivery', 'other', 'peak', 'peak_log', 'peak_delivery') else x)}"
+                                     for k, x in e.items())))
+
+head = ["#", "A", "B (baseline)", "A", "B", "A/B", "target", "met?"]
+table = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+table += ["| " + " | ".join(r) + " |" for r in rows]
+dhead = ["pair", "variant", "per round", "mean", "notes"]
+dtable = ["| " + " | ".join(dhead) + " |", "|" + "---|" * len(dhead)]
+dtable += ["| " + " | ".join(d) + " |" for d in details]
+
+meta = [l.rstrip("\n") for l in open(meta_path) if l.strip()]
+md = []
+md.append("# make bench" + (" (SMOKE RUN: tiny runs, the figures mean nothing)" if SMOKE else ""))
+md.append("")
+md += [f"- {l}" for l in meta]
+md.append(f"- pgbench runs of {T} s, {ROUNDS} round(s) A B A B …; A/B is the ratio of the means, "
+          "in brackets the lowest and highest ratio of one round's A and B; "
+          "durable = fsync and synchronous_commit on, sync off = synchronous_commit=off")
+md.append("")
+md += table
+md.append("")
+md.append("Every run (tps; events/s for P2 and P3):")
+md.append("")
+md += dtable
+text = "\n".join(md) + "\n"
+open(out_path, "w").write(text)
+print()
+print("\n".join(table))
+print()
+print("\n".join(dtable))

@@ -1,0 +1,379 @@
+#!/usr/bin/env bash
+# make bench: the performance targets of issue 7 (design §6), each pair
+# measured side by side in one run on a throwaway cluster, alternating
+# A B A B, then a table of ratios with the raw figures.
+#
+#   P1   publish, 1 event/tx, 4 clients      vs plain INSERT of the same row (PK)
+#   P1b  publish, 1 event/tx, 4 clients      vs PgQ pgq.insert_event
+#   P2   publish_batch, 100 events/tx        vs INSERT ... SELECT of 100 rows
+#   P3   drain N events: poll(500) + ack     vs PgQ next_batch/get_batch_events/finish_batch
+#   P4   publish with 100 wildcard subs      vs publish with 1 subscription
+#   P5   8 publishers, 10 listeners polling  vs 8 publishers alone (test/bench/notify.sh)
+#   P6   commit -> LISTEN -> poll, 1000 ev/s (test/bench/notify.sh, test/listen_latency.py)
+#   P7   storage after N events published and acked vs after the first 10k
+#
+# The cluster is durable (fsync on, synchronous_commit on); P1, P1b, P2 and
+# P4 run a second pass with synchronous_commit=off (PGOPTIONS), where CPU
+# cost shows. Every pgbench run starts after an emptied log/table and a
+# CHECKPOINT. See docs/performance.md.
+#
+# It benchmarks the eventbus that is installed (pg_config --pkglibdir); if
+# none is, it builds and installs this tree first. As root it installs the
+# Debian packages it needs (PostgreSQL 15, pg_cron, PgQ, psycopg2).
+#
+#   make bench                      # or: bash test/bench/run.sh
+#   EB_BENCH_SMOKE=1 make bench     # everything tiny, about a minute
+#
+#   EB_BENCH_TIME      seconds per pgbench run (10; smoke 1)
+#   EB_BENCH_ROUNDS    rounds of every comparison (3; smoke 1)
+#   EB_BENCH_ONLY      subset of "P1 P1b P2 P3 P4 P5 P6 P7" (all); P5 and P6 run together
+#   EB_BENCH_SYNC_OFF  0: skip the synchronous_commit=off pass (1)
+#   EB_BENCH_PORT      port of the throwaway cluster (54470)
+#   EB_BENCH_CLIENTS   pgbench clients for P1, P1b, P2, P4 (4)
+#   EB_BENCH_DRAIN_N   events per P3 drain (200000; smoke 5000)
+#   EB_BENCH_P7_N      events published and acked in P7 (1000000; smoke 30000)
+#   EB_BENCH_P7_FIRST  the "first" figure of P7 (10000; smoke 3000)
+#   EB_BENCH_P7_CHUNK  eventbus.chunk_size during P7 (16MB; smoke 1MB)
+#   EB_BENCH_P7_RATE   P7 publishing rate, events/s, 0 = as fast as it goes (20000; smoke 0)
+#   EB_BENCH_P7_AUTOVACUUM  autovacuum during P7 (off: storage must stay bounded without VACUUM)
+#   EB_BENCH_P6_SECONDS seconds of each P6 latency run (10; smoke 1)
+#   EB_BENCH_INSTALL   1: build and install this tree first; 0: never (default: only if missing)
+#   EB_BENCH_OUT       where the table goes (test/bench/results): latest.md (smoke.md
+#                      in smoke mode), the raw figures (.tsv, .meta; test/bench/report.py
+#                      makes the table again from them) and the output (.log)
+#   EB_BENCH_KEEP      1: keep the cluster's directory afterwards
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$HERE/../lib.sh"
+
+SMOKE=${EB_BENCH_SMOKE:-0}
+if [ "$SMOKE" = 1 ]; then
+	d_time=1 d_rounds=1 d_drain=5000 d_p7=30000 d_p7_first=3000 d_p7_chunk=1MB d_p7_rate=0 d_p6=1 d_catchup=0.5
+else
+	d_time=10 d_rounds=3 d_drain=200000 d_p7=1000000 d_p7_first=10000 d_p7_chunk=16MB d_p7_rate=20000 d_p6=10 d_catchup=2
+fi
+T=${EB_BENCH_TIME:-$d_time}
+ROUNDS=${EB_BENCH_ROUNDS:-$d_rounds}
+ONLY=" ${EB_BENCH_ONLY:-P1 P1b P2 P3 P4 P5 P6 P7} "
+SYNC_OFF=${EB_BENCH_SYNC_OFF:-1}
+PORT=${EB_BENCH_PORT:-54470}
+CLIENTS=${EB_BENCH_CLIENTS:-4}
+DRAIN_N=${EB_BENCH_DRAIN_N:-$d_drain}
+DRAIN_B=500
+P7_N=${EB_BENCH_P7_N:-$d_p7}
+P7_FIRST=${EB_BENCH_P7_FIRST:-$d_p7_first}
+P7_CHUNK=${EB_BENCH_P7_CHUNK:-$d_p7_chunk}
+P7_RATE=${EB_BENCH_P7_RATE:-$d_p7_rate}
+P7_AUTOVACUUM=${EB_BENCH_P7_AUTOVACUUM:-off}
+P6_SECONDS=${EB_BENCH_P6_SECONDS:-$d_p6}
+CATCHUP=${EB_BENCH_CATCHUP:-$d_catchup}
+OUT=${EB_BENCH_OUT:-$HERE/results}
+NAME=$([ "$SMOKE" = 1 ] && echo smoke || echo latest)
+# Debian packages the benchmark needs (installed as root when missing).
+EB_BENCH_PACKAGES="postgresql-15 postgresql-15-cron postgresql-15-pgq3 python3-psycopg2"
+
+want() { case "$ONLY" in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+exec > >(tee "$OUT/$NAME.log") 2>&1
+START=$(date +%s)
+
+# ---------------------------------------------------------------- set-up
+EB_PACKAGES=$EB_BENCH_PACKAGES eb_install_packages || exit 1
+/usr/bin/python3 -c 'import psycopg2' 2>/dev/null || { eb_log "/usr/bin/python3 cannot import psycopg2"; exit 1; }
+SHAREDIR=$("$EB_PG_CONFIG" --sharedir)
+PKGLIBDIR=$("$EB_PG_CONFIG" --pkglibdir)
+installed() { [ -f "$SHAREDIR/extension/eventbus.control" ] && [ -f "$PKGLIBDIR/eventbus.so" ]; }
+if [ "${EB_BENCH_INSTALL:-}" = 1 ] || { [ "${EB_BENCH_INSTALL:-}" != 0 ] && ! installed; }; then
+	EB_PACKAGES="postgresql-server-dev-15 make gcc" eb_install_packages || exit 1
+	eb_log "building and installing eventbus (no assertions)"
+	make -s -C "$EB_ROOT" PG_CONFIG="$EB_PG_CONFIG" >/dev/null
+	if [ "$(id -u)" = 0 ]; then make -s -C "$EB_ROOT" PG_CONFIG="$EB_PG_CONFIG" install >/dev/null
+	else sudo make -s -C "$EB_ROOT" PG_CONFIG="$EB_PG_CONFIG" install >/dev/null; fi
+fi
+installed || { eb_log "eventbus is not installed in $PKGLIBDIR"; exit 1; }
+
+DIR=$(mktemp -d /tmp/eventbus-bench.XXXXXX)
+WORK=$(mktemp -d /tmp/eventbus-bench-work.XXXXXX)
+chmod 755 "$WORK"
+RAW=$WORK/raw.tsv
+META=$WORK/meta.txt
+: >"$RAW"
+: >"$META"
+BGPIDS=()
+cleanup() {
+	local p
+	for p in "${BGPIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	eb_stop_cluster "$DIR"
+	if [ "${EB_BENCH_KEEP:-0}" = 1 ]; then
+		eb_log "kept $DIR (server.log) and $WORK"
+	else
+		rm -rf "$DIR" "$WORK"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+eb_log "starting a throwaway cluster in $DIR (port $PORT)"
+eb_start_cluster "$DIR" "$PORT" "synchronous_commit = on
+full_page_writes = on
+shared_buffers = 1GB
+max_connections = 100
+max_wal_size = 4GB
+checkpoint_timeout = 15min
+log_min_messages = warning" || exit 1
+export PGHOST=$DIR PGPORT=$PORT PGUSER=postgres
+unset PGDATABASE PGOPTIONS
+P=(psql -X -q -v ON_ERROR_STOP=1)
+PGBENCH=("$EB_PGBIN/pgbench" -n -M prepared)
+
+# Every database is made now, so that CREATE EXTENSION runs once, against
+# the extension installed at the start (it may be reinstalled meanwhile).
+DBS=()
+mkdb() {	# mkdb NAME: an empty database
+	"${P[@]}" -d postgres -c "CREATE DATABASE $1"
+	DBS+=("$1")
+}
+eb_log "creating the databases"
+if want P1 || want P1b || want P2; then
+	mkdb eb_bench
+	"${P[@]}" -d eb_bench -f "$HERE/p_schema.sql" >/dev/null
+fi
+if want P4; then
+	mkdb eb_p4_100
+	"${P[@]}" -d eb_p4_100 -v SUBS=100 -f "$HERE/p4_setup.sql" >/dev/null
+	mkdb eb_p4_1
+	"${P[@]}" -d eb_p4_1 -v SUBS=1 -f "$HERE/p4_setup.sql" >/dev/null
+fi
+if want P3; then
+	mkdb eb_drain
+	"${P[@]}" -d eb_drain -c "CREATE EXTENSION eventbus" -c "CREATE EXTENSION pgq" >/dev/null
+fi
+if want P5 || want P6; then
+	EB_BENCH_CLUSTER=$DIR EB_BENCH_PORT=$PORT EB_BENCH_SETUP_ONLY=1 bash "$HERE/notify.sh"
+	DBS+=(eventbus_notify)
+fi
+if want P7; then
+	mkdb eb_p7
+	"${P[@]}" -d eb_p7 -c "CREATE EXTENSION eventbus" >/dev/null
+fi
+# Wait for the databases' workers (started when CREATE EXTENSION commits).
+for _ in $(seq 100); do
+	[ "$("${P[@]}" -At -d postgres -c "SELECT count(*) FROM pg_stat_activity
+		WHERE backend_type = 'eventbus worker'")" -ge ${#DBS[@]} ] && break
+	sleep 0.1
+done
+
+# ---------------------------------------------------------------- machine facts
+busy() {	# processes using 10% of a core or more, over half a second
+	top -b -n 2 -d 0.5 -w 256 2>/dev/null | awk '/^top -/ {n++} n == 2 && $1 ~ /^[0-9]+$/ && $9 + 0 >= 10 {
+		s = s (s == "" ? "" : ", ") $12 " " $9 "%" } END {print "other processes busy: " (s == "" ? "none" : s)}'
+}
+fact() { printf '%s: %s\n' "$1" "$2" | tee -a "$META"; }
+facts() {
+	local so=$PKGLIBDIR/eventbus.so db=${DBS[0]:-postgres}
+	echo
+	fact date "$(date -u +%FT%TZ)"
+	fact machine "$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')), $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) memory, kernel $(uname -r)"
+	fact disk "$(df -T "$DIR" | awk 'NR==2 {print $2 " on " $1}'); $(lsblk -dno NAME,ROTA,SIZE 2>/dev/null | awk '{printf "%s%s (rota %s, %s)", (NR > 1 ? ", " : ""), $1, $2, $3}')"
+	fact "load average at start" "$(cut -d' ' -f1-3 /proc/loadavg); $(busy)"
+	fact postgres "$("${P[@]}" -At -d postgres -c 'SELECT version()')"
+	fact settings "$("${P[@]}" -At -d postgres -c "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name) FROM pg_settings
+		WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'shared_buffers', 'wal_level', 'max_wal_size',
+		               'checkpoint_timeout', 'max_connections', 'autovacuum', 'wal_buffers', 'max_worker_processes')")"
+	fact "eventbus settings" "$("${P[@]}" -At -d "$db" -c "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name) FROM pg_settings
+		WHERE name IN ('eventbus.tick_interval', 'eventbus.tick_min_interval', 'eventbus.maintenance_interval',
+		               'eventbus.chunk_size', 'eventbus.chunk_interval', 'eventbus.track_stats')")"
+	fact eventbus "$("${P[@]}" -At -d "$db" -c "SELECT coalesce((SELECT extversion FROM pg_extension WHERE extname = 'eventbus'), '?')") installed $(date -r "$so" '+%F %T'), md5 $(md5sum <"$so" | cut -c1-12), $(cmp -s "$so" "$EB_ROOT/eventbus.so" && echo 'same as ./eventbus.so' || echo 'differs from ./eventbus.so (or not built here)'), $(nm -D "$so" 2>/dev/null | grep -q ExceptionalCondition && echo 'built WITH assertions' || echo 'built without assertions')"
+	if want P1b || want P3; then
+		fact pgq "$("${P[@]}" -At -d "$(want P1b && echo eb_bench || echo eb_drain)" -c 'SELECT pgq.version()')"
+	fi
+	fact pgbench "-n -M prepared -T $T, -c $CLIENTS -j $((CLIENTS < 2 ? CLIENTS : 2)) (P5: notify.sh, -c 8 -j 2); $ROUNDS rounds$([ "$SMOKE" = 1 ] && echo '; SMOKE RUN: the figures mean nothing')"
+	echo
+}
+facts
+# Every 5 s, the processes other than this benchmark's that use half a
+# core or more (a noisy neighbour explains a spread; other PostgreSQL
+# clusters' processes are named postgres too, and not told apart).
+( while :; do
+	top -b -n 2 -d 0.5 -w 256 2>/dev/null | awk '/^top -/ {n++; s = ""} n == 2 && $1 ~ /^[0-9]+$/ && $9 + 0 >= 50 &&
+		$12 !~ /^(postgres|pgbench|psql|python3|top)$/ {s = s " " $12} END {print "sample" s}'
+	sleep 4.5
+done ) >"$WORK/neighbours" 2>/dev/null &
+BGPIDS+=($!)
+neighbours=$!
+
+# ---------------------------------------------------------------- helpers
+record() {	# record KEY PASS ROUND VARIANT VALUE [EXTRA]
+	printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" "${6:-}" >>"$RAW"
+}
+
+reset_db() {	# reset_db DB: empty what the runs write, then CHECKPOINT
+	if [ "$1" = eb_bench ]; then
+		"${P[@]}" -d "$1" -f "$HERE/p_reset.sql" >/dev/null
+	else
+		"${P[@]}" -d "$1" -f "$HERE/reset.sql" -c "TRUNCATE eventbus.delivery" >/dev/null
+	fi
+	"${P[@]}" -d "$1" -c CHECKPOINT
+}
+
+# pgb DB SCRIPT SYNC LOG: one pgbench run of $T s; prints its tps (NA on failure)
+pgb() {
+	local db=$1 script=$2 sync=$3 log=$WORK/$4.log tps
+	PGOPTIONS="-c synchronous_commit=$sync" "${PGBENCH[@]}" -c "$CLIENTS" -j $((CLIENTS < 2 ? CLIENTS : 2)) \
+		-T "$T" -f "$script" "$db" >"$log" 2>&1 || { eb_log "pgbench failed ($log):"; tail -n 5 "$log" >&2; }
+	tps=$(awk '/^tps = / {print $3; exit}' "$log")
+	echo "${tps:-NA}"
+}
+
+# pairs KEY SYNC ENTRY...: ROUNDS rounds of the entries "variant:db:script",
+# in order (A B A B ...), each after reset_db; records the tps.
+pairs() {
+	local key=$1 sync=$2 r e v db script tps
+	shift 2
+	for r in $(seq "$ROUNDS"); do
+		for e in "$@"; do
+			IFS=: read -r v db script <<<"$e"
+			reset_db "$db"
+			tps=$(pgb "$db" "$HERE/$script" "$sync" "$key-$sync-$v-$r")
+			eb_log "$key synchronous_commit=$sync round $r/$ROUNDS $v: $tps tps"
+			record "$key" "$sync" "$r" "$v" "$tps"
+		done
+	done
+}
+
+# ---------------------------------------------------------------- P1, P1b, P2, P4
+passes=on
+[ "$SYNC_OFF" = 1 ] && passes="on off"
+for sync in $passes; do
+	entries=()
+	{ want P1 || want P1b; } && entries+=(publish:eb_bench:publish1.sql)
+	want P1 && entries+=(insert:eb_bench:p1_insert.sql)
+	want P1b && entries+=(pgq:eb_bench:p1_pgq.sql)
+	[ ${#entries[@]} -gt 0 ] && pairs P1 "$sync" "${entries[@]}"
+	want P2 && pairs P2 "$sync" batch:eb_bench:p2_batch.sql insert:eb_bench:p2_insert.sql
+	want P4 && pairs P4 "$sync" subs100:eb_p4_100:publish1.sql subs1:eb_p4_1:publish1.sql
+done
+# The pgbench databases stay idle from here on; their workers still tick.
+
+# ---------------------------------------------------------------- P3
+drain_line() {	# drain_line LOG -> "n secs ev_per_s"
+	grep -o 'ANCHOR_DRAIN.*' "$1" | tail -n 1 |
+		sed -n 's/.*n=\([0-9]*\) batches=[0-9]* secs=\([0-9.]*\) ev_per_s=\([0-9.]*\).*/\1 \2 \3/p'
+}
+if want P3; then
+	for r in $(seq "$ROUNDS"); do
+		for sys in eventbus pgq; do
+			log=$WORK/P3-$sys-$r.log
+			t0=$(date +%s.%N)
+			"${P[@]}" -d eb_drain -v N="$DRAIN_N" -v B="$DRAIN_B" -f "$HERE/p3_fill_$sys.sql" >"$log" 2>&1 ||
+				{ eb_log "P3 fill failed:"; tail -n 5 "$log" >&2; }
+			t1=$(date +%s.%N)
+			"${P[@]}" -d eb_drain -c CHECKPOINT
+			if [ $sys = eventbus ]; then
+				"${P[@]}" -d eb_drain -v S=drain -v N="$DRAIN_N" -v B="$DRAIN_B" -v IDLE=5 \
+					-f "$HERE/p3_drain_eventbus.sql" >>"$log" 2>&1 || { eb_log "P3 drain failed:"; tail -n 5 "$log" >&2; }
+			else
+				"${P[@]}" -d eb_drain -f "$HERE/p3_drain_pgq.sql" >>"$log" 2>&1 ||
+					{ eb_log "P3 drain failed:"; tail -n 5 "$log" >&2; }
+			fi
+			read -r n secs eps <<<"$(drain_line "$log")" || true
+			fill=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}')
+			eb_log "P3 round $r/$ROUNDS $sys: ${n:-?} events drained in ${secs:-?} s, ${eps:-NA} events/s (fill ${fill} s)"
+			record P3 on "$r" "$sys" "${eps:-NA}" "n=${n:-0} secs=${secs:-NA} fill=$fill"
+			n= secs= eps=
+		done
+	done
+fi
+
+# ---------------------------------------------------------------- P5, P6
+if want P5 || want P6; then
+	variants="A B N C D"
+	want P5 || variants=
+	eb_log "P5/P6: test/bench/notify.sh on this cluster"
+	EB_BENCH_CLUSTER=$DIR EB_BENCH_PORT=$PORT EB_BENCH_TIME=$T EB_BENCH_ROUNDS=$ROUNDS \
+		EB_BENCH_VARIANTS=$variants EB_BENCH_RESULTS=$WORK/notify.raw EB_BENCH_P6_SECONDS=$P6_SECONDS \
+		EB_BENCH_CATCHUP=$CATCHUP bash "$HERE/notify.sh" || eb_log "notify.sh failed"
+	# "P5 VARIANT tps published consumed" / "P6 LABEL rate p50 p90 p99 max"
+	if [ -f "$WORK/notify.raw" ]; then
+		awk -v OFS='\t' '$1 == "P5" {n[$2]++; print "P5", "on", n[$2], $2, $3, "published=" $4 " consumed=" $5}
+			$1 == "P6" {print "P6", "on", 1, $2, $5, "rate=" $3 " p50=" $4 " p90=" $5 " p99=" $6 " max=" $7}' \
+			"$WORK/notify.raw" >>"$RAW"
+	fi
+fi
+
+# ---------------------------------------------------------------- P7
+sizes() {	# sizes -> "log delivery other total current_chunk" (bytes) of eb_p7
+	"${P[@]}" -At -F ' ' -d eb_p7 -f "$HERE/p7_sizes.sql"
+}
+if want P7; then
+	eb_log "P7: eventbus.chunk_size = $P7_CHUNK, maintenance_interval = 1s, autovacuum $P7_AUTOVACUUM"
+	"${P[@]}" -d postgres -c "ALTER SYSTEM SET eventbus.chunk_size = '$P7_CHUNK'" \
+		-c "ALTER SYSTEM SET eventbus.maintenance_interval = '1s'" \
+		-c "ALTER SYSTEM SET autovacuum = $P7_AUTOVACUUM" -c "SELECT pg_reload_conf()" >/dev/null
+	sleep 1.5
+	chunk_bytes=$("${P[@]}" -At -d eb_p7 -c "SELECT pg_size_bytes(current_setting('eventbus.chunk_size'))")
+	"${P[@]}" -d eb_p7 -c "SELECT eventbus.subscribe('p7', array['orders.#'])" >/dev/null
+	# The first P7_FIRST events, published and acked.
+	first_tx=$(( (P7_FIRST + 99) / 100 ))
+	"${PGBENCH[@]}" -c 1 -t "$first_tx" -f "$HERE/p2_batch.sql" eb_p7 >"$WORK/P7-first.log" 2>&1 ||
+		{ eb_log "P7 publish failed:"; tail -n 5 "$WORK/P7-first.log" >&2; }
+	"${P[@]}" -d eb_p7 -v S=p7 -v N=$((first_tx * 100)) -v B=500 -v IDLE=10 \
+		-f "$HERE/p3_drain_eventbus.sql" >>"$WORK/P7-first.log" 2>&1
+	read -r n _ _ <<<"$(drain_line "$WORK/P7-first.log")" || true
+	acked=${n:-0}
+	read -r lg dl ot tot cur <<<"$(sizes)"
+	record P7 on 1 first "$tot" "events=$((first_tx * 100)) acked=$acked autovacuum=$P7_AUTOVACUUM log=$lg delivery=$dl other=$ot chunk=$cur chunk_size=$chunk_bytes"
+	eb_log "P7: after the first $((first_tx * 100)) events: $tot bytes (log $lg, delivery $dl, other $ot)"
+	# The rest: 2 publishers (publish_batch, 100 per tx, paced at P7_RATE
+	# events/s unless 0) while one consumer drains with poll(500) + ack;
+	# the sizes are sampled every 0.5 s.
+	rest_tx=$(( (P7_N - first_tx * 100 + 199) / 200 ))   # per publisher
+	rate=()
+	[ "$P7_RATE" -gt 0 ] && rate=(-R $(( (P7_RATE + 99) / 100 )))
+	( while :; do echo "$(date +%s.%N) $(sizes)"; sleep 0.5; done ) >"$WORK/P7-samples" 2>/dev/null &
+	BGPIDS+=($!)
+	sampler=$!
+	t0=$(date +%s.%N)
+	"${PGBENCH[@]}" -c 2 -j 2 -t "$rest_tx" "${rate[@]}" -f "$HERE/p2_batch.sql" eb_p7 >"$WORK/P7-publish.log" 2>&1 &
+	BGPIDS+=($!)
+	publisher=$!
+	"${P[@]}" -d eb_p7 -v S=p7 -v N=$((rest_tx * 200)) -v B=500 -v IDLE=30 \
+		-f "$HERE/p3_drain_eventbus.sql" >"$WORK/P7-drain.log" 2>&1 || { eb_log "P7 drain failed:"; tail -n 5 "$WORK/P7-drain.log" >&2; }
+	wait "$publisher" || { eb_log "P7 publish failed:"; tail -n 5 "$WORK/P7-publish.log" >&2; }
+	t1=$(date +%s.%N)
+	read -r n secs eps <<<"$(drain_line "$WORK/P7-drain.log")" || true
+	acked=$((acked + ${n:-0}))
+	published=$("${P[@]}" -At -d eb_p7 -c "SELECT sum(published) FROM eventbus.topic_stats" 2>/dev/null || echo '?')
+	read -r lg dl ot tot cur <<<"$(sizes)"
+	dead=$("${P[@]}" -At -d eb_p7 -c "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'eventbus.delivery'::regclass")
+	record P7 on 1 final "$tot" "events=$P7_N published=$published acked=$acked log=$lg delivery=$dl other=$ot chunk=$cur delivery_dead_tuples=$dead secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}') drain_eps=${eps:-NA}"
+	eb_log "P7: after $acked events acked: $tot bytes (log $lg, delivery $dl, other $ot); published $published"
+	sleep 3	# three rounds of maintenance
+	read -r lg dl ot tot cur <<<"$(sizes)"
+	record P7 on 1 settled "$tot" "log=$lg delivery=$dl other=$ot chunk=$cur"
+	kill "$sampler" 2>/dev/null || true
+	wait "$sampler" 2>/dev/null || true
+	awk '$6 != "" { if ($5 > peak) peak = $5; if ($2 > peak_log) peak_log = $2; if ($3 > peak_delivery) peak_delivery = $3
+			if (prev != "" && $6 != prev) rot++; prev = $6 }
+		END { printf "peak=%d peak_log=%d peak_delivery=%d rotations=%d samples=%d\n", peak, peak_log, peak_delivery, rot, NR }' \
+		"$WORK/P7-samples" |
+		while read -r line; do record P7 on 1 samples 0 "$line"; eb_log "P7 samples: $line"; done
+	"${P[@]}" -d postgres -c "ALTER SYSTEM RESET eventbus.chunk_size" -c "ALTER SYSTEM RESET eventbus.maintenance_interval" \
+		-c "ALTER SYSTEM RESET autovacuum" -c "SELECT pg_reload_conf()" >/dev/null
+fi
+
+kill "$neighbours" 2>/dev/null || true
+fact "other processes (not postgres) using half a core or more" "$(awk '{for (i = 2; i <= NF; i++) c[$i]++} END {
+	for (p in c) s = s (s == "" ? "" : ", ") p " in " c[p]; print (s == "" ? "none" : s) " of " NR " samples taken every 5 s"}' "$WORK/neighbours")" >/dev/null
+fact "load average at end" "$(cut -d' ' -f1-3 /proc/loadavg); $(busy)" >/dev/null
+fact "duration" "$(( ($(date +%s) - START) / 60 )) min $(( ($(date +%s) - START) % 60 )) s" >/dev/null
+cp "$RAW" "$OUT/$NAME.tsv"
+cp "$META" "$OUT/$NAME.meta"
+
+# ---------------------------------------------------------------- the table
+/usr/bin/python3 "$HERE/report.py" "$RAW" "$META" "$OUT/$NAME.md" \
+	"T=$T" "ROUNDS=$ROUNDS" "CLIENTS=$CLIENTS" "DRAIN_N=$DRAIN_N" "P7_N=$P7_N" "P7_FIRST=$P7_FIRST" \
+	"P7_RATE=$P7_RATE" "P6_SECONDS=$P6_SECONDS" "SMOKE=$SMOKE"
+eb_log "table written to $OUT/$NAME.md (raw figures: $NAME.tsv, output: $NAME.log)"
