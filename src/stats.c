@@ -46,6 +46,9 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+/* A subscription not polled since its last NOTIFY gets the next after this long. */
+#define EB_RENOTIFY_MS		1000
+
 /* eventbus.stats_max and eventbus.track_stats */
 int			eb_stats_max = 5000;
 static bool eb_track_stats = true;
@@ -84,6 +87,7 @@ typedef struct EbStatsEntry
 	slock_t		mutex;			/* protects everything below */
 	EbStatsValues v;
 	TimestampTz last_at;		/* topic: last publish; sub: last poll; db: reset */
+	TimestampTz notified_at;	/* sub: last NOTIFY by the worker */
 } EbStatsEntry;
 
 typedef struct EbStatsShared
@@ -194,6 +198,7 @@ FindEntry(Oid dboid, int kind, int32 id)
 			SpinLockInit(&entry->mutex);
 			memset(&entry->v, 0, sizeof(entry->v));
 			entry->last_at = 0;
+			entry->notified_at = 0;
 		}
 	}
 	LWLockRelease(StatsShared->lock);
@@ -528,14 +533,18 @@ eventbus_stats_sub(PG_FUNCTION_ARGS)
 {
 	int32		sub_id;
 
-	if (StatsShared == NULL || PG_ARGISNULL(0) || !eb_track_stats)
+	if (StatsShared == NULL || PG_ARGISNULL(0))
 		PG_RETURN_VOID();
 	sub_id = PG_GETARG_INT32(0);
-	for (int i = 0; i < EB_SUB_NCOUNTERS; i++)
-		if (!PG_ARGISNULL(i + 1))
-			EbStatsCountSub(sub_id, (EbSubCounter) i, PG_GETARG_INT64(i + 1));
-	ObserveArray(fcinfo, EB_SUB_NCOUNTERS + 1, sub_id, EB_HIST_DELIVERY);
-	ObserveArray(fcinfo, EB_SUB_NCOUNTERS + 2, sub_id, EB_HIST_ACK);
+	if (eb_track_stats)
+	{
+		for (int i = 0; i < EB_SUB_NCOUNTERS; i++)
+			if (!PG_ARGISNULL(i + 1))
+				EbStatsCountSub(sub_id, (EbSubCounter) i, PG_GETARG_INT64(i + 1));
+		ObserveArray(fcinfo, EB_SUB_NCOUNTERS + 1, sub_id, EB_HIST_DELIVERY);
+		ObserveArray(fcinfo, EB_SUB_NCOUNTERS + 2, sub_id, EB_HIST_ACK);
+	}
+	/* Recorded even with track_stats off: the worker's NOTIFYs rely on it. */
 	if (!PG_ARGISNULL(EB_SUB_NCOUNTERS + 3) && PG_GETARG_BOOL(EB_SUB_NCOUNTERS + 3))
 	{
 		EbStatsEntry *e;
@@ -739,6 +748,7 @@ eventbus_stats_reset(PG_FUNCTION_ARGS)
 		SpinLockInit(&e->mutex);
 		memset(&e->v, 0, sizeof(e->v));
 		e->last_at = GetCurrentTimestamp();
+		e->notified_at = 0;
 	}
 	LWLockRelease(StatsShared->lock);
 	PG_RETURN_VOID();
@@ -822,4 +832,40 @@ EbStatsMetricsWorkerIn(Oid dboid)
 		pid = StatsShared->metrics_pid;
 	LWLockRelease(StatsShared->lock);
 	return pid;
+}
+
+PG_FUNCTION_INFO_V1(eventbus_notify_needed);
+
+/*
+ * SQL eventbus._notify_needed(sub_id): whether the worker should NOTIFY a
+ * subscription that has something new. Not when it was notified and has
+ * not been polled since (within EB_RENOTIFY_MS): its consumers were told
+ * to poll, and that poll will see everything committed before it; a poll
+ * that ends after the notification makes the next one go out. When it
+ * says yes it records the notification. Without shared memory, or without
+ * room for the subscription, always yes.
+ */
+Datum
+eventbus_notify_needed(PG_FUNCTION_ARGS)
+{
+	EbStatsEntry *e;
+	bool		needed = true;
+
+	if (StatsShared == NULL || PG_ARGISNULL(0))
+		PG_RETURN_BOOL(true);
+	LWLockAcquire(StatsShared->lock, LW_SHARED);
+	e = FindEntry(MyDatabaseId, EB_STATS_SUB, PG_GETARG_INT32(0));
+	if (e != NULL)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+
+		SpinLockAcquire(&e->mutex);
+		needed = e->notified_at == 0 || e->last_at >= e->notified_at ||
+			TimestampDifferenceExceeds(e->notified_at, now, EB_RENOTIFY_MS);
+		if (needed)
+			e->notified_at = now;
+		SpinLockRelease(&e->mutex);
+	}
+	LWLockRelease(StatsShared->lock);
+	PG_RETURN_BOOL(needed);
 }

@@ -71,6 +71,9 @@
 #define EB_MAX_DATABASES	256
 /* Subscriptions a database remembers as kicked between two ticks. */
 #define EB_MAX_KICKS		64
+/* Ticks are this many times their own cost apart, at least (under load). */
+#define EB_TICK_SPACING		10
+
 /* How often the launcher lists the databases again. */
 #define EB_RESCAN_MS		10000
 
@@ -867,6 +870,7 @@ eventbus_worker_main(Datum arg)
 	EbTickState ts = {0};
 	volatile TimestampTz last_maintenance = 0;
 	volatile TimestampTz last_tick = 0;
+	volatile int64 last_tick_cost = 0;	/* us */
 	volatile bool present;
 
 	pqsignal(SIGTERM, HandleSigterm);
@@ -939,13 +943,18 @@ eventbus_worker_main(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 		/*
-		 * Under a stream of commits, tick at most every tick_min_interval:
-		 * the commits in between are taken by one tick.
+		 * Under a stream of commits, tick at most every tick_min_interval,
+		 * and leave at least EB_TICK_SPACING times the last tick's cost
+		 * between two ticks (the worker ticks at most 1/EB_TICK_SPACING of
+		 * the time, however long ticks get): the commits in between are
+		 * taken by one tick.
 		 */
 		if (eb_tick_min_interval > 0 && last_tick != 0)
 		{
+			long		gap_ms = Max((long) eb_tick_min_interval,
+									 (long) (EB_TICK_SPACING * last_tick_cost / 1000));
 			long		ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
-															 TimestampTzPlusMilliseconds(last_tick, eb_tick_min_interval));
+															 TimestampTzPlusMilliseconds(last_tick, gap_ms));
 
 			if (ms > 0)
 				(void) WaitLatch(NULL, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, ms, PG_WAIT_EXTENSION);
@@ -958,7 +967,10 @@ eventbus_worker_main(Datum arg)
 		InWork = true;
 		PG_TRY();
 		{
-			if (!Tick(&ts))
+			bool		ticked = Tick(&ts);
+
+			last_tick_cost = GetCurrentTimestamp() - last_tick;
+			if (!ticked)
 				present = false;
 			else if (ts.handlers != NIL)
 			{

@@ -33,6 +33,13 @@ COMMENT ON FUNCTION eventbus._chunks_changed() IS
 --     event, a poll that stopped at max_events.
 -- The first tick of a worker (prev NULL) notifies every subscription.
 -- The payload of each notification is the subscription's name.
+CREATE FUNCTION eventbus._notify_needed(sub_id integer)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'eventbus_notify_needed'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus._notify_needed(integer) IS
+    'eventbus (internal): whether to NOTIFY a subscription again (it was polled since, or 1 s passed)';
+
 CREATE FUNCTION eventbus._tick(prev pg_snapshot, prev_at timestamptz,
                                kicked integer[], kick_all boolean,
                                OUT snap pg_snapshot, OUT tick_at timestamptz,
@@ -66,7 +73,7 @@ BEGIN
                        AND pg_visible_in_snapshot(ev.txid, snap)) q);
     END IF;
     FOR r IN
-        SELECT s.name, s.handler IS NOT NULL AS has_handler
+        SELECT s.id, s.name, s.handler IS NOT NULL AS has_handler
           FROM eventbus.subscription s
          WHERE NOT s.paused
            AND (prev IS NULL OR kick_all OR s.id = ANY (kicked)
@@ -78,8 +85,12 @@ BEGIN
                               AND d.available_at > prev_at AND d.available_at <= tick_at))
          ORDER BY s.name
     LOOP
-        PERFORM pg_notify('eventbus_' || r.name, r.name);
-        notified := notified + 1;
+        -- Not again while the last notification has not been followed by a
+        -- poll (src/stats.c): one notification, one poll, sees it all.
+        IF eventbus._notify_needed(r.id) THEN
+            PERFORM pg_notify('eventbus_' || r.name, r.name);
+            notified := notified + 1;
+        END IF;
         IF r.has_handler THEN
             handlers := handlers || r.name;
         END IF;

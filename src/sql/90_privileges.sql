@@ -46,6 +46,7 @@ FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION
     eventbus.run_maintenance(),
     eventbus._tick(pg_snapshot, timestamptz, integer[], boolean),
+    eventbus._notify_needed(integer),
     eventbus._maintain(),
     eventbus._chunk_pins(regclass),
     eventbus._chunks_changed(),

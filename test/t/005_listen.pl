@@ -156,7 +156,47 @@ ok(defined wait_due(), 'a poll that rolls back is notified: its events are polla
 $consumer->quit;
 $bg->quit;
 
-# 5. The worker ran the whole time (a restart would notify everything).
+# 5. A listener that does not poll is not flooded: after a notification,
+# the next goes out once the subscription has been polled, or 1 s later.
+sql("SELECT eventbus.subscribe('lazy', array['lazy.#'])");
+$bg = $node->background_psql('postgres');
+$bg->query_safe('LISTEN eventbus_lazy');
+# Counts notifications on eventbus_lazy during "secs" seconds.
+sub count_lazy
+{
+	my ($secs) = @_;
+	my $n = 0;
+	my $t0 = time;
+	while (time - $t0 < $secs)
+	{
+		my $o = $bg->query_safe('SELECT pg_sleep(0.05)');
+		$n += () = $o =~ /Asynchronous notification "eventbus_lazy"/g;
+	}
+	return $n;
+}
+my $t0 = time;
+for my $i (1 .. 20)
+{
+	sql("SELECT eventbus.publish('lazy.x', '{}')");
+	select(undef, undef, undef, 0.02);
+}
+my $burst = time - $t0;
+my $n = count_lazy(0.3);
+cmp_ok($n, '>=', 1, 'the first event of a burst is notified');
+cmp_ok($n, '<=', 1 + int($burst), sprintf('20 commits in %.2f s without a poll: %d notification(s), at most one a second', $burst, $n));
+# More than 1 s after the first notification, a new commit is notified.
+my $left = 1.2 - (time - $t0);
+select(undef, undef, undef, $left) if $left > 0;
+sql("SELECT eventbus.publish('lazy.x', '{}')");
+is(count_lazy(1.0), 1, 'unpolled, a commit more than 1 s after the last notification is notified');
+is(sql("SELECT count(*) FROM eventbus.poll('lazy', 100)"), '21', 'one poll gets all 21 events');
+$t0 = time;
+sql("SELECT eventbus.publish('lazy.x', '{}')");
+$n = count_lazy(0.5);
+is($n, 1, 'after a poll, the next event is notified at once');
+$bg->quit;
+
+# 6. The worker ran the whole time (a restart would notify everything).
 unlike(slurp_file($node->logfile), qr/eventbus worker .* exited unexpectedly/,
 	'the worker did not restart');
 
