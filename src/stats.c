@@ -838,12 +838,12 @@ PG_FUNCTION_INFO_V1(eventbus_notify_needed);
 
 /*
  * SQL eventbus._notify_needed(sub_id): whether the worker should NOTIFY a
- * subscription that has something new. Not when it was notified and has
- * not been polled since (within EB_RENOTIFY_MS): its consumers were told
- * to poll, and that poll will see everything committed before it; a poll
- * that ends after the notification makes the next one go out. When it
- * says yes it records the notification. Without shared memory, or without
- * room for the subscription, always yes.
+ * subscription that has something new. Not when it was notified and no
+ * poll has started since (within EB_RENOTIFY_MS): its consumers were told
+ * to poll, and a poll that starts after this check sees everything the
+ * tick saw (poll records its start before it looks). When it says yes it
+ * records the notification. Without shared memory, or without room for
+ * the subscription, always yes.
  */
 Datum
 eventbus_notify_needed(PG_FUNCTION_ARGS)

@@ -72,7 +72,7 @@
 /* Subscriptions a database remembers as kicked between two ticks. */
 #define EB_MAX_KICKS		64
 /* Ticks are this many times their own cost apart, at least (under load). */
-#define EB_TICK_SPACING		10
+#define EB_TICK_SPACING		3
 
 /* How often the launcher lists the databases again. */
 #define EB_RESCAN_MS		10000
@@ -730,6 +730,9 @@ TakeKicks(int32 *kicks, int *nkicks)
 	return all;
 }
 
+/* The tick's query, prepared once per worker. */
+static SPIPlanPtr TickPlan = NULL;
+
 /* The state a tick leaves for the next one. */
 typedef struct EbTickState
 {
@@ -779,9 +782,18 @@ Tick(EbTickState *ts)
 		args[2] = PointerGetDatum(construct_array(kickdatums, nkicks, INT4OID, 4, true, TYPALIGN_INT));
 		args[3] = BoolGetDatum(kick_all);
 
-		ret = SPI_execute_with_args("SELECT snap::text, tick_at, next_due, notified, handlers "
-									"FROM eventbus._tick($1::pg_snapshot, $2, $3, $4)",
-									4, argtypes, args, nulls, false, 1);
+		/* Parsed and planned once per worker (the plan cache revalidates it). */
+		if (TickPlan == NULL)
+		{
+			SPIPlanPtr	plan = SPI_prepare("SELECT snap::text, tick_at, next_due, notified, handlers "
+										   "FROM eventbus._tick($1::pg_snapshot, $2, $3, $4)",
+										   4, argtypes);
+
+			if (plan == NULL || SPI_keepplan(plan) != 0)
+				elog(ERROR, "could not prepare the tick: %s", SPI_result_code_string(SPI_result));
+			TickPlan = plan;
+		}
+		ret = SPI_execute_plan(TickPlan, args, nulls, false, 1);
 		if (ret != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "eventbus._tick() failed");
 		else

@@ -177,6 +177,9 @@ BEGIN
     v_topics := eventbus._topic_ids(s.patterns);
     v_names := eventbus._topic_names(v_topics);
     LOOP
+        -- "Polled now", before looking: a notification the worker sends
+        -- after this is not held back for this subscription (src/stats.c).
+        PERFORM eventbus._stats_sub(s.id, polled => true);
         IF v_deadline IS NOT NULL THEN
             v_wakes := eventbus._wake_count(); -- before looking: no wake-up is missed
             v_looked := eventbus._snapshot();
@@ -479,7 +482,7 @@ BEGIN
         IF v_got > 0 OR v_deadline IS NULL OR clock_timestamp() >= v_deadline THEN
             PERFORM eventbus._stats_sub(s.id, "read" => v_n_read, delivered => v_n_deliv,
                                         retried => v_n_retry, dead => v_n_dead, expired => v_n_exp,
-                                        first_at => v_first, polled => true);
+                                        first_at => v_first);
             EXIT;
         END IF;
 
