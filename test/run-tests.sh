@@ -5,12 +5,12 @@
 # Ends with "N passed, N failed" and exits non-zero on any failure.
 #
 #   EB_TEST_PORT   port of the throwaway cluster (54329)
-#   EB_SUITES      subset of: regress isolation pgtap tap examples conformance fuzz (all)
+#   EB_SUITES      subset of: regress isolation pgtap tap examples conformance fuzz bench (all)
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PORT=${EB_TEST_PORT:-54329}
-SUITES=${EB_SUITES:-"regress isolation pgtap tap examples conformance fuzz"}
+SUITES=${EB_SUITES:-"regress isolation pgtap tap examples conformance fuzz bench"}
 START=$(date +%s)
 
 eb_install_packages || exit 1
@@ -148,6 +148,28 @@ for suite in $SUITES; do
 		count fuzz "$OUTDIR/fuzz.out" '^ok - ' '^not ok - '
 		grep -qE '^(not )?ok - ' "$OUTDIR/fuzz.out" || broken fuzz "run.sh ran no target (see test/results/fuzz.out)"
 		[ -d test/fuzz/build/crashes ] && cp -r test/fuzz/build/crashes "$OUTDIR/fuzz-crashes"
+		;;
+	bench)
+		# The benchmark (make bench) in smoke mode, on a cluster of its own:
+		# every target with tiny runs, so that it keeps working. Its figures
+		# mean nothing and nothing is timed against a target here.
+		eb_log "benchmark smoke run (EB_BENCH_SMOKE=1 test/bench/run.sh)"
+		benchout=$(mktemp -d /tmp/eventbus-bench-smoke.XXXXXX)
+		if EB_BENCH_SMOKE=1 EB_BENCH_PORT=$((PORT + 7)) EB_BENCH_OUT="$benchout" EB_BENCH_INSTALL=0 \
+			bash test/bench/run.sh >"$OUTDIR/bench.out" 2>&1; then
+			for p in P1 P1b P2 P3 P4 P5 P6 P7; do
+				if grep -q "^| $p durable |" "$benchout/smoke.md"; then
+					echo "ok - bench smoke: $p measured"
+				else
+					echo "not ok - bench smoke: no $p row in the table"
+				fi
+			done >>"$OUTDIR/bench.out"
+		else
+			echo "not ok - bench smoke run failed (see test/results/bench.out)" >>"$OUTDIR/bench.out"
+		fi
+		rm -rf "$benchout"
+		grep -E '^(not )?ok - ' "$OUTDIR/bench.out"
+		count bench "$OUTDIR/bench.out" '^ok - ' '^not ok - '
 		;;
 	*)
 		broken "$suite" "unknown suite"
