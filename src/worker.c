@@ -901,6 +901,16 @@ eventbus_worker_main(Datum arg)
 	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
+	/*
+	 * Its commits need not wait for the WAL flush: a tick's NOTIFY gives
+	 * its transaction an xid (and its commit a flush to wait for) though
+	 * nothing of it must survive a crash; maintenance is redone; and a
+	 * handler's writes commit or are lost together with its ack, so a lost
+	 * commit means the event is handed out again. Publishers' flushes are
+	 * not shared with the worker's then.
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
 	/* Claim the database's slot; leave if another worker has it. */
 	SpinLockAcquire(&WorkerShared->mutex);
 	MySlot = FindOrAddSlot(dboid);

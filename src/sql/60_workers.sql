@@ -56,6 +56,10 @@ BEGIN
     tick_at := clock_timestamp();
     notified := 0;
     handlers := '{}';
+    -- Nobody to notify: the snapshot is all this tick has to keep.
+    IF NOT EXISTS (SELECT 1 FROM eventbus.subscription s WHERE NOT s.paused) THEN
+        RETURN;
+    END IF;
     IF prev IS NOT NULL THEN
         -- The topics of the events committed between the two snapshots.
         v_topics := ARRAY(
