@@ -184,4 +184,25 @@ is($rc, 0, 'promtool check metrics accepts the output without preload') or diag(
 is($plain->safe_psql('postgres', 'SELECT eventbus.reset_stats()'), '', 'reset_stats works without preload');
 $plain->stop;
 
+# 8. An address that cannot be used: the server runs on, the log says why,
+# and the endpoint tries again (every 10 s).
+my $busy = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1, Proto => 'tcp', ReuseAddr => 0);
+ok($busy, 'a port is taken by another listener');
+my $bad = PostgreSQL::Test::Cluster->new('badaddr');
+$bad->init;
+$bad->append_conf('postgresql.conf', "shared_preload_libraries = 'eventbus'\n"
+	  . "eventbus.metrics_address = '127.0.0.1:" . $busy->sockport . "'\n");
+$bad->start;
+ok($bad->wait_for_log(qr/eventbus metrics endpoint could not listen on "127\.0\.0\.1:\d+"/),
+	'an address in use is logged');
+is($bad->safe_psql('postgres', 'SELECT 1'), '1', 'and the server runs on');
+$bad->stop;
+$bad->adjust_conf('postgresql.conf', 'eventbus.metrics_address', "'nonsense'");
+my $offset = -s $bad->logfile;
+$bad->start;
+ok($bad->wait_for_log(qr/invalid eventbus\.metrics_address: "nonsense"/, $offset),
+	'an address without a port is logged');
+$bad->stop;
+close $busy;
+
 done_testing();
