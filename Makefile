@@ -22,8 +22,11 @@ OBJS = \
 	src/origin.o \
 	src/backlog.o \
 	src/wake.o \
+	src/notify.o \
+	src/launcher.o \
 	src/worker.o \
 	src/handler.o \
+	src/util.o \
 	src/jsonschema.o \
 	src/schemareg.o \
 	src/stats.o \
@@ -56,7 +59,7 @@ include $(PGXS)
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
 	cat $^ > $@
 
-$(OBJS): src/eventbus.h src/jsonschema.h
+$(OBJS): $(wildcard src/*.h)
 
 # make fuzz [FUZZ_SECONDS=N]: build the libFuzzer targets (test/fuzz) and run each N seconds
 FUZZ_SECONDS ?= 60

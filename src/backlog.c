@@ -14,6 +14,10 @@
  * interval. Subscription changes invalidate the cache through a relcache
  * invalidation of eventbus.subscription (eventbus._subscriptions_changed).
  *
+ * Locking: reloading the cache reads eventbus.subscription under
+ * AccessShareLock with SnapshotSelf (no SSI predicate lock for
+ * SERIALIZABLE publishers); a publish takes no lock of its own.
+ *
  *-------------------------------------------------------------------------
  */
 #include "eventbus.h"
@@ -28,13 +32,15 @@
 #include "parser/parse_func.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
 /* eventbus.backlog_check_interval, in milliseconds */
-int			eb_backlog_check_interval = 1000;
+/* eventbus.backlog_check_interval, in milliseconds */
+static int	eb_backlog_check_interval = 1000;
 
 typedef struct LimitedSub
 {
@@ -280,6 +286,16 @@ BacklogRelcacheCallback(Datum arg, Oid relid)
 void
 EbBacklogInit(void)
 {
+	DefineCustomIntVariable("eventbus.backlog_check_interval",
+							"How old a subscription's counted backlog may be when publish compares it with max_backlog.",
+							"0 counts on every publish. Only subscriptions with max_backlog and on_overflow 'reject' are counted. Valid range: 0 to 1 hour.",
+							&eb_backlog_check_interval,
+							1000,
+							0,
+							3600 * 1000,
+							PGC_SUSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
 	CacheRegisterRelcacheCallback(BacklogRelcacheCallback, (Datum) 0);
 	RegisterXactCallback(BacklogXactCallback, NULL);
 	RegisterSubXactCallback(BacklogSubXactCallback, NULL);

@@ -21,9 +21,14 @@
  * docs/consuming.md); gone, it is skipped. Under REPEATABLE READ or
  * SERIALIZABLE that is a serialization failure, as for a DELETE.
  *
+ * Locking: eventbus.delivery and its primary key under RowExclusiveLock for
+ * the call; each delivery acked is tuple-locked (LockTupleExclusive) and
+ * deleted, waiting for a concurrent holder as a DELETE would.
+ *
  *-------------------------------------------------------------------------
  */
 #include "eventbus.h"
+#include "stats.h"
 
 #include "access/genam.h"
 #include "access/relscan.h"

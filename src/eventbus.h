@@ -18,7 +18,7 @@
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
-/* Grammar limits of design §2. */
+/* Grammar limits of a topic (docs/topics.md). */
 #define EB_TOPIC_MAX_BYTES	255
 #define EB_TOPIC_MAX_WORDS	32
 
@@ -28,9 +28,8 @@
 /* The schema every object lives in. */
 #define EB_SCHEMA			"eventbus"
 
-/* ---- eventbus.c: settings ---- */
-extern int	eb_max_payload_size;	/* bytes */
-extern int	eb_backlog_check_interval;	/* milliseconds */
+/* ---- publish.c: publish and publish_batch ---- */
+extern void EbPublishInit(void);
 
 /* ---- topic.c: topic and pattern grammar ---- */
 
@@ -116,65 +115,5 @@ extern void EbSchemaRegInit(void);
 /* ---- wake.c: waking waiting pollers ---- */
 extern void EbWakeAtCommit(void);
 extern void EbWakeInit(void);
-
-/* ---- stats.c: counters and histograms in shared memory ---- */
-
-/* A subscription's counters, in the argument order of eventbus._stats_sub. */
-typedef enum EbSubCounter
-{
-	EB_SUB_READ,				/* taken from the log (passed the filter) */
-	EB_SUB_DELIVERED,			/* handed out by poll, any attempt */
-	EB_SUB_ACKED,
-	EB_SUB_NACKED,
-	EB_SUB_RETRIED,				/* handed out again (attempt > 1) */
-	EB_SUB_DEAD,
-	EB_SUB_EXPIRED,
-	EB_SUB_REDRIVEN,
-	EB_SUB_DISCARDED,			/* dead letters purged */
-	EB_SUB_NCOUNTERS
-} EbSubCounter;
-
-/* A topic's counters (the first two slots). */
-#define EB_TOPIC_PUBLISHED	0
-#define EB_TOPIC_BYTES		1
-
-/* Latency histograms of a subscription. */
-typedef enum EbHist
-{
-	EB_HIST_DELIVERY,			/* deliverable -> first handed out */
-	EB_HIST_ACK,				/* leased -> acked */
-	EB_NHISTS
-} EbHist;
-
-#define EB_HIST_BUCKETS		16	/* 1 ms ... 60 s, +Inf */
-
-extern int	eb_stats_max;
-extern void EbStatsCountPublish(int32 topic_id, int64 bytes);
-extern void EbStatsCountSub(int32 sub_id, EbSubCounter counter, int64 n);
-extern void EbStatsObserve(int32 sub_id, EbHist hist, double seconds);
-extern void EbStatsForgetDatabase(Oid dboid);
-extern void EbStatsSetMetricsWorker(pid_t pid, Oid dboid);
-extern pid_t EbStatsMetricsWorkerIn(Oid dboid);
-extern void EbStatsInit(void);
-
-/* ---- metrics_http.c: the Prometheus endpoint ---- */
-extern void EbMetricsHttpInit(void);
-
-/* ---- worker.c: the launcher and the per-database workers ---- */
-extern int	eb_tick_interval;	/* ms */
-extern int	eb_tick_min_interval;	/* ms */
-extern int	eb_maintenance_interval;	/* s */
-extern int	eb_worker_restart_delay;	/* s */
-extern void EbWorkerKick(const int32 *sub_ids, int nsubs, bool kick_all);
-extern void EbWorkerStartAtCommit(void);
-extern void EbWorkerCountHandlerCall(void);
-extern void EbWorkerResetStats(Oid dboid);
-extern void EbWorkerInit(void);
-
-/* ---- handler.c: handler subscriptions, run by the worker ---- */
-extern int	eb_handler_timeout; /* ms */
-extern int	eb_handler_batch;
-extern volatile bool EbInHandler;
-extern bool EbRunHandlers(List *subs, volatile sig_atomic_t *stop);
 
 #endif							/* EVENTBUS_H */

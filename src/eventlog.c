@@ -19,9 +19,17 @@
  * readers can cut the log in commit order with snapshots (docs/
  * architecture.md); ids are only unique, never used as a position.
  *
+ * Locking: an insert holds RowExclusiveLock on the current chunk;
+ * reading the ring takes AccessShareLock on eventbus.chunk. Maintenance
+ * truncates a chunk only under its AccessExclusiveLock, taken without
+ * waiting, so a writer still holding the chunk delays its truncation and
+ * is never blocked by it.
+ *
  *-------------------------------------------------------------------------
  */
 #include "eventbus.h"
+
+#include <limits.h>
 
 #include "access/heapam.h"
 #include "access/htup_details.h"
@@ -34,11 +42,17 @@
 #include "executor/executor.h"
 #include "nodes/makefuncs.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/xid8.h"
+
+/* Chunk settings, read by maintenance through current_setting(). */
+static int	eb_retention = 0;	/* s */
+static int	eb_chunk_interval = 600;	/* s */
+static int	eb_chunk_size = 128 * 1024; /* kB */
 
 /* Attribute numbers of eventbus.event_log (src/sql/00_log.sql). */
 enum
@@ -331,6 +345,37 @@ EventLogRelcacheCallback(Datum arg, Oid relid)
 void
 EbEventLogInit(void)
 {
+	/* Read by maintenance (eventbus._maintain) through current_setting(). */
+	DefineCustomIntVariable("eventbus.retention",
+							"How long events are kept at least, even when every subscription is done with them.",
+							"0 reclaims a chunk as soon as no subscription needs its events. Valid range: 0 to 2147483647 s.",
+							&eb_retention,
+							0,
+							0,
+							INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("eventbus.chunk_interval",
+							"Age at which maintenance moves publishing on to the next chunk of the log.",
+							"Valid range: 1 to 2147483647 s.",
+							&eb_chunk_interval,
+							600,
+							1,
+							INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("eventbus.chunk_size",
+							"Size at which maintenance moves publishing on to the next chunk of the log.",
+							"Valid range: 64kB to 2TB.",
+							&eb_chunk_size,
+							128 * 1024,
+							64,
+							INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
 	CacheRegisterRelcacheCallback(EventLogRelcacheCallback, (Datum) 0);
 }
 

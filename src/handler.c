@@ -17,7 +17,9 @@
  *-------------------------------------------------------------------------
  */
 #include "eventbus.h"
+#include "handler.h"
 
+#include <limits.h>
 #include <signal.h>
 
 #include "access/xact.h"
@@ -32,11 +34,9 @@
 #include "utils/snapmgr.h"
 #include "utils/timeout.h"
 
-int			eb_handler_timeout = 30000; /* ms */
-int			eb_handler_batch = 100;
-
-/* True while a handler runs: SIGTERM then cancels it (worker.c). */
-volatile bool EbInHandler = false;
+/* Settings (EbHandlerInit defines them). */
+static int	eb_handler_timeout = 30000; /* ms */
+static int	eb_handler_batch = 100;
 
 /* Runs one query through SPI with text arguments; errors unless it succeeds. */
 static void
@@ -49,11 +49,12 @@ RunSql(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls)
 }
 
 /*
- * Handles one event of a subscription. Returns false when there was none,
- * or when the worker is stopping.
+ * Handles one event of a subscription, adding 1 to *calls when it called
+ * the handler. Returns false when there was none, or when the worker is
+ * stopping.
  */
 static bool
-HandleOne(const char *sub, volatile sig_atomic_t *stop)
+HandleOne(const char *sub, volatile sig_atomic_t *stop, int *calls)
 {
 	Oid			types[3] = {TEXTOID, INT8OID, TEXTOID};
 	Datum		values[3];
@@ -98,7 +99,7 @@ HandleOne(const char *sub, volatile sig_atomic_t *stop)
 	xactcxt = CurrentMemoryContext;
 	event = datumCopy(event, false, -1);
 	xactowner = CurrentResourceOwner;
-	EbWorkerCountHandlerCall();
+	(*calls)++;
 
 	/*
 	 * The call, in a subtransaction, as the function's owner, with a timeout.
@@ -125,7 +126,6 @@ HandleOne(const char *sub, volatile sig_atomic_t *stop)
 		PushActiveSnapshot(GetTransactionSnapshot());
 		if (eb_handler_timeout > 0)
 			enable_timeout_after(STATEMENT_TIMEOUT, eb_handler_timeout);
-		EbInHandler = true;
 		CHECK_FOR_INTERRUPTS();	/* a SIGTERM that came just before */
 		if (*stop)
 			ereport(ERROR,
@@ -138,7 +138,6 @@ HandleOne(const char *sub, volatile sig_atomic_t *stop)
 		fcinfo->args[0].isnull = false;
 		(void) FunctionCallInvoke(fcinfo);
 
-		EbInHandler = false;
 		if (eb_handler_timeout > 0)
 			disable_timeout(STATEMENT_TIMEOUT, false);
 		CHECK_FOR_INTERRUPTS();	/* a timeout or SIGTERM at the very end counts */
@@ -153,7 +152,6 @@ HandleOne(const char *sub, volatile sig_atomic_t *stop)
 	{
 		ErrorData  *edata;
 
-		EbInHandler = false;
 		if (eb_handler_timeout > 0)
 			disable_timeout(STATEMENT_TIMEOUT, false);
 		MemoryContextSwitchTo(xactcxt);
@@ -195,34 +193,50 @@ HandleOne(const char *sub, volatile sig_atomic_t *stop)
 
 /*
  * Runs up to eventbus.handler_batch events of each named handler
- * subscription. Returns whether some subscription may have more.
+ * subscription. Returns how many handler calls it made; *more tells
+ * whether some subscription may have more.
  */
-bool
-EbRunHandlers(List *subs, volatile sig_atomic_t *stop)
+int
+EbRunHandlers(List *subs, volatile sig_atomic_t *stop, bool *more)
 {
 	ListCell   *lc;
-	bool		more = false;
+	int			calls = 0;
 
+	*more = false;
 	foreach(lc, subs)
 	{
 		const char *sub = lfirst(lc);
 		int			n = 0;
 
-		while (n < eb_handler_batch && !*stop && HandleOne(sub, stop))
+		while (n < eb_handler_batch && !*stop && HandleOne(sub, stop, &calls))
 			n++;
-		more |= n >= eb_handler_batch;
+		*more |= n >= eb_handler_batch;
 	}
-	return more;
+	return calls;
 }
 
-PG_FUNCTION_INFO_V1(eventbus_caller);
-
-/*
- * SQL eventbus._caller(): the role that called, as SET ROLE left it, also
- * inside SECURITY DEFINER functions (where current_user is their owner).
- */
-Datum
-eventbus_caller(PG_FUNCTION_ARGS)
+/* Defines the settings of handler subscriptions. */
+void
+EbHandlerInit(void)
 {
-	PG_RETURN_OID(GetOuterUserId());
+	DefineCustomIntVariable("eventbus.handler_timeout",
+							"Longest time one call of a subscription's handler may take; 0 means no limit.",
+							"A call that takes longer is cancelled and the event nacked. Valid range: 0 to 2147483647 ms.",
+							&eb_handler_timeout,
+							30000,
+							0,
+							INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("eventbus.handler_batch",
+							"Most events the worker hands to one handler subscription before it turns to the others.",
+							"Valid range: 1 to 100000.",
+							&eb_handler_batch,
+							100,
+							1,
+							100000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
 }

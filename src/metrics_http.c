@@ -19,9 +19,14 @@
  * (statement_timeout). A client that stalls costs other scrapes at most
  * that long.
  *
+ * Locking: the endpoint's pid and database (for the ProcessUtility hook of
+ * launcher.c, which stops it before DROP DATABASE) are under a spinlock in
+ * a small shared struct.
+ *
  *-------------------------------------------------------------------------
  */
 #include "eventbus.h"
+#include "metrics_http.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -40,6 +45,9 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -56,7 +64,47 @@
 static char *eb_metrics_address = NULL;
 static char *eb_metrics_database = NULL;
 
+/* The endpoint's process and database, for statements that need the database alone. */
+typedef struct EbMetricsShared
+{
+	slock_t		mutex;			/* protects the fields below */
+	pid_t		pid;
+	Oid			dboid;
+} EbMetricsShared;
+
+static EbMetricsShared *MetricsShared = NULL;
+static shmem_request_hook_type PrevShmemRequest = NULL;
+static shmem_startup_hook_type PrevShmemStartup = NULL;
+
 void		eventbus_metrics_main(Datum arg);
+
+/* Asks for the shared struct (preload only). */
+static void
+MetricsShmemRequest(void)
+{
+	if (PrevShmemRequest)
+		PrevShmemRequest();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(EbMetricsShared)));
+}
+
+/* Finds or creates the shared struct. */
+static void
+MetricsShmemStartup(void)
+{
+	bool		found;
+
+	if (PrevShmemStartup)
+		PrevShmemStartup();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	MetricsShared = ShmemInitStruct("eventbus metrics", sizeof(EbMetricsShared), &found);
+	if (!found)
+	{
+		SpinLockInit(&MetricsShared->mutex);
+		MetricsShared->pid = 0;
+		MetricsShared->dboid = InvalidOid;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
 
 /* Splits "host:port" or "[v6]:port"; raises 22023 on anything else. */
 static void
@@ -346,11 +394,38 @@ ServeOrLog(pgsocket fd)
 	PG_END_TRY();
 }
 
+/* Records (or, with pid 0, clears) this process and its database in shared memory. */
+static void
+SetMetricsWorker(pid_t pid, Oid dboid)
+{
+	if (MetricsShared == NULL)
+		return;
+	SpinLockAcquire(&MetricsShared->mutex);
+	MetricsShared->pid = pid;
+	MetricsShared->dboid = dboid;
+	SpinLockRelease(&MetricsShared->mutex);
+}
+
+/* The endpoint's pid when it is connected to the database, else 0. */
+pid_t
+EbMetricsWorkerIn(Oid dboid)
+{
+	pid_t		pid = 0;
+
+	if (MetricsShared == NULL)
+		return 0;
+	SpinLockAcquire(&MetricsShared->mutex);
+	if (MetricsShared->dboid == dboid)
+		pid = MetricsShared->pid;
+	SpinLockRelease(&MetricsShared->mutex);
+	return pid;
+}
+
 /* Forgets this process in shared memory. */
 static void
 MetricsOnExit(int code, Datum arg)
 {
-	EbStatsSetMetricsWorker(0, InvalidOid);
+	SetMetricsWorker(0, InvalidOid);
 }
 
 /* The endpoint's main loop. */
@@ -368,7 +443,7 @@ eventbus_metrics_main(Datum arg)
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("default_transaction_read_only", "on", PGC_SUSET, PGC_S_OVERRIDE);
 
-	EbStatsSetMetricsWorker(MyProcPid, MyDatabaseId);
+	SetMetricsWorker(MyProcPid, MyDatabaseId);
 	before_shmem_exit(MetricsOnExit, (Datum) 0);
 	listen_fd = Listen(eb_metrics_address);
 	ereport(LOG, (errmsg("eventbus metrics endpoint listening on \"%s\" for database \"%s\"",
@@ -422,6 +497,10 @@ EbMetricsHttpInit(void)
 	/* Server-start settings can only be defined while preloading. */
 	if (!process_shared_preload_libraries_in_progress)
 		return;
+	PrevShmemRequest = shmem_request_hook;
+	shmem_request_hook = MetricsShmemRequest;
+	PrevShmemStartup = shmem_startup_hook;
+	shmem_startup_hook = MetricsShmemStartup;
 	DefineCustomStringVariable("eventbus.metrics_address",
 							   "Address (host:port) of the HTTP endpoint serving /metrics and /health; empty: none.",
 							   "E.g. '127.0.0.1:9187'. Needs eventbus in shared_preload_libraries.",

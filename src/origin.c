@@ -12,6 +12,10 @@
  * A backend that found nothing to adopt does not check again until
  * eventbus.origin is invalidated (DROP EXTENSION).
  *
+ * Locking: the check reads eventbus.origin under AccessShareLock; the
+ * adoption itself (SQL) locks eventbus.origin in EXCLUSIVE mode, so one
+ * backend adopts and the others find the work done.
+ *
  *-------------------------------------------------------------------------
  */
 #include "eventbus.h"

@@ -13,6 +13,7 @@
  *-------------------------------------------------------------------------
  */
 #include "eventbus.h"
+#include "stats.h"
 
 #include "access/detoast.h"
 #include "access/xact.h"
@@ -21,7 +22,11 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
+
+/* eventbus.max_payload_size, in bytes */
+static int	eb_max_payload_size = 1024 * 1024;
 
 /* Longest ordering key, in bytes. */
 #define EB_KEY_MAX_BYTES	1024
@@ -389,4 +394,20 @@ eventbus_publish_batch(PG_FUNCTION_ARGS)
 		EbWakeAtCommit();
 	}
 	return (Datum) 0;
+}
+
+/* Defines publish's setting. */
+void
+EbPublishInit(void)
+{
+	DefineCustomIntVariable("eventbus.max_payload_size",
+							"Largest event accepted by publish (payload, headers and key together).",
+							"Valid range: 1kB to 1GB. Publishing a larger event fails with SQLSTATE 54000.",
+							&eb_max_payload_size,
+							1024 * 1024,
+							1024,
+							MaxAllocSize,
+							PGC_SUSET,
+							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
 }

@@ -17,6 +17,9 @@
  * skip it) and becomes a dead letter (reason 'schema') of every
  * subscription it would have reached (eventbus._schema_dead_letter).
  *
+ * Locking: loading the cache and resolving $ref read eventbus.schema
+ * under AccessShareLock; nothing is locked per publish.
+ *
  *-------------------------------------------------------------------------
  */
 #include "eventbus.h"

@@ -23,9 +23,17 @@
  * Without shared memory every function here counts nothing and the stats
  * functions return no rows: the views show NULL for these columns.
  *
+ * Locking: the hash table's shape is under one named LWLock ("eventbus
+ * stats"): shared to find an entry, exclusive to add or remove one; each
+ * entry's numbers are under its own spinlock. A commit adds its counts
+ * holding the LWLock in shared mode, so commits of different backends
+ * only meet on the spinlocks of the entries they share.
+ *
  *-------------------------------------------------------------------------
  */
 #include "eventbus.h"
+#include "notify.h"
+#include "stats.h"
 
 #include <math.h>
 
@@ -45,9 +53,6 @@
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
-
-/* A subscription not polled since its last NOTIFY gets the next after this long. */
-#define EB_RENOTIFY_MS		1000
 
 /* eventbus.stats_max and eventbus.track_stats */
 int			eb_stats_max = 5000;
@@ -87,16 +92,12 @@ typedef struct EbStatsEntry
 	slock_t		mutex;			/* protects everything below */
 	EbStatsValues v;
 	TimestampTz last_at;		/* topic: last publish; sub: last poll; db: reset */
-	TimestampTz notified_at;	/* sub: last NOTIFY by the worker */
 } EbStatsEntry;
 
 typedef struct EbStatsShared
 {
 	LWLock	   *lock;			/* the hash table's shape; entries have mutexes */
 	pg_atomic_uint64 dropped;	/* counts that found no room */
-	/* The HTTP endpoint's process and database (under lock). */
-	pid_t		metrics_pid;
-	Oid			metrics_dboid;
 } EbStatsShared;
 
 /* A transaction's counts, per entry and subtransaction level. */
@@ -156,8 +157,6 @@ StatsShmemStartup(void)
 	{
 		StatsShared->lock = &(GetNamedLWLockTranche("eventbus stats"))->lock;
 		pg_atomic_init_u64(&StatsShared->dropped, 0);
-		StatsShared->metrics_pid = 0;
-		StatsShared->metrics_dboid = InvalidOid;
 	}
 	info.keysize = sizeof(EbStatsKey);
 	info.entrysize = sizeof(EbStatsEntry);
@@ -198,7 +197,6 @@ FindEntry(Oid dboid, int kind, int32 id)
 			SpinLockInit(&entry->mutex);
 			memset(&entry->v, 0, sizeof(entry->v));
 			entry->last_at = 0;
-			entry->notified_at = 0;
 		}
 	}
 	LWLockRelease(StatsShared->lock);
@@ -533,9 +531,14 @@ eventbus_stats_sub(PG_FUNCTION_ARGS)
 {
 	int32		sub_id;
 
-	if (StatsShared == NULL || PG_ARGISNULL(0))
+	if (PG_ARGISNULL(0))
 		PG_RETURN_VOID();
 	sub_id = PG_GETARG_INT32(0);
+	/* A poll starts: the worker may notify the subscription again. */
+	if (!PG_ARGISNULL(EB_SUB_NCOUNTERS + 3) && PG_GETARG_BOOL(EB_SUB_NCOUNTERS + 3))
+		EbNotifyPolled(sub_id);
+	if (StatsShared == NULL)
+		PG_RETURN_VOID();
 	if (eb_track_stats)
 	{
 		for (int i = 0; i < EB_SUB_NCOUNTERS; i++)
@@ -544,7 +547,7 @@ eventbus_stats_sub(PG_FUNCTION_ARGS)
 		ObserveArray(fcinfo, EB_SUB_NCOUNTERS + 1, sub_id, EB_HIST_DELIVERY);
 		ObserveArray(fcinfo, EB_SUB_NCOUNTERS + 2, sub_id, EB_HIST_ACK);
 	}
-	/* Recorded even with track_stats off: the worker's NOTIFYs rely on it. */
+	/* The time of the last poll, shown as last_poll_at (also with track_stats off). */
 	if (!PG_ARGISNULL(EB_SUB_NCOUNTERS + 3) && PG_GETARG_BOOL(EB_SUB_NCOUNTERS + 3))
 	{
 		EbStatsEntry *e;
@@ -720,8 +723,8 @@ PG_FUNCTION_INFO_V1(eventbus_stats_reset);
 
 /*
  * SQL eventbus._stats_reset(): forgets every topic and subscription count
- * of this database at once (not at commit, like pg_stat_reset) and the
- * worker's counters, and records when.
+ * of this database at once (not at commit, like pg_stat_reset), and
+ * records when. reset_stats() resets the worker's counters beside it.
  */
 Datum
 eventbus_stats_reset(PG_FUNCTION_ARGS)
@@ -731,7 +734,6 @@ eventbus_stats_reset(PG_FUNCTION_ARGS)
 	EbStatsKey	key;
 	bool		found;
 
-	EbWorkerResetStats(MyDatabaseId);
 	if (StatsShared == NULL)
 		PG_RETURN_VOID();
 	LWLockAcquire(StatsShared->lock, LW_EXCLUSIVE);
@@ -748,7 +750,6 @@ eventbus_stats_reset(PG_FUNCTION_ARGS)
 		SpinLockInit(&e->mutex);
 		memset(&e->v, 0, sizeof(e->v));
 		e->last_at = GetCurrentTimestamp();
-		e->notified_at = 0;
 	}
 	LWLockRelease(StatsShared->lock);
 	PG_RETURN_VOID();
@@ -776,7 +777,8 @@ PG_FUNCTION_INFO_V1(eventbus_stats_prune);
 /*
  * SQL eventbus._stats_prune(live integer[]): removes this database's
  * subscription entries whose id is not in "live" (left by a transaction
- * that counted for a subscription dropped meanwhile). Run by maintenance.
+ * that counted for a subscription dropped meanwhile), here and in the
+ * notification stamps (notify.c). Run by maintenance.
  */
 Datum
 eventbus_stats_prune(PG_FUNCTION_ARGS)
@@ -787,9 +789,19 @@ eventbus_stats_prune(PG_FUNCTION_ARGS)
 	bool	   *nulls;
 	int			n;
 
-	if (StatsShared == NULL || PG_ARGISNULL(0))
+	int32	   *live_ids;
+	int			nlive = 0;
+
+	if (PG_ARGISNULL(0))
 		PG_RETURN_VOID();
 	deconstruct_array(PG_GETARG_ARRAYTYPE_P(0), INT4OID, 4, true, TYPALIGN_INT, &elems, &nulls, &n);
+	live_ids = palloc(sizeof(int32) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+		if (!nulls[i])
+			live_ids[nlive++] = DatumGetInt32(elems[i]);
+	EbNotifyPrune(live_ids, nlive);
+	if (StatsShared == NULL)
+		PG_RETURN_VOID();
 	LWLockAcquire(StatsShared->lock, LW_EXCLUSIVE);
 	hash_seq_init(&seq, StatsHash);
 	while ((e = hash_seq_search(&seq)) != NULL)
@@ -798,74 +810,11 @@ eventbus_stats_prune(PG_FUNCTION_ARGS)
 
 		if (e->key.dboid != MyDatabaseId || e->key.kind != EB_STATS_SUB)
 			continue;
-		for (int i = 0; i < n && !live; i++)
-			live = !nulls[i] && DatumGetInt32(elems[i]) == e->key.id;
+		for (int i = 0; i < nlive && !live; i++)
+			live = live_ids[i] == e->key.id;
 		if (!live)
 			(void) hash_search(StatsHash, &e->key, HASH_REMOVE, NULL);
 	}
 	LWLockRelease(StatsShared->lock);
 	PG_RETURN_VOID();
-}
-
-/* The HTTP endpoint records (or, with pid 0, clears) its process and database. */
-void
-EbStatsSetMetricsWorker(pid_t pid, Oid dboid)
-{
-	if (StatsShared == NULL)
-		return;
-	LWLockAcquire(StatsShared->lock, LW_EXCLUSIVE);
-	StatsShared->metrics_pid = pid;
-	StatsShared->metrics_dboid = dboid;
-	LWLockRelease(StatsShared->lock);
-}
-
-/* The HTTP endpoint's pid when it is connected to the database, else 0. */
-pid_t
-EbStatsMetricsWorkerIn(Oid dboid)
-{
-	pid_t		pid = 0;
-
-	if (StatsShared == NULL)
-		return 0;
-	LWLockAcquire(StatsShared->lock, LW_SHARED);
-	if (StatsShared->metrics_dboid == dboid)
-		pid = StatsShared->metrics_pid;
-	LWLockRelease(StatsShared->lock);
-	return pid;
-}
-
-PG_FUNCTION_INFO_V1(eventbus_notify_needed);
-
-/*
- * SQL eventbus._notify_needed(sub_id): whether the worker should NOTIFY a
- * subscription that has something new. Not when it was notified and no
- * poll has started since (within EB_RENOTIFY_MS): its consumers were told
- * to poll, and a poll that starts after this check sees everything the
- * tick saw (poll records its start before it looks). When it says yes it
- * records the notification. Without shared memory, or without room for
- * the subscription, always yes.
- */
-Datum
-eventbus_notify_needed(PG_FUNCTION_ARGS)
-{
-	EbStatsEntry *e;
-	bool		needed = true;
-
-	if (StatsShared == NULL || PG_ARGISNULL(0))
-		PG_RETURN_BOOL(true);
-	LWLockAcquire(StatsShared->lock, LW_SHARED);
-	e = FindEntry(MyDatabaseId, EB_STATS_SUB, PG_GETARG_INT32(0));
-	if (e != NULL)
-	{
-		TimestampTz now = GetCurrentTimestamp();
-
-		SpinLockAcquire(&e->mutex);
-		needed = e->notified_at == 0 || e->last_at >= e->notified_at ||
-			TimestampDifferenceExceeds(e->notified_at, now, EB_RENOTIFY_MS);
-		if (needed)
-			e->notified_at = now;
-		SpinLockRelease(&e->mutex);
-	}
-	LWLockRelease(StatsShared->lock);
-	PG_RETURN_BOOL(needed);
 }

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * topic.c
- *	  The topic and pattern grammar of design §2, and matching.
+ *	  The topic and pattern grammar (docs/topics.md), and matching.
  *
  * A topic is 1 to 32 words joined by ".", at most 255 bytes; a word has no
  * ".", "*", "#", whitespace or control character. A pattern is a topic in

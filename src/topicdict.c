@@ -16,6 +16,10 @@
  * that inserted one. It is also emptied when eventbus.topic is invalidated
  * (DROP EXTENSION), since ids restart with a new extension.
  *
+ * Locking: a lookup reads eventbus.topic under AccessShareLock; a new
+ * topic is inserted under RowExclusiveLock. No unique index, so no
+ * transaction waits for another's new topic.
+ *
  *-------------------------------------------------------------------------
  */
 #include "eventbus.h"

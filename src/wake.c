@@ -11,16 +11,20 @@
  * on the condition variable (a latch wait), never in a sleep loop, and
  * remain cancellable (statement_timeout, pg_cancel_backend).
  *
- * The same commit sets the background worker's latch (worker.c), passing
+ * The same commit sets the background worker's latch (launcher.c), passing
  * the subscriptions the transaction named, so that the worker ticks and
  * notifies LISTENing consumers.
  *
  * Without shared memory (library not preloaded) a waiter looks again every
  * EB_WAIT_FALLBACK_MS instead; docs/consuming.md says so.
  *
+ * Locking: none; an atomic wake count and a condition variable. The
+ * worker's latch is set through launcher.c, under its LWLock.
+ *
  *-------------------------------------------------------------------------
  */
 #include "eventbus.h"
+#include "launcher.h"
 
 #include "access/xact.h"
 #include "miscadmin.h"

@@ -87,6 +87,13 @@ LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION eventbus._worker_stats() IS
     'eventbus (internal): the background workers'' slots in shared memory';
 
+CREATE FUNCTION eventbus._worker_stats_reset()
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_worker_stats_reset'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus._worker_stats_reset() IS
+    'eventbus (internal): zero this database''s worker counters';
+
 -- What a subscription has pending, read from the tables: unread events of
 -- the log (and those of them expired), waiting deliveries plus leases that
 -- ran out, leases held, the publication time of the oldest pending event
@@ -220,6 +227,7 @@ LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT eventbus._stats_reset();
+    SELECT eventbus._worker_stats_reset();
 $$;
 COMMENT ON FUNCTION eventbus.reset_stats() IS
     'eventbus: set this database''s eventbus counters and histograms back to zero';
@@ -374,6 +382,7 @@ COMMENT ON FUNCTION eventbus.prometheus() IS
 
 -- A fresh install starts from zero (ids of a dropped installation may be reused).
 SELECT eventbus._stats_reset();
+SELECT eventbus._worker_stats_reset();
 
 -- Reading statistics is for the extension owner and pg_monitor; nothing
 -- here changes state except reset_stats.
@@ -392,6 +401,7 @@ REVOKE EXECUTE ON FUNCTION
     eventbus._stats_info(),
     eventbus._stats_reset(),
     eventbus._worker_stats(),
+    eventbus._worker_stats_reset(),
     eventbus._pending(integer),
     eventbus._unread(eventbus.subscription, eventbus.cursor, integer[])
 FROM PUBLIC;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Design targets P5 and P6 (design §6), on a throwaway cluster of its own
+# Targets P5 and P6 (docs/performance.md), on a throwaway cluster of its own
 # (durable: fsync on, synchronous_commit on; eventbus and pg_cron preloaded).
 #
 # P5: 8 pgbench clients publish one event per transaction, alone (A) and

@@ -93,7 +93,7 @@ pair("P3", "P3", "on", "eventbus", "pgq", f"drain {DRAIN_N:,}: `poll(500)` + `ac
 for pas in ("on", "off"):
     pair("P4", "P4", pas, "subs100", "subs1", f"`publish`, 100 wildcard subscriptions, {CLIENTS} clients",
          "`publish`, 1 subscription", "tps", 0.95)
-# The target (issue 7): publishers while 10 listeners wait on LISTEN. With
+# The target (docs/performance.md): publishers while 10 listeners wait on LISTEN. With
 # the listeners also polling and acking every event, the consumers' own
 # work on the same 2 cores is measured too: reported.
 pair("P5", "P5", "on", "N", "A", "8 publishers, 10 listeners waiting on LISTEN",

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make bench: the performance targets of issue 7 (design §6), each pair
+# make bench: the performance targets of docs/performance.md, each pair
 # measured side by side in one run on a throwaway cluster, alternating
 # A B A B, then a table of ratios with the raw figures.
 #

@@ -1,0 +1,20 @@
+/*-------------------------------------------------------------------------
+ *
+ * handler.h
+ *	  Handler subscriptions (handler.c), run by the background worker.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef EB_HANDLER_H
+#define EB_HANDLER_H
+
+#include "postgres.h"
+
+#include <signal.h>
+
+#include "nodes/pg_list.h"
+
+extern int	EbRunHandlers(List *subs, volatile sig_atomic_t *stop, bool *more);
+extern void EbHandlerInit(void);
+
+#endif							/* EB_HANDLER_H */

@@ -1,0 +1,227 @@
+/*-------------------------------------------------------------------------
+ *
+ * notify.c
+ *	  Coalesced notifications: the worker sends a subscription at most one
+ *	  NOTIFY until one of its consumers polls.
+ *
+ * Each tick, the worker asks eventbus._notify_needed(sub_id) before it
+ * notifies a subscription that has something new. The answer is no when
+ * the subscription was notified and no poll has started since (within
+ * EB_RENOTIFY_MS): its consumers were told to poll, and a poll that starts
+ * after this check sees everything the tick saw, because poll records that
+ * it started (EbNotifyPolled) before it looks. One notification, one poll,
+ * sees it all; a busy subscription is not sent a NOTIFY per tick.
+ *
+ * The stamps live in a small hash table in shared memory of its own, keyed
+ * by database and subscription, independent of the statistics (stats.c):
+ * track_stats, stats_max and reset_stats() do not change notifications.
+ * When the table is full, or without shared memory (library not
+ * preloaded), every notification is needed: extra ones are harmless.
+ *
+ * Locking: the hash table's shape is under one named LWLock (shared to
+ * look an entry up, exclusive to add or remove one); each entry's two
+ * stamps are under its own spinlock, so polls of different subscriptions
+ * never wait for each other.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "eventbus.h"
+#include "notify.h"
+
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "utils/hsearch.h"
+#include "utils/timestamp.h"
+
+/* A subscription not polled since its last NOTIFY gets the next after this long. */
+#define EB_RENOTIFY_MS		1000
+
+/* Subscriptions (of all databases) the table keeps stamps for. */
+#define EB_NOTIFY_MAX		8192
+
+typedef struct EbNotifyKey
+{
+	Oid			dboid;
+	int32		sub_id;
+} EbNotifyKey;
+
+typedef struct EbNotifyEntry
+{
+	EbNotifyKey key;
+	slock_t		mutex;			/* protects the stamps */
+	TimestampTz notified_at;	/* last NOTIFY by the worker; 0: none */
+	TimestampTz polled_at;		/* last poll that started; 0: none */
+} EbNotifyEntry;
+
+static LWLock *NotifyLock = NULL;
+static HTAB *NotifyHash = NULL;
+static shmem_request_hook_type PrevShmemRequest = NULL;
+static shmem_startup_hook_type PrevShmemStartup = NULL;
+
+/* Asks for the hash table and its lock (preload only). */
+static void
+NotifyShmemRequest(void)
+{
+	if (PrevShmemRequest)
+		PrevShmemRequest();
+	RequestAddinShmemSpace(hash_estimate_size(EB_NOTIFY_MAX, sizeof(EbNotifyEntry)));
+	RequestNamedLWLockTranche("eventbus notify", 1);
+}
+
+/* Finds or creates the hash table. */
+static void
+NotifyShmemStartup(void)
+{
+	HASHCTL		info;
+
+	if (PrevShmemStartup)
+		PrevShmemStartup();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	NotifyLock = &(GetNamedLWLockTranche("eventbus notify"))->lock;
+	info.keysize = sizeof(EbNotifyKey);
+	info.entrysize = sizeof(EbNotifyEntry);
+	NotifyHash = ShmemInitHash("eventbus notify hash", EB_NOTIFY_MAX, EB_NOTIFY_MAX,
+							   &info, HASH_ELEM | HASH_BLOBS);
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * Finds this database's entry of a subscription, adding it when there is
+ * room; NULL when the table is full. Takes the lock in shared mode and
+ * returns with it held (the caller releases it). Never raises.
+ */
+static EbNotifyEntry *
+FindEntry(int32 sub_id)
+{
+	EbNotifyKey key;
+	EbNotifyEntry *entry;
+	bool		found;
+
+	memset(&key, 0, sizeof(key));
+	key.dboid = MyDatabaseId;
+	key.sub_id = sub_id;
+	LWLockAcquire(NotifyLock, LW_SHARED);
+	entry = hash_search(NotifyHash, &key, HASH_FIND, NULL);
+	if (entry != NULL)
+		return entry;
+
+	LWLockRelease(NotifyLock);
+	LWLockAcquire(NotifyLock, LW_EXCLUSIVE);
+	entry = hash_search(NotifyHash, &key, HASH_ENTER_NULL, &found);
+	if (entry != NULL && !found)
+	{
+		SpinLockInit(&entry->mutex);
+		entry->notified_at = 0;
+		entry->polled_at = 0;
+	}
+	LWLockRelease(NotifyLock);
+	LWLockAcquire(NotifyLock, LW_SHARED);
+	/* Removed meanwhile (pruned): look again. */
+	return entry ? hash_search(NotifyHash, &key, HASH_FIND, NULL) : NULL;
+}
+
+/* Records that a poll of the subscription starts now (before it looks). */
+void
+EbNotifyPolled(int32 sub_id)
+{
+	EbNotifyEntry *e;
+
+	if (NotifyHash == NULL)
+		return;
+	e = FindEntry(sub_id);
+	if (e != NULL)
+	{
+		SpinLockAcquire(&e->mutex);
+		e->polled_at = GetCurrentTimestamp();
+		SpinLockRelease(&e->mutex);
+	}
+	LWLockRelease(NotifyLock);
+}
+
+/* Removes every entry of a database (dropped, or its extension dropped). */
+void
+EbNotifyForgetDatabase(Oid dboid)
+{
+	HASH_SEQ_STATUS seq;
+	EbNotifyEntry *e;
+
+	if (NotifyHash == NULL)
+		return;
+	LWLockAcquire(NotifyLock, LW_EXCLUSIVE);
+	hash_seq_init(&seq, NotifyHash);
+	while ((e = hash_seq_search(&seq)) != NULL)
+		if (e->key.dboid == dboid)
+			(void) hash_search(NotifyHash, &e->key, HASH_REMOVE, NULL);
+	LWLockRelease(NotifyLock);
+}
+
+/* Removes this database's entries of subscriptions not in "live". */
+void
+EbNotifyPrune(const int32 *live, int nlive)
+{
+	HASH_SEQ_STATUS seq;
+	EbNotifyEntry *e;
+
+	if (NotifyHash == NULL)
+		return;
+	LWLockAcquire(NotifyLock, LW_EXCLUSIVE);
+	hash_seq_init(&seq, NotifyHash);
+	while ((e = hash_seq_search(&seq)) != NULL)
+	{
+		bool		found = false;
+
+		if (e->key.dboid != MyDatabaseId)
+			continue;
+		for (int i = 0; i < nlive && !found; i++)
+			found = live[i] == e->key.sub_id;
+		if (!found)
+			(void) hash_search(NotifyHash, &e->key, HASH_REMOVE, NULL);
+	}
+	LWLockRelease(NotifyLock);
+}
+
+/* Registers the shared memory (preload only). */
+void
+EbNotifyInit(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	PrevShmemRequest = shmem_request_hook;
+	shmem_request_hook = NotifyShmemRequest;
+	PrevShmemStartup = shmem_startup_hook;
+	shmem_startup_hook = NotifyShmemStartup;
+}
+
+PG_FUNCTION_INFO_V1(eventbus_notify_needed);
+
+/*
+ * SQL eventbus._notify_needed(sub_id): whether the worker should NOTIFY a
+ * subscription that has something new (see the file header). When it says
+ * yes it records the notification.
+ */
+Datum
+eventbus_notify_needed(PG_FUNCTION_ARGS)
+{
+	EbNotifyEntry *e;
+	bool		needed = true;
+
+	if (NotifyHash == NULL || PG_ARGISNULL(0))
+		PG_RETURN_BOOL(true);
+	e = FindEntry(PG_GETARG_INT32(0));
+	if (e != NULL)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+
+		SpinLockAcquire(&e->mutex);
+		needed = e->notified_at == 0 || e->polled_at >= e->notified_at ||
+			TimestampDifferenceExceeds(e->notified_at, now, EB_RENOTIFY_MS);
+		if (needed)
+			e->notified_at = now;
+		SpinLockRelease(&e->mutex);
+	}
+	LWLockRelease(NotifyLock);
+	PG_RETURN_BOOL(needed);
+}
