@@ -112,6 +112,8 @@ extern void EbBacklogInit(void);
 extern void EbCheckSchema(const char *topic, int len, Datum payload, EbEvent *ev);
 extern void EbSchemaDeadLetter(int64 event_id, const char *topic, int len, const EbEvent *ev);
 extern void EbSchemaRegInit(void);
+/* Finds a registered schema document by URI, for $ref: an EbSchemaResolver. */
+extern Jsonb *EbSchemaLookupUri(const char *uri, void *arg);
 
 /* ---- wake.c: waking waiting pollers ---- */
 extern void EbWakeAtCommit(void);

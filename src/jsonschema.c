@@ -39,7 +39,6 @@
 #include "catalog/pg_collation.h"
 #include "common/int.h"
 #include "fmgr.h"
-#include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
@@ -52,9 +51,6 @@
 #include "utils/numeric.h"
 
 #include "jsonschema.h"
-
-PG_FUNCTION_INFO_V1(eventbus_validate);
-PG_FUNCTION_INFO_V1(eventbus_validation_errors);
 
 #define DRAFT_2020		0
 #define DRAFT_7			1
@@ -2505,6 +2501,15 @@ EbSchemaFree(EbSchema *schema)
 		MemoryContextDelete(schema->cxt);
 }
 
+/*
+ * The memory context of a compiled schema.
+ */
+MemoryContext
+EbSchemaContext(EbSchema *schema)
+{
+	return schema->cxt;
+}
+
 /* ---------------------------------------------------------------------
  * Validator
  * ---------------------------------------------------------------------
@@ -3635,90 +3640,4 @@ EbSchemaValidate(EbSchema *schema, Jsonb *doc, bool all, List **errors)
 	if (errors)
 		*errors = list_concat(*errors, st.errors);
 	return ok;
-}
-
-/* ---------------------------------------------------------------------
- * SQL functions
- * ---------------------------------------------------------------------
- */
-
-/* The compiled schema of the last call, kept in fn_extra. */
-typedef struct SchemaCache
-{
-	Jsonb	   *key;			/* copy of the schema argument */
-	EbSchema   *schema;
-} SchemaCache;
-
-/* Returns the compiled schema for the argument, compiling on change only. */
-static EbSchema *
-CachedSchema(FunctionCallInfo fcinfo, Jsonb *schema)
-{
-	FmgrInfo   *flinfo = fcinfo->flinfo;
-	SchemaCache *cache = flinfo->fn_extra;
-
-	if (cache == NULL)
-	{
-		cache = MemoryContextAllocZero(flinfo->fn_mcxt, sizeof(SchemaCache));
-		flinfo->fn_extra = cache;
-	}
-	if (cache->schema && VARSIZE(cache->key) == VARSIZE(schema) &&
-		memcmp(cache->key, schema, VARSIZE(schema)) == 0)
-		return cache->schema;
-
-	if (cache->schema)
-	{
-		EbSchema   *old = cache->schema;
-
-		cache->schema = NULL;
-		EbSchemaFree(old);
-	}
-	cache->schema = EbSchemaCompile(schema, EbSchemaLookupUri, NULL,
-									flinfo->fn_mcxt);
-	cache->key = MemoryContextAlloc(cache->schema->cxt, VARSIZE(schema));
-	memcpy(cache->key, schema, VARSIZE(schema));
-	return cache->schema;
-}
-
-/*
- * eventbus.validate(schema jsonb, document jsonb) RETURNS boolean
- */
-Datum
-eventbus_validate(PG_FUNCTION_ARGS)
-{
-	Jsonb	   *schema = PG_GETARG_JSONB_P(0);
-	Jsonb	   *doc = PG_GETARG_JSONB_P(1);
-	EbSchema   *s = CachedSchema(fcinfo, schema);
-
-	PG_RETURN_BOOL(EbSchemaValidate(s, doc, false, NULL));
-}
-
-/*
- * eventbus.validation_errors(schema jsonb, document jsonb)
- *	 RETURNS TABLE(path text, keyword text, message text)
- */
-Datum
-eventbus_validation_errors(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Jsonb	   *schema = PG_GETARG_JSONB_P(0);
-	Jsonb	   *doc = PG_GETARG_JSONB_P(1);
-	EbSchema   *s;
-	List	   *errors = NIL;
-	ListCell   *lc;
-
-	InitMaterializedSRF(fcinfo, 0);
-	s = CachedSchema(fcinfo, schema);
-	EbSchemaValidate(s, doc, true, &errors);
-	foreach(lc, errors)
-	{
-		EbSchemaError *err = lfirst(lc);
-		Datum		values[3];
-		bool		nulls[3] = {false, false, false};
-
-		values[0] = CStringGetTextDatum(err->path);
-		values[1] = CStringGetTextDatum(err->keyword);
-		values[2] = CStringGetTextDatum(err->message);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
-	return (Datum) 0;
 }

@@ -35,7 +35,8 @@
  *	   a keyword and a message.
  * Those abort() after printing the schema and the document.
  *
- * "$ref" to other documents goes to a built-in set of remotes (cycles,
+ * "$ref" to other documents goes, through the resolver given to
+ * EbSchemaCompile (Resolve), to a built-in set of remotes (cycles,
  * anchors, a non-schema), plus the documents of the JSON object in the file
  * named by EB_FUZZ_REMOTES (uri -> document; suite_corpus.py writes one
  * from the JSON Schema Test Suite's remotes).
@@ -183,16 +184,6 @@ Resolve(const char *uri, void *arg)
 			return r->doc;
 	}
 	return NULL;
-}
-
-/*
- * The registry's lookup, which the SQL functions of jsonschema.c name: in
- * this module (linked -Bsymbolic) it is the fuzzing resolver.
- */
-Jsonb *
-EbSchemaLookupUri(const char *uri, void *arg)
-{
-	return Resolve(uri, arg);
 }
 
 /* ---------------------------------------------------------------- checks */
