@@ -24,7 +24,14 @@ OBJS = \
 	src/wake.o \
 	src/worker.o \
 	src/handler.o \
-	src/jsonschema.o \
+	src/jsonschema/value.o \
+	src/jsonschema/uri.o \
+	src/jsonschema/compile.o \
+	src/jsonschema/keywords.o \
+	src/jsonschema/regex.o \
+	src/jsonschema/validate.o \
+	src/jsonschema/failure.o \
+	src/jsonschema/unevaluated.o \
 	src/schemareg.o \
 	src/stats.o \
 	src/consume.o \
@@ -56,7 +63,7 @@ include $(PGXS)
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
 	cat $^ > $@
 
-$(OBJS): src/eventbus.h src/jsonschema.h
+$(OBJS): src/eventbus.h src/jsonschema.h src/jsonschema/jsonschema_int.h
 
 # make fuzz [FUZZ_SECONDS=N]: build the libFuzzer targets (test/fuzz) and run each N seconds
 FUZZ_SECONDS ?= 60

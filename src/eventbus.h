@@ -2,7 +2,8 @@
  *
  * eventbus.h
  *	  Shared declarations of the eventbus extension. Every non-static symbol
- *	  of src/ is declared here.
+ *	  of src/ is declared here, except the JSON Schema validator's
+ *	  (src/jsonschema.h, and src/jsonschema/jsonschema_int.h within it).
  *
  *-------------------------------------------------------------------------
  */

@@ -7,7 +7,7 @@
  *
  * eventbus.schema holds the schemas (src/sql/70_schemas.sql). Each backend
  * caches the topic schemas with their compiled patterns; a schema itself is
- * compiled (src/jsonschema.c) the first time a publish needs it. The cache
+ * compiled (src/jsonschema/) the first time a publish needs it. The cache
  * is dropped by a relcache invalidation of eventbus.schema, which
  * register_schema and drop_schema send. With no schema registered, publish
  * pays one test of a flag.

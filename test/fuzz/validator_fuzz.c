@@ -1,12 +1,12 @@
 /*-------------------------------------------------------------------------
  *
  * validator_fuzz.c
- *	  libFuzzer target for the JSON Schema validator (src/jsonschema.c),
+ *	  libFuzzer target for the JSON Schema validator (src/jsonschema/),
  *	  run inside a PostgreSQL backend.
  *
  * The validator needs the real backend (jsonb, numeric, the regex engine,
  * memory contexts, ereport), so this is not a standalone binary: it is a
- * loadable module (build/validator_fuzz.so) holding src/jsonschema.c
+ * loadable module (build/validator_fuzz.so) holding the src/jsonschema/ files
  * compiled with coverage instrumentation, this harness and libFuzzer
  * itself (libclang_rt.fuzzer_no_main). run.sh starts a single-user backend
  * (postgres --single) on a scratch data directory and calls
