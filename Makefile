@@ -27,7 +27,14 @@ OBJS = \
 	src/worker.o \
 	src/handler.o \
 	src/util.o \
-	src/jsonschema.o \
+	src/jsonschema/value.o \
+	src/jsonschema/uri.o \
+	src/jsonschema/compile.o \
+	src/jsonschema/keywords.o \
+	src/jsonschema/regex.o \
+	src/jsonschema/validate.o \
+	src/jsonschema/failure.o \
+	src/jsonschema/unevaluated.o \
 	src/schemareg.o \
 	src/stats.o \
 	src/consume.o \
@@ -59,7 +66,7 @@ include $(PGXS)
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PARTS)
 	cat $^ > $@
 
-$(OBJS): $(wildcard src/*.h)
+$(OBJS): $(wildcard src/*.h) src/jsonschema/jsonschema_int.h
 
 # make fuzz [FUZZ_SECONDS=N]: build the libFuzzer targets (test/fuzz) and run each N seconds
 FUZZ_SECONDS ?= 60

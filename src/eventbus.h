@@ -2,7 +2,8 @@
  *
  * eventbus.h
  *	  Shared declarations of the eventbus extension. Every non-static symbol
- *	  of src/ is declared here.
+ *	  of src/ is declared here, except the JSON Schema validator's
+ *	  (src/jsonschema.h, and src/jsonschema/jsonschema_int.h within it).
  *
  *-------------------------------------------------------------------------
  */
@@ -111,6 +112,8 @@ extern void EbBacklogInit(void);
 extern void EbCheckSchema(const char *topic, int len, Datum payload, EbEvent *ev);
 extern void EbSchemaDeadLetter(int64 event_id, const char *topic, int len, const EbEvent *ev);
 extern void EbSchemaRegInit(void);
+/* Finds a registered schema document by URI, for $ref: an EbSchemaResolver. */
+extern Jsonb *EbSchemaLookupUri(const char *uri, void *arg);
 
 /* ---- wake.c: waking waiting pollers ---- */
 extern void EbWakeAtCommit(void);

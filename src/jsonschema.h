@@ -52,7 +52,7 @@ extern bool EbSchemaValidate(EbSchema *schema, Jsonb *doc, bool all, List **erro
 /* Frees a compiled schema (deletes its memory context). */
 extern void EbSchemaFree(EbSchema *schema);
 
-/* The registry (schemareg.c): registered schema documents by URI. */
-extern Jsonb *EbSchemaLookupUri(const char *uri, void *arg);
+/* The memory context a compiled schema lives in (EbSchemaFree deletes it). */
+extern MemoryContext EbSchemaContext(EbSchema *schema);
 
 #endif							/* EB_JSONSCHEMA_H */

@@ -2,11 +2,12 @@
  *
  * schemareg.c
  *	  Registered schemas: the check of payloads at publish against the
- *	  schemas whose pattern matches the topic, and lookup by URI (for $ref).
+ *	  schemas whose pattern matches the topic, lookup by URI (for $ref), and
+ *	  the SQL functions eventbus.validate and validation_errors.
  *
  * eventbus.schema holds the schemas (src/sql/70_schemas.sql). Each backend
  * caches the topic schemas with their compiled patterns; a schema itself is
- * compiled (src/jsonschema.c) the first time a publish needs it. The cache
+ * compiled (src/jsonschema/) the first time a publish needs it. The cache
  * is dropped by a relcache invalidation of eventbus.schema, which
  * register_schema and drop_schema send. With no schema registered, publish
  * pays one test of a flag.
@@ -30,6 +31,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "catalog/pg_type.h"
+#include "funcapi.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_func.h"
 #include "utils/builtins.h"
@@ -303,4 +305,90 @@ eventbus_schemas_changed(PG_FUNCTION_ARGS)
 {
 	CacheInvalidateRelcacheByRelid(EbRelid("schema"));
 	PG_RETURN_VOID();
+}
+
+/* The compiled schema of the last call, kept in fn_extra. */
+typedef struct SchemaCache
+{
+	Jsonb	   *key;			/* copy of the schema argument */
+	EbSchema   *schema;
+} SchemaCache;
+
+/* Returns the compiled schema for the argument, compiling on change only. */
+static EbSchema *
+CachedSchema(FunctionCallInfo fcinfo, Jsonb *schema)
+{
+	FmgrInfo   *flinfo = fcinfo->flinfo;
+	SchemaCache *cache = flinfo->fn_extra;
+
+	if (cache == NULL)
+	{
+		cache = MemoryContextAllocZero(flinfo->fn_mcxt, sizeof(SchemaCache));
+		flinfo->fn_extra = cache;
+	}
+	if (cache->schema && VARSIZE(cache->key) == VARSIZE(schema) &&
+		memcmp(cache->key, schema, VARSIZE(schema)) == 0)
+		return cache->schema;
+
+	if (cache->schema)
+	{
+		EbSchema   *old = cache->schema;
+
+		cache->schema = NULL;
+		EbSchemaFree(old);
+	}
+	cache->schema = EbSchemaCompile(schema, EbSchemaLookupUri, NULL,
+									flinfo->fn_mcxt);
+	cache->key = MemoryContextAlloc(EbSchemaContext(cache->schema),
+									VARSIZE(schema));
+	memcpy(cache->key, schema, VARSIZE(schema));
+	return cache->schema;
+}
+
+PG_FUNCTION_INFO_V1(eventbus_validate);
+
+/*
+ * SQL eventbus.validate(schema jsonb, document jsonb) RETURNS boolean
+ */
+Datum
+eventbus_validate(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *schema = PG_GETARG_JSONB_P(0);
+	Jsonb	   *doc = PG_GETARG_JSONB_P(1);
+	EbSchema   *s = CachedSchema(fcinfo, schema);
+
+	PG_RETURN_BOOL(EbSchemaValidate(s, doc, false, NULL));
+}
+
+PG_FUNCTION_INFO_V1(eventbus_validation_errors);
+
+/*
+ * SQL eventbus.validation_errors(schema jsonb, document jsonb)
+ *	 RETURNS TABLE(path text, keyword text, message text)
+ */
+Datum
+eventbus_validation_errors(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Jsonb	   *schema = PG_GETARG_JSONB_P(0);
+	Jsonb	   *doc = PG_GETARG_JSONB_P(1);
+	EbSchema   *s;
+	List	   *errors = NIL;
+	ListCell   *lc;
+
+	InitMaterializedSRF(fcinfo, 0);
+	s = CachedSchema(fcinfo, schema);
+	EbSchemaValidate(s, doc, true, &errors);
+	foreach(lc, errors)
+	{
+		EbSchemaError *err = lfirst(lc);
+		Datum		values[3];
+		bool		nulls[3] = {false, false, false};
+
+		values[0] = CStringGetTextDatum(err->path);
+		values[1] = CStringGetTextDatum(err->keyword);
+		values[2] = CStringGetTextDatum(err->message);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }

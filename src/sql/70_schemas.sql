@@ -3,7 +3,7 @@
 -- A schema registered for a topic pattern checks every payload published on
 -- a matching topic (src/schemareg.c, at publish); a schema registered with a
 -- URI only serves as the target of "$ref" from other schemas. The validator
--- is src/jsonschema.c (JSON Schema draft 2020-12, and draft-07). See
+-- is src/jsonschema/ (JSON Schema draft 2020-12, and draft-07). See
 -- docs/schemas.md.
 
 CREATE TABLE eventbus.schema (

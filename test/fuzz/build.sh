@@ -4,7 +4,7 @@
 #   topic_fuzz          standalone binary: src/topic.c (topic and pattern
 #                       grammar, matching) with test/fuzz/pgstubs.c in place
 #                       of the backend; ASan + UBSan
-#   validator_fuzz.so   loadable module: src/jsonschema.c (the JSON Schema
+#   validator_fuzz.so   loadable module: src/jsonschema/*.c (the JSON Schema
 #                       validator) with coverage, the harness and libFuzzer,
 #                       run inside a single-user backend by run.sh; UBSan
 #                       (its shared runtime also gives stack traces on
@@ -71,8 +71,9 @@ for target in $TARGETS; do
 		;;
 	validator)
 		[ -f "$FUZZER_NO_MAIN" ] || { echo "build.sh: no $FUZZER_NO_MAIN (libFuzzer without main)" >&2; exit 1; }
-		if up_to_date "$BUILD/validator_fuzz.so" "$ROOT/src/jsonschema.c" "$ROOT/src/jsonschema.h" \
-			"$HERE/validator_fuzz.c"; then
+		VALIDATOR_SRC=("$ROOT"/src/jsonschema/*.c)
+		if up_to_date "$BUILD/validator_fuzz.so" "${VALIDATOR_SRC[@]}" "$ROOT/src/jsonschema.h" \
+			"$ROOT/src/jsonschema/jsonschema_int.h" "$HERE/validator_fuzz.c"; then
 			echo "up to date: $BUILD/validator_fuzz.so"
 			continue
 		fi
@@ -80,13 +81,18 @@ for target in $TARGETS; do
 		RTDIR=$(dirname "$FUZZER_NO_MAIN")
 		CFLAGS=("${COMMON[@]}" -fPIC -fsanitize=fuzzer-no-link,undefined
 			-fno-sanitize-recover=undefined -shared-libsan)
-		"$CC" "${CFLAGS[@]}" -c "$ROOT/src/jsonschema.c" -o "$BUILD/jsonschema.o"
+		VALIDATOR_OBJ=()
+		for src in "${VALIDATOR_SRC[@]}"; do
+			obj=$BUILD/jsonschema-$(basename "$src" .c).o
+			"$CC" "${CFLAGS[@]}" -c "$src" -o "$obj"
+			VALIDATOR_OBJ+=("$obj")
+		done
 		"$CC" "${CFLAGS[@]}" -c "$HERE/validator_fuzz.c" -o "$BUILD/validator_fuzz.o"
-		# -Bsymbolic: jsonschema.o's calls stay in this module even if
+		# -Bsymbolic: the validator's calls stay in this module even if
 		# eventbus.so (with its own copy) is loaded in the same backend.
 		"$CC" -shared -shared-libsan -fsanitize=undefined -Wl,-Bsymbolic -Wl,-rpath,"$RTDIR" \
 			-o "$BUILD/validator_fuzz.so" \
-			"$BUILD/validator_fuzz.o" "$BUILD/jsonschema.o" \
+			"$BUILD/validator_fuzz.o" "${VALIDATOR_OBJ[@]}" \
 			-Wl,--whole-archive "$FUZZER_NO_MAIN" -Wl,--no-whole-archive -lstdc++ -lm
 		echo "built $BUILD/validator_fuzz.so"
 		;;

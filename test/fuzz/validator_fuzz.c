@@ -1,12 +1,12 @@
 /*-------------------------------------------------------------------------
  *
  * validator_fuzz.c
- *	  libFuzzer target for the JSON Schema validator (src/jsonschema.c),
+ *	  libFuzzer target for the JSON Schema validator (src/jsonschema/),
  *	  run inside a PostgreSQL backend.
  *
  * The validator needs the real backend (jsonb, numeric, the regex engine,
  * memory contexts, ereport), so this is not a standalone binary: it is a
- * loadable module (build/validator_fuzz.so) holding src/jsonschema.c
+ * loadable module (build/validator_fuzz.so) holding the src/jsonschema/ files
  * compiled with coverage instrumentation, this harness and libFuzzer
  * itself (libclang_rt.fuzzer_no_main). run.sh starts a single-user backend
  * (postgres --single) on a scratch data directory and calls
@@ -35,7 +35,8 @@
  *	   a keyword and a message.
  * Those abort() after printing the schema and the document.
  *
- * "$ref" to other documents goes to a built-in set of remotes (cycles,
+ * "$ref" to other documents goes, through the resolver given to
+ * EbSchemaCompile (Resolve), to a built-in set of remotes (cycles,
  * anchors, a non-schema), plus the documents of the JSON object in the file
  * named by EB_FUZZ_REMOTES (uri -> document; suite_corpus.py writes one
  * from the JSON Schema Test Suite's remotes).
@@ -183,16 +184,6 @@ Resolve(const char *uri, void *arg)
 			return r->doc;
 	}
 	return NULL;
-}
-
-/*
- * The registry's lookup, which the SQL functions of jsonschema.c name: in
- * this module (linked -Bsymbolic) it is the fuzzing resolver.
- */
-Jsonb *
-EbSchemaLookupUri(const char *uri, void *arg)
-{
-	return Resolve(uri, arg);
 }
 
 /* ---------------------------------------------------------------- checks */
