@@ -5,7 +5,10 @@
 
 Prints one line per file with the files it calls, then "no cycles" or each
 cycle found, and exits 1 on a cycle. A file "calls" another when it uses a
-global symbol (function or variable) that the other defines. The suite
+global symbol (function or variable) that the other defines. A folder
+under src/ (src/jsonschema/) is one module, a library with its own
+header: its files may recurse into each other (a schema's keywords hold
+schemas), and cycles are looked for between modules. The suite
 "structure" of test/run-tests.sh runs it.
 """
 import os
@@ -41,6 +44,14 @@ def main():
     name = lambda o: os.path.relpath(o, src)[:-2] + ".c"
     for o in objs:
         print("%-28s -> %s" % (name(o), ", ".join(name(d) for d in graph[o]) or "-"))
+    # Modules: a file of src/, or a folder of src/ as a whole.
+    module = lambda o: os.path.relpath(o, src).split(os.sep)[0].replace(".o", ".c")
+    mgraph = {}
+    for o in objs:
+        mgraph.setdefault(module(o), set()).update(module(d) for d in graph[o] if module(d) != module(o))
+    objs = sorted(mgraph)
+    graph = {m: sorted(mgraph[m]) for m in objs}
+    name = lambda m: m
     # Cycles: depth-first search, reporting each back edge's cycle once.
     cycles, state, stack = [], {}, []
 
