@@ -36,10 +36,10 @@ DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 DATA       = $(wildcard src/sql/updates/$(EXTENSION)--*--*.sql)
 
 REGRESS      = topics publish consume errors options workers schemas stats
-REGRESS_OPTS = --inputdir=. --outputdir=. --load-extension=$(EXTENSION)
+REGRESS_OPTS = --inputdir=test/regress --outputdir=. --load-extension=$(EXTENSION)
 
-ISOLATION      = $(basename $(notdir $(wildcard specs/*.spec)))
-ISOLATION_OPTS = --inputdir=. --outputdir=output_iso --load-extension=$(EXTENSION)
+ISOLATION      = $(basename $(notdir $(wildcard test/isolation/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=test/isolation --outputdir=output_iso --load-extension=$(EXTENSION)
 
 PG_CONFIG ?= pg_config
 # Warnings as the style card asks; the test command adds -Werror and

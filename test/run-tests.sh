@@ -63,7 +63,7 @@ for suite in $SUITES; do
 		[ -f regression.diffs ] && cp regression.diffs "$OUTDIR/regress.diffs"
 		;;
 	isolation)
-		ls specs/*.spec >/dev/null 2>&1 || continue
+		ls test/isolation/specs/*.spec >/dev/null 2>&1 || continue
 		eb_log "isolation specs"
 		make -s PG_CONFIG="$EB_PG_CONFIG" installcheck REGRESS= >"$OUTDIR/isolation.out" 2>&1
 		cat "$OUTDIR/isolation.out"
