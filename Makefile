@@ -30,10 +30,10 @@ OBJS = \
 	src/consume.o \
 	src/metrics_http.o
 
-# The install script is concatenated from src/sql/NN_*.sql, by concern.
-SQL_PARTS  = $(sort $(wildcard src/sql/[0-9]*.sql))
+# The install script is concatenated from sql/NN_*.sql, by concern.
+SQL_PARTS  = $(sort $(wildcard sql/[0-9]*.sql))
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
-DATA       = $(wildcard src/sql/updates/$(EXTENSION)--*--*.sql)
+DATA       = $(wildcard sql/updates/$(EXTENSION)--*--*.sql)
 
 REGRESS      = topics publish consume errors options workers schemas stats
 REGRESS_OPTS = --inputdir=test/regress --outputdir=. --load-extension=$(EXTENSION)

@@ -18,7 +18,7 @@ PG_MODULE_MAGIC;
 /* eventbus.max_payload_size, in bytes */
 int			eb_max_payload_size = 1024 * 1024;
 
-/* Read by maintenance (src/sql/60_workers.sql) through current_setting(). */
+/* Read by maintenance (sql/60_workers.sql) through current_setting(). */
 static int	eb_retention = 0;	/* s */
 static int	eb_chunk_interval = 600;	/* s */
 static int	eb_chunk_size = 128 * 1024; /* kB */

@@ -40,7 +40,7 @@
 #include "utils/snapmgr.h"
 #include "utils/xid8.h"
 
-/* Attribute numbers of eventbus.event_log (src/sql/00_log.sql). */
+/* Attribute numbers of eventbus.event_log (sql/00_log.sql). */
 enum
 {
 	LOG_ID,

@@ -4,7 +4,7 @@
  *	  Registered schemas: the check of payloads at publish against the
  *	  schemas whose pattern matches the topic, and lookup by URI (for $ref).
  *
- * eventbus.schema holds the schemas (src/sql/70_schemas.sql). Each backend
+ * eventbus.schema holds the schemas (sql/70_schemas.sql). Each backend
  * caches the topic schemas with their compiled patterns; a schema itself is
  * compiled (src/jsonschema.c) the first time a publish needs it. The cache
  * is dropped by a relcache invalidation of eventbus.schema, which
@@ -51,7 +51,7 @@ static MemoryContext SchemasCxt = NULL;
 static Oid	SchemaRelid = InvalidOid;
 static uint64 InvalGeneration = 0;
 
-/* Columns of eventbus.schema (src/sql/70_schemas.sql). */
+/* Columns of eventbus.schema (sql/70_schemas.sql). */
 typedef enum SchemaColumn
 {
 	SCH_PATTERN,
