@@ -7,7 +7,7 @@
  * Each backend caches the subscriptions that have such a limit (usually
  * none: then the check costs one test of a flag), with their compiled
  * patterns. For a matching subscription, the backlog is counted by
- * eventbus._backlog() (src/sql/40_consume.sql) at most once per
+ * eventbus._backlog() (sql/40_consume.sql) at most once per
  * eventbus.backlog_check_interval; events this backend publishes meanwhile
  * are added to the count, so within one session the limit is exact and
  * across sessions it may be overshot by what others publish within the

@@ -3,7 +3,7 @@
  * consume.c
  *	  The consuming hot path in C: acking a batch of leased events.
  *
- * eventbus.ack (src/sql/40_consume.sql) resolves the subscription and calls
+ * eventbus.ack (sql/40_consume.sql) resolves the subscription and calls
  * eventbus._ack_ids, which finds the subscription's leased deliveries of
  * the given events with one scan of the delivery primary key and deletes
  * each through the table AM. The ids of one poll are usually close

@@ -23,7 +23,7 @@
 #define EB_TOPIC_MAX_BYTES	255
 #define EB_TOPIC_MAX_WORDS	32
 
-/* Number of chunk tables in the ring (src/sql/00_log.sql). */
+/* Number of chunk tables in the ring (sql/00_log.sql). */
 #define EB_NUM_CHUNKS		3
 
 /* The schema every object lives in. */

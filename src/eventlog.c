@@ -54,7 +54,7 @@ static int	eb_retention = 0;	/* s */
 static int	eb_chunk_interval = 600;	/* s */
 static int	eb_chunk_size = 128 * 1024; /* kB */
 
-/* Attribute numbers of eventbus.event_log (src/sql/00_log.sql). */
+/* Attribute numbers of eventbus.event_log (sql/00_log.sql). */
 enum
 {
 	LOG_ID,

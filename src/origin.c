@@ -8,7 +8,7 @@
  * after such a restore). eventbus.origin holds the system identifier of the
  * cluster the data belongs to. The first publish, subscribe or poll of a
  * backend checks it; if it names another cluster, it calls
- * eventbus._adopt_restored() (src/sql/50_restore.sql) before going on.
+ * eventbus._adopt_restored() (sql/50_restore.sql) before going on.
  * A backend that found nothing to adopt does not check again until
  * eventbus.origin is invalidated (DROP EXTENSION).
  *

@@ -5,7 +5,7 @@
  *	  schemas whose pattern matches the topic, lookup by URI (for $ref), and
  *	  the SQL functions eventbus.validate and validation_errors.
  *
- * eventbus.schema holds the schemas (src/sql/70_schemas.sql). Each backend
+ * eventbus.schema holds the schemas (sql/70_schemas.sql). Each backend
  * caches the topic schemas with their compiled patterns; a schema itself is
  * compiled (src/jsonschema/) the first time a publish needs it. The cache
  * is dropped by a relcache invalidation of eventbus.schema, which
@@ -56,7 +56,7 @@ static MemoryContext SchemasCxt = NULL;
 static Oid	SchemaRelid = InvalidOid;
 static uint64 InvalGeneration = 0;
 
-/* Columns of eventbus.schema (src/sql/70_schemas.sql). */
+/* Columns of eventbus.schema (sql/70_schemas.sql). */
 typedef enum SchemaColumn
 {
 	SCH_PATTERN,

@@ -59,6 +59,7 @@ eb_as_pg() {
 # eb_start_cluster DIR PORT [extra postgresql.conf lines]
 # Creates (if needed) and starts a cluster in DIR, listening on 127.0.0.1 and
 # a socket in DIR, with eventbus and pg_cron preloaded.
+# Keep its settings in step with test/eventbus.conf (make installcheck).
 eb_start_cluster() {
 	local dir=$1 port=$2 extra=${3:-}
 	mkdir -p "$dir"

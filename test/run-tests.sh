@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # The test command (make test): installs what it needs (as root), builds with
-# -Werror and assertions, installs, starts a throwaway cluster as a non-root
-# user and runs every suite: pg_regress, isolation, pgTAP, TAP, examples.
-# Ends with "N passed, N failed" and exits non-zero on any failure.
+# -Werror and assertions, installs, and runs every suite: pg_regress and
+# isolation (make installcheck, temporary instances), TAP (make
+# prove_installcheck), and pgTAP, examples and conformance on a throwaway
+# cluster, fuzz and the benchmark smoke run. Every server runs as a non-root
+# user. Ends with "N passed, N failed" and exits non-zero on any failure.
 #
 #   EB_TEST_PORT   port of the throwaway cluster (54329)
-#   EB_SUITES      subset of: regress isolation pgtap tap examples conformance fuzz bench (all)
+#   EB_SUITES      subset of: structure regress isolation pgtap tap examples conformance fuzz bench (all)
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PORT=${EB_TEST_PORT:-54329}
-SUITES=${EB_SUITES:-"regress isolation pgtap tap examples conformance fuzz bench"}
+SUITES=${EB_SUITES:-"structure regress isolation pgtap tap examples conformance fuzz bench"}
 START=$(date +%s)
 
 eb_install_packages || exit 1
@@ -19,10 +21,14 @@ eb_build_install || { eb_log "build failed"; exit 1; }
 CLUSTER=$(mktemp -d /tmp/eventbus-test.XXXXXX)
 OUTDIR=$EB_ROOT/test/results
 rm -rf "$OUTDIR"; mkdir -p "$OUTDIR"
+# The make test targets write here, as the cluster user (the checkout may be
+# root's); what is worth keeping is copied to test/results.
+CHECKOUT=$(mktemp -d /tmp/eventbus-check.XXXXXX)
+[ "$(id -u)" = 0 ] && chown postgres: "$CHECKOUT"
 cleanup() {
 	eb_stop_cluster "$CLUSTER"
 	[ -f "$CLUSTER/server.log" ] && cp "$CLUSTER/server.log" "$OUTDIR/server.log"
-	rm -rf "$CLUSTER"
+	rm -rf "$CLUSTER" "$CHECKOUT"
 }
 trap cleanup EXIT
 
@@ -49,26 +55,40 @@ broken() {
 	SUMMARY+=("$(printf '%-10s did not run: %s' "$1" "$2")")
 }
 
+# make_check TARGET [VAR=VALUE...]: runs a test target of the Makefile as the
+# cluster user (initdb refuses root), away from the throwaway cluster.
+make_check() {
+	eb_as_pg env -u PGHOST -u PGPORT -u PGUSER \
+		make -s PG_CONFIG="$EB_PG_CONFIG" TEST_OUTDIR="$CHECKOUT" "$@"
+}
+
+# keep_regress SUITE: copies what pg_regress left for SUITE (diffs, results,
+# the temporary instance's log) to test/results.
+keep_regress() {
+	local dir=$CHECKOUT/$1
+	[ -f "$dir/regression.diffs" ] && cp "$dir/regression.diffs" "$OUTDIR/$1.diffs"
+	[ -d "$dir/results" ] && cp -r "$dir/results" "$OUTDIR/$1-results"
+	[ -f "$dir/log/postmaster.log" ] && cp "$dir/log/postmaster.log" "$OUTDIR/$1-server.log"
+}
+
 cd "$EB_ROOT"
 REGRESS_OK='^(test| ) +[^ ]+ +\.\.\. ok'
 REGRESS_FAIL='^(test| ) +[^ ]+ +\.\.\. FAILED'
 
 for suite in $SUITES; do
 	case $suite in
-	regress)
-		eb_log "pg_regress"
-		make -s PG_CONFIG="$EB_PG_CONFIG" installcheck ISOLATION= >"$OUTDIR/regress.out" 2>&1
-		cat "$OUTDIR/regress.out"
-		count regress "$OUTDIR/regress.out" "$REGRESS_OK" "$REGRESS_FAIL"
-		[ -f regression.diffs ] && cp regression.diffs "$OUTDIR/regress.diffs"
-		;;
-	isolation)
-		ls specs/*.spec >/dev/null 2>&1 || continue
-		eb_log "isolation specs"
-		make -s PG_CONFIG="$EB_PG_CONFIG" installcheck REGRESS= >"$OUTDIR/isolation.out" 2>&1
-		cat "$OUTDIR/isolation.out"
-		count isolation "$OUTDIR/isolation.out" "$REGRESS_OK" "$REGRESS_FAIL"
-		[ -f output_iso/regression.diffs ] && cp output_iso/regression.diffs "$OUTDIR/isolation.diffs"
+	regress | isolation)
+		# make installcheck with the other suite's list emptied: a temporary
+		# instance of its own (test/eventbus.conf).
+		[ $suite = regress ] && only=ISOLATION= || only=REGRESS=
+		eb_log "$suite (make installcheck $only)"
+		make_check installcheck $only >"$OUTDIR/$suite.out" 2>&1
+		status=$?
+		cat "$OUTDIR/$suite.out"
+		count $suite "$OUTDIR/$suite.out" "$REGRESS_OK" "$REGRESS_FAIL"
+		[ $status = 0 ] || grep -qE "$REGRESS_FAIL" "$OUTDIR/$suite.out" ||
+			broken $suite "make installcheck failed (see test/results/$suite.out)"
+		keep_regress $suite
 		;;
 	pgtap)
 		ls test/pgtap/*.sql >/dev/null 2>&1 || continue
@@ -85,19 +105,13 @@ for suite in $SUITES; do
 		;;
 	tap)
 		ls test/t/*.pl >/dev/null 2>&1 || continue
-		eb_log "TAP (PostgreSQL::Test::Cluster)"
-		tapdir=$(mktemp -d /tmp/eventbus-tap.XXXXXX)
-		[ "$(id -u)" = 0 ] && chown postgres: "$tapdir"
-		pgxs=$(cd "$(dirname "$("$EB_PG_CONFIG" --pgxs)")/../.." && pwd)
-		eb_as_pg env -u PGHOST -u PGPORT -u PGUSER TESTDIR="$tapdir" \
-			PATH="$EB_PGBIN:$PATH" PG_REGRESS="$pgxs/src/test/regress/pg_regress" \
-			prove -I "$pgxs/src/test/perl" -v test/t/*.pl >"$OUTDIR/tap.out" 2>&1
+		eb_log "TAP (make prove_installcheck)"
+		make_check prove_installcheck PROVE_FLAGS=-v >"$OUTDIR/tap.out" 2>&1
 		cat "$OUTDIR/tap.out"
 		count tap "$OUTDIR/tap.out" '^ *ok [0-9]+' '^ *not ok [0-9]+'
 		grep -q '^Result: PASS' "$OUTDIR/tap.out" || grep -q '^ *not ok' "$OUTDIR/tap.out" ||
 			broken tap "prove did not pass (see test/results/tap.out)"
-		cp -r "$tapdir"/tmp_check/log "$OUTDIR/tap-logs" 2>/dev/null
-		rm -rf "$tapdir"
+		cp -r "$CHECKOUT"/tap/tmp_check/log "$OUTDIR/tap-logs" 2>/dev/null
 		;;
 	examples)
 		eb_log "consumer examples (docs/examples)"
@@ -121,6 +135,26 @@ for suite in $SUITES; do
 		) >"$OUTDIR/examples.out" 2>&1
 		cat "$OUTDIR/examples.out"
 		count examples "$OUTDIR/examples.out" '^ok - ' '^not ok - '
+		;;
+	structure)
+		# The shape of the code (docs/architecture.md): no call cycle between
+		# the files (modules) of src/, no C file over 900 lines.
+		eb_log "structure (test/tools/depgraph.py, file sizes)"
+		{
+			if python3 test/tools/depgraph.py src; then
+				echo "ok - no call cycle between the modules of src/"
+			else
+				echo "not ok - a call cycle between modules of src/ (above)"
+			fi
+			big=$(find src -name '*.c' -exec wc -l {} + | awk '$2 != "total" && $1 > 900 {print $2 " (" $1 ")"}')
+			if [ -z "$big" ]; then
+				echo "ok - no C file over 900 lines"
+			else
+				echo "not ok - C files over 900 lines: $big"
+			fi
+		} >"$OUTDIR/structure.out" 2>&1
+		cat "$OUTDIR/structure.out"
+		count structure "$OUTDIR/structure.out" '^ok - ' '^not ok - '
 		;;
 	conformance)
 		# The JSON Schema Test Suite (a copy in test/jsonschema/suite) through

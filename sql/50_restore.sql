@@ -29,7 +29,7 @@ BEGIN
     -- One adopter at a time; the others find the work done.
     LOCK TABLE eventbus.origin IN EXCLUSIVE MODE;
     -- Restored chunks were never sealed here: from now on maintenance may
-    -- reclaim them, once no subscription needs them (src/sql/60_workers.sql).
+    -- reclaim them, once no subscription needs them (sql/60_workers.sql).
     UPDATE eventbus.chunk ch SET sealed_at = now()
      WHERE NOT ch.is_current AND ch.sealed_at IS NULL;
     IF NOT EXISTS (SELECT 1 FROM eventbus.origin o WHERE o.system_identifier <> cur) THEN

@@ -1,0 +1,76 @@
+--
+-- consume_leases: lease expiry (handed out again, a late ack, a dead letter
+-- at the last attempt) and extend_lease.
+--
+-- Expected values below are written from docs/consuming.md, not from the
+-- implementation.  The extension is loaded by pg_regress.  Nothing printed
+-- depends on event ids, times or the random jitter: payloads, counts,
+-- booleans and time differences checked against bounds only.  Every block
+-- uses its own topics so that subscriptions do not see each other's events.
+--
+\set VERBOSITY default
+-- PL/pgSQL CONTEXT lines carry line numbers of the implementation, which are
+-- not part of the behaviour: leave them out.
+\set SHOW_CONTEXT never
+
+-- The id of the event with this (unique) payload, to pass to ack/nack.
+create function pg_temp.eid(p jsonb) returns bigint
+    language sql stable as $$ select id from eventbus.events where payload = p $$;
+
+--
+-- 1. Lease expiry.
+--
+-- The subscription's lease: an expired lease is handed out again, attempt 2.
+select eventbus.subscribe('le', array['lease.#'], lease => '1 millisecond');
+select eventbus.publish('lease.x', '{"lease": 1}') > 0 as published;
+select payload, attempt from eventbus.poll('le');
+select pg_sleep(0.02);
+select payload, attempt from eventbus.poll('le', lease => '1 minute');
+select eventbus.ack('le', array[pg_temp.eid('{"lease": 1}')]) as acked;
+select eventbus.unsubscribe('le');
+-- The poll's lease argument, likewise.
+select eventbus.subscribe('le2', array['lease2.#']);
+select eventbus.publish('lease2.x', '{"lease2": 1}') > 0 as published;
+select payload, attempt from eventbus.poll('le2', lease => '1 millisecond');
+select pg_sleep(0.02);
+select payload, attempt from eventbus.poll('le2');
+-- A late ack of an expired-then-re-leased event still finishes it.
+select eventbus.ack('le2', array[pg_temp.eid('{"lease2": 1}')]) as acked;
+select eventbus.unsubscribe('le2');
+-- At the last attempt an expired lease becomes a dead letter, reason
+-- 'lease_expired', on the next poll.
+select eventbus.subscribe('le1', array['lease1.#'], max_attempts => 1, lease => '1 millisecond');
+select eventbus.publish('lease1.x', '{"lease1": 1}') > 0 as published;
+select payload, attempt from eventbus.poll('le1');
+select pg_sleep(0.02);
+select count(*) as polled from eventbus.poll('le1');
+select subscription, topic, payload, attempts, reason from eventbus.dead_letters
+ where subscription = 'le1';
+select eventbus.unsubscribe('le1');
+
+--
+-- 2. extend_lease.
+--
+select eventbus.subscribe('ext', array['ext.#']);
+select count(*) from eventbus.publish_batch(array['ext.x'],
+    array['{"ext": 1}', '{"ext": 2}']::jsonb[]);
+select count(*) as polled from eventbus.poll('ext', lease => '1 minute');
+-- Returns how many leases it extended; unknown ids do not count.  The
+-- extended lease ends an hour from the call, the other one is unchanged.
+begin;
+select eventbus.extend_lease('ext', array[pg_temp.eid('{"ext": 1}'), 999999999], '1 hour') as extended;
+select e.payload,
+       d.available_at >= now() + interval '1 hour'
+         and d.available_at <= clock_timestamp() + interval '1 hour' as ends_in_1h,
+       d.available_at <= now() + interval '1 minute' as ends_in_1min
+  from eventbus.delivery d join eventbus.subscription s on s.id = d.sub_id
+  join eventbus.events e on e.id = d.event_id
+ where s.name = 'ext' order by e.payload->>'ext';
+commit;
+-- The lease argument is checked (22023).
+select eventbus.extend_lease('ext', array[pg_temp.eid('{"ext": 1}')], '0');
+\echo :LAST_ERROR_SQLSTATE
+-- An acked event has no lease to extend.
+select eventbus.ack('ext', array[pg_temp.eid('{"ext": 2}')]) as acked;
+select eventbus.extend_lease('ext', array[pg_temp.eid('{"ext": 2}')], '1 hour') as extended;
+select eventbus.unsubscribe('ext');
