@@ -39,6 +39,8 @@ OBJS = \
 	src/jsonschema/unevaluated.o \
 	src/schemareg.o \
 	src/stats.o \
+	src/window.o \
+	src/batch.o \
 	src/consume.o \
 	src/metrics_http.o
 

@@ -72,6 +72,7 @@ CREATE TABLE eventbus.delivery (
     key          text,                    -- ordered subscriptions only
     ord          bigint,                  -- ordered subscriptions only: place in the key's queue
     leased_at    timestamptz,             -- leased: when the lease began (for the ack latency)
+    token        bigint,                  -- leased: the lease token poll returned
     PRIMARY KEY (sub_id, event_id)
 );
 CREATE INDEX delivery_due_idx ON eventbus.delivery (sub_id, available_at) WHERE state <> 'dead';
@@ -81,6 +82,50 @@ CREATE SEQUENCE eventbus.delivery_ord_seq;
 COMMENT ON SEQUENCE eventbus.delivery_ord_seq IS 'eventbus: queue order of keyed deliveries of ordered subscriptions';
 COMMENT ON TABLE eventbus.delivery IS 'eventbus: leased, waiting and dead deliveries';
 
+-- Batches: the slices of a subscription's stream that pollers claim. The
+-- background worker (or, without it, poll) reads the log in commit order
+-- and cuts what a subscription has not read into batches of at most a few
+-- hundred events, one row each, in its own committed transaction; pollers
+-- claim whole batches with FOR UPDATE SKIP LOCKED inside their own
+-- transaction, so competing consumers take different batches and a
+-- rollback frees a batch at once. An ack flips bits in "done" and deletes
+-- the row once every event of it is done. Rows are few (the batches cut
+-- and not yet finished) and updated in place (HOT). See docs/consuming.md.
+CREATE TABLE eventbus.batch (
+    sub_id      integer NOT NULL,         -- eventbus.subscription.id
+    batch_id    bigint NOT NULL,          -- from eventbus.batch_id_seq: the order batches were cut in
+    leased      boolean NOT NULL,         -- false: ready to be claimed
+    attempt     integer NOT NULL,         -- handed out this many times
+    lease_until timestamptz,              -- leased: the lease ends then
+    leased_at   timestamptz,              -- leased: when the lease began
+    token       bigint,                   -- leased: the lease token poll returned
+    first_txid  xid8 NOT NULL,            -- its events lie between (first_txid, first_id)
+    first_id    bigint NOT NULL,          --   and (last_txid, last_id) in the log's
+    last_txid   xid8 NOT NULL,            --   (txid, id) order: where to find them
+    last_id     bigint NOT NULL,
+    ids         bigint[] NOT NULL,        -- its events, ascending
+    done        bytea,                    -- bit i: ids[i] is done (acked, nacked or expired); NULL: none
+    ndone       integer NOT NULL,         -- how many bits of "done" are set
+    cut_at      timestamptz NOT NULL,     -- when it was cut
+    PRIMARY KEY (sub_id, batch_id)
+) WITH (fillfactor = 50);
+CREATE SEQUENCE eventbus.batch_id_seq AS bigint;
+COMMENT ON TABLE eventbus.batch IS 'eventbus: batches of events cut from the log per subscription, ready or leased';
+COMMENT ON SEQUENCE eventbus.batch_id_seq IS 'eventbus: batch ids, in the order batches were cut';
+
+-- Events that expired (ttl) after they were cut into a batch or queued in
+-- a delivery row, counted by the poll that found them: a row per poll,
+-- never updated, so pollers never wait for each other on a counter.
+-- Maintenance folds the rows into eventbus.cursor.expired.
+CREATE TABLE eventbus.expiry (
+    sub_id integer NOT NULL,
+    n      bigint NOT NULL
+);
+COMMENT ON TABLE eventbus.expiry IS 'eventbus: counts of events that expired before they were handed out, not yet folded into eventbus.cursor';
+
+SELECT pg_catalog.pg_extension_config_dump('eventbus.batch', '');
+SELECT pg_catalog.pg_extension_config_dump('eventbus.expiry', '');
+SELECT pg_catalog.pg_extension_config_dump('eventbus.batch_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('eventbus.subscription', '');
 SELECT pg_catalog.pg_extension_config_dump('eventbus.subscription_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('eventbus.cursor', '');
@@ -440,6 +485,8 @@ DECLARE
     v_sub integer := (eventbus._subscription(unsubscribe.name)).id;
 BEGIN
     DELETE FROM eventbus.delivery d WHERE d.sub_id = v_sub;
+    DELETE FROM eventbus.batch b WHERE b.sub_id = v_sub;
+    DELETE FROM eventbus.expiry x WHERE x.sub_id = v_sub;
     DELETE FROM eventbus.cursor c WHERE c.sub_id = v_sub;
     DELETE FROM eventbus.subscription s WHERE s.id = v_sub;
     PERFORM eventbus._subscriptions_changed();
@@ -455,6 +502,7 @@ LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     UPDATE eventbus.subscription s SET paused = true WHERE s.id = (eventbus._subscription(pause.name)).id;
+    SELECT eventbus._subscriptions_changed();
 $$;
 COMMENT ON FUNCTION eventbus.pause(text) IS
     'eventbus: stop handing out events of a subscription (they keep accumulating)';
@@ -473,10 +521,12 @@ CREATE VIEW eventbus.subscriptions AS
 SELECT s.name, s.patterns, s.max_attempts, s.backoff_initial, s.backoff_max, s.lease,
        s.ordered, s.filter, s.max_backlog, s.on_overflow, s.paused,
        'eventbus_' || s.name AS channel, s.created_at, s.handler,
-       (SELECT count(*) FROM eventbus.delivery d WHERE d.sub_id = s.id AND d.state = 'leased') AS leased,
+       (SELECT count(*) FROM eventbus.delivery d WHERE d.sub_id = s.id AND d.state = 'leased')
+       + coalesce((SELECT sum(cardinality(b.ids) - b.ndone) FROM eventbus.batch b
+                    WHERE b.sub_id = s.id AND b.leased), 0) AS leased,
        (SELECT count(*) FROM eventbus.delivery d WHERE d.sub_id = s.id AND d.state = 'waiting') AS waiting,
        (SELECT count(*) FROM eventbus.delivery d WHERE d.sub_id = s.id AND d.state = 'dead') AS dead,
-       c.expired
+       c.expired + coalesce((SELECT sum(x.n) FROM eventbus.expiry x WHERE x.sub_id = s.id), 0) AS expired
   FROM eventbus.subscription s JOIN eventbus.cursor c ON c.sub_id = s.id;
 COMMENT ON VIEW eventbus.subscriptions IS
     'eventbus: every subscription with its options, LISTEN channel and delivery counts';
@@ -496,6 +546,8 @@ BEGIN
        SET win_lo = '1:1:', win_hi = NULL, pos_txid = NULL, pos_id = NULL,
            start_time = since, start_id = from_event
      WHERE c.sub_id = _seek.sub_id;
+    -- Batches not handed out yet are read again by the replay (or skipped).
+    DELETE FROM eventbus.batch b WHERE b.sub_id = _seek.sub_id AND NOT b.leased;
     PERFORM eventbus._wake(sub_id);
 END
 $$;

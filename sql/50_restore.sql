@@ -41,6 +41,16 @@ BEGIN
         RETURN false;
     END IF;
 
+    -- Batches (ready or leased): their open events become due deliveries.
+    INSERT INTO eventbus.delivery (sub_id, event_id, txid, state, attempt, available_at)
+    SELECT b.sub_id, ev.id, ev.txid, 'waiting', b.attempt, now()
+      FROM eventbus.batch b
+      JOIN eventbus.event_log ev ON ev.txid >= b.first_txid AND ev.txid <= b.last_txid
+                                AND ev.id = ANY (b.ids)
+     WHERE b.done IS NULL OR get_bit(b.done, array_position(b.ids, ev.id) - 1) = 0
+    ON CONFLICT DO NOTHING;
+    DELETE FROM eventbus.batch;
+
     -- Snapshots and xids still agree with each other here: both come from
     -- the dumped cluster, so each cursor says exactly what is undelivered.
     FOR s IN SELECT sb.id, sb.patterns, sb.filter, sb.ordered, c.win_lo, c.win_hi, c.pos_txid,

@@ -27,7 +27,8 @@ COMMENT ON FUNCTION eventbus._chunks_changed() IS
 --   * events committed between the two snapshots, on topics the
 --     subscription's patterns match (its filter is not applied: a
 --     notification means "poll now", and the poll may find nothing);
---   * deliveries whose retry, delay or lease ended since prev_at;
+--   * deliveries whose retry, delay or lease ended since prev_at, and
+--     batches whose lease ended since prev_at;
 --   * subscriptions named by committed transactions (kicked): a nack with
 --     an immediate retry, a redrive, resume, seek, an ack of an ordered
 --     event, a poll that stopped at max_events.
@@ -86,7 +87,10 @@ BEGIN
                                  WHERE t.id = ANY (v_topics) AND eventbus.topic_matches(t.topic, p)))
                 OR EXISTS (SELECT 1 FROM eventbus.delivery d
                             WHERE d.sub_id = s.id AND d.state <> 'dead'
-                              AND d.available_at > prev_at AND d.available_at <= tick_at))
+                              AND d.available_at > prev_at AND d.available_at <= tick_at)
+                OR EXISTS (SELECT 1 FROM eventbus.batch b
+                            WHERE b.sub_id = s.id AND b.leased
+                              AND b.lease_until > prev_at AND b.lease_until <= tick_at))
          ORDER BY s.name
     LOOP
         -- Not again while the last notification has not been followed by a
@@ -108,14 +112,18 @@ BEGIN
                                          AND d.available_at > tick_at
                                        ORDER BY d.available_at LIMIT 1) q
                   WHERE NOT s.paused);
+    next_due := least(next_due, (SELECT min(b.lease_until) FROM eventbus.batch b
+                                  WHERE b.leased AND b.lease_until > tick_at));
 END
 $$;
 COMMENT ON FUNCTION eventbus._tick(pg_snapshot, timestamptz, integer[], boolean) IS
     'eventbus (internal): notify the subscriptions with something new since the previous tick';
 
 -- The subscriptions that still need an event stored in a chunk: one of
--- their deliveries (leased, waiting or dead) refers to it, or their
--- position is before one of its events on a topic they match.
+-- their deliveries (leased, waiting or dead) refers to it, one of their
+-- batches may hold one of its events (the batch's xid range meets the
+-- chunk's), or their position is before one of its events on a topic
+-- they match.
 CREATE FUNCTION eventbus._chunk_pins(chunk regclass)
 RETURNS text[]
 LANGUAGE plpgsql STABLE PARALLEL UNSAFE
@@ -130,6 +138,10 @@ BEGIN
          WHERE EXISTS (SELECT 1 FROM eventbus.delivery d JOIN %1$s ev
                                   ON ev.txid = d.txid AND ev.id = d.event_id
                         WHERE d.sub_id = s.id)
+            OR EXISTS (SELECT 1 FROM eventbus.batch b
+                        WHERE b.sub_id = s.id
+                          AND EXISTS (SELECT 1 FROM %1$s ev
+                                       WHERE ev.txid >= b.first_txid AND ev.txid <= b.last_txid))
             OR EXISTS (SELECT 1 FROM %1$s ev
                         WHERE ev.txid >= pg_snapshot_xmin(cu.win_lo)
                           AND ev.rejected_by IS NULL
@@ -182,6 +194,15 @@ BEGIN
     END IF;
     -- Counters of subscriptions dropped meanwhile (src/stats.c).
     PERFORM eventbus._stats_prune(ARRAY(SELECT s.id FROM eventbus.subscription s));
+    -- Expiry counts into the cursors whose row is free (none is waited for).
+    WITH free AS (SELECT cu.sub_id FROM eventbus.cursor cu
+                   WHERE cu.sub_id IN (SELECT DISTINCT x.sub_id FROM eventbus.expiry x)
+                     FOR UPDATE SKIP LOCKED),
+         folded AS (DELETE FROM eventbus.expiry x USING free f WHERE x.sub_id = f.sub_id
+                    RETURNING x.sub_id, x.n)
+    UPDATE eventbus.cursor cu SET expired = cu.expired + q.n
+      FROM (SELECT folded.sub_id, sum(folded.n) AS n FROM folded GROUP BY folded.sub_id) q
+     WHERE cu.sub_id = q.sub_id;
     BEGIN
         LOCK TABLE eventbus.chunk IN EXCLUSIVE MODE NOWAIT;
     EXCEPTION WHEN lock_not_available THEN

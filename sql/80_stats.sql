@@ -95,13 +95,15 @@ COMMENT ON FUNCTION eventbus._worker_stats_reset() IS
     'eventbus (internal): zero this database''s worker counters';
 
 -- What a subscription has pending, read from the tables: unread events of
--- the log (and those of them expired), waiting deliveries plus leases that
--- ran out, leases held, the publication time of the oldest pending event
--- and of the newest matching one. Unread events are counted up to one
+-- the log not cut into batches yet (those expired apart), waiting
+-- deliveries plus leases that ran out, leases held, dead letters, the
+-- publication time of the oldest pending event and of the newest matching
+-- one, and the events of batches not handed out yet (ready). Unread events are counted up to one
 -- million, so that a scrape stays cheap whatever the backlog.
 CREATE FUNCTION eventbus._pending(sub_id integer,
     OUT unread bigint, OUT unread_expired bigint, OUT waiting bigint, OUT in_flight bigint,
-    OUT dead_letters bigint, OUT oldest_pending timestamptz, OUT newest timestamptz)
+    OUT dead_letters bigint, OUT oldest_pending timestamptz, OUT newest timestamptz,
+    OUT ready bigint)
 RETURNS record
 LANGUAGE plpgsql STABLE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -134,6 +136,17 @@ BEGIN
       LEFT JOIN eventbus.event_log e ON e.txid = d.txid AND e.id = d.event_id AND d.state <> 'dead'
      WHERE d.sub_id = s.id;
     oldest_pending := least(oldest_pending, v_oldest);
+    -- Batches: ready ones are unread; leased ones held or (lease over) waiting.
+    SELECT coalesce(sum(cardinality(b.ids) - b.ndone) FILTER (WHERE NOT b.leased), 0),
+           waiting + coalesce(sum(cardinality(b.ids) - b.ndone) FILTER (WHERE b.leased AND b.lease_until <= v_now), 0),
+           in_flight + coalesce(sum(cardinality(b.ids) - b.ndone) FILTER (WHERE b.leased AND b.lease_until > v_now), 0)
+      INTO ready, waiting, in_flight
+      FROM eventbus.batch b WHERE b.sub_id = s.id;
+    SELECT least(oldest_pending, min(e.published_at)) INTO oldest_pending
+      FROM (SELECT b.first_txid, b.last_txid, b.ids FROM eventbus.batch b
+             WHERE b.sub_id = s.id AND (NOT b.leased OR b.lease_until <= v_now)
+             ORDER BY b.batch_id LIMIT 1) ob
+      JOIN eventbus.event_log e ON e.txid >= ob.first_txid AND e.txid <= ob.last_txid AND e.id = ANY (ob.ids);
     IF newest IS NULL AND oldest_pending IS NOT NULL THEN
         -- Nothing unread: the newest matching event was read already. Its
         -- topic's last commit (shared memory), else a bounded look back.
@@ -177,7 +190,7 @@ SELECT s.name AS subscription,
        CASE WHEN i.enabled THEN coalesce(st.expired, 0) END AS expired,
        CASE WHEN i.enabled THEN coalesce(st.redriven, 0) END AS redriven,
        CASE WHEN i.enabled THEN coalesce(st.discarded, 0) END AS discarded,
-       p.unread + p.waiting AS backlog,
+       p.unread + p.ready + p.waiting AS backlog,
        p.in_flight,
        p.dead_letters,
        clock_timestamp() - p.oldest_pending AS oldest_pending_age,

@@ -16,6 +16,8 @@
 
 #include "fmgr.h"
 #include "nodes/pg_list.h"
+#include "storage/itemptr.h"
+#include "utils/relcache.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
@@ -64,6 +66,7 @@ extern bool EbPatternMatches(const EbPattern *pattern, const char *topic, int le
 
 /* ---- topicdict.c: the topic dictionary ---- */
 extern int32 EbTopicId(const char *topic, int len);
+extern const char *EbTopicName(int32 id);
 extern void EbTopicDictInit(void);
 
 /* ---- eventlog.c: the chunked event log ---- */
@@ -98,6 +101,9 @@ extern void EbEventLogInit(void);
 typedef struct EbRowWriter EbRowWriter;
 extern EbRowWriter *EbRowWriterOpen(Oid relid, int natts);
 extern void EbRowWrite(EbRowWriter *writer, Datum *values, bool *nulls);
+extern void EbRowUpdate(EbRowWriter *writer, ItemPointer tid, Datum *values, bool *nulls);
+extern void EbRowDelete(EbRowWriter *writer, ItemPointer tid);
+extern Relation EbRowWriterRelation(EbRowWriter *writer);
 extern void EbRowWriterClose(EbRowWriter *writer);
 
 /* ---- origin.c: data restored from another cluster ---- */
@@ -117,6 +123,13 @@ extern Jsonb *EbSchemaLookupUri(const char *uri, void *arg);
 
 /* ---- wake.c: waking waiting pollers ---- */
 extern void EbWakeAtCommit(void);
+extern void EbCutAtCommit(void);
+extern uint64 EbCutEpoch(void);
+extern void EbWakeSub(int32 sub_id);
+extern void EbWakeDueAt(int32 sub_id, TimestampTz due);
+extern void EbWakeAll(void);
+extern uint64 EbWakeCount(void);
+extern void EbWakeWait(uint64 seen, TimestampTz until);
 extern void EbWakeInit(void);
 
 #endif							/* EVENTBUS_H */

@@ -243,6 +243,56 @@ EbRowWrite(EbRowWriter *w, Datum *values, bool *nulls)
 	ResetPerTupleExprContext(w->estate);
 }
 
+/*
+ * Replaces the row at tid, which this transaction has locked (so no other
+ * can have changed it), with new values; indexes only when not HOT.
+ */
+void
+EbRowUpdate(EbRowWriter *w, ItemPointer tid, Datum *values, bool *nulls)
+{
+	TupleTableSlot *slot = w->slot;
+	int			natts = slot->tts_tupleDescriptor->natts;
+	TM_FailureData tmfd;
+	LockTupleMode lockmode;
+	bool		update_indexes;
+	TM_Result	result;
+
+	ExecClearTuple(slot);
+	memcpy(slot->tts_values, values, natts * sizeof(Datum));
+	memcpy(slot->tts_isnull, nulls, natts * sizeof(bool));
+	ExecStoreVirtualTuple(slot);
+	result = table_tuple_update(w->rel, tid, slot, GetCurrentCommandId(true),
+								GetActiveSnapshot(), InvalidSnapshot, true,
+								&tmfd, &lockmode, &update_indexes);
+	if (result != TM_Ok && result != TM_SelfModified)
+		elog(ERROR, "eventbus: unexpected result %d updating a locked row of \"%s\"",
+			 (int) result, RelationGetRelationName(w->rel));
+	if (result == TM_Ok && update_indexes && w->rri->ri_NumIndices > 0)
+		list_free(ExecInsertIndexTuples(w->rri, slot, w->estate, true, false, NULL, NIL));
+	ResetPerTupleExprContext(w->estate);
+}
+
+/* Deletes the row at tid, which this transaction has locked. */
+void
+EbRowDelete(EbRowWriter *w, ItemPointer tid)
+{
+	TM_FailureData tmfd;
+	TM_Result	result;
+
+	result = table_tuple_delete(w->rel, tid, GetCurrentCommandId(true), GetActiveSnapshot(),
+								InvalidSnapshot, true, &tmfd, false);
+	if (result != TM_Ok && result != TM_SelfModified)
+		elog(ERROR, "eventbus: unexpected result %d deleting a locked row of \"%s\"",
+			 (int) result, RelationGetRelationName(w->rel));
+}
+
+/* The relation a row writer writes. */
+Relation
+EbRowWriterRelation(EbRowWriter *w)
+{
+	return w->rel;
+}
+
 /* Closes a row writer, keeping the lock until the end of the transaction. */
 void
 EbRowWriterClose(EbRowWriter *w)

@@ -83,6 +83,8 @@ typedef struct EbDbSlot
 	bool		kick_all;		/* kicks overflowed: look at every subscription */
 	int			nkicks;
 	int32		kicks[EB_MAX_KICKS];	/* subscription ids */
+	uint64		cut_requested;	/* polls that asked for a cut */
+	uint64		cut_done;		/* the requests a committed cut served */
 	/* Counters, for eventbus.worker_stats. */
 	uint64		ticks;
 	uint64		notifications;
@@ -230,6 +232,71 @@ EbWorkerKick(const int32 *sub_ids, int nsubs, bool kick_all)
 	LWLockRelease(WorkerShared->lock);
 	if (latch != NULL)
 		SetLatch(latch);
+}
+
+/*
+ * Asks this database's worker to cut batches now (a poll found none).
+ * Returns the request's number, to wait for with EbWorkerCutDone; 0 when
+ * no worker runs for the database (the caller cuts itself).
+ */
+uint64
+EbWorkerRequestCut(void)
+{
+	EbDbSlot   *slot;
+	Latch	   *latch = NULL;
+	uint64		seq = 0;
+
+	if (WorkerShared == NULL)
+		return 0;
+	LWLockAcquire(WorkerShared->lock, LW_EXCLUSIVE);
+	slot = FindSlot(MyDatabaseId);
+	if (slot != NULL && slot->state == EB_DB_RUNNING && slot->pid != 0 && slot->latch != NULL &&
+		slot->pid != MyProcPid)
+	{
+		seq = ++slot->cut_requested;
+		latch = slot->latch;
+	}
+	LWLockRelease(WorkerShared->lock);
+	if (latch != NULL)
+		SetLatch(latch);
+	return seq;
+}
+
+/* Whether another process runs as this database's worker. */
+bool
+EbWorkerRunning(void)
+{
+	EbDbSlot   *slot;
+	bool		running = false;
+
+	if (WorkerShared == NULL)
+		return false;
+	LWLockAcquire(WorkerShared->lock, LW_SHARED);
+	slot = FindSlot(MyDatabaseId);
+	running = slot != NULL && slot->state == EB_DB_RUNNING && slot->pid != 0 &&
+		slot->pid != MyProcPid;
+	LWLockRelease(WorkerShared->lock);
+	return running;
+}
+
+/*
+ * Whether the cut request "seq" was served by a committed cut, or can no
+ * longer be (the worker stopped).
+ */
+bool
+EbWorkerCutDone(uint64 seq)
+{
+	EbDbSlot   *slot;
+	bool		done = true;
+
+	if (WorkerShared == NULL)
+		return true;
+	LWLockAcquire(WorkerShared->lock, LW_SHARED);
+	slot = FindSlot(MyDatabaseId);
+	if (slot != NULL && slot->state == EB_DB_RUNNING && slot->pid != 0)
+		done = slot->cut_done >= seq;
+	LWLockRelease(WorkerShared->lock);
+	return done;
 }
 
 /* At commit of CREATE EXTENSION: asks the launcher to start this database's worker. */
@@ -710,6 +777,27 @@ EbSlotTakeKicks(int32 *kicks, int *nkicks)
 	MySlot->kick_all = false;
 	LWLockRelease(WorkerShared->lock);
 	return all;
+}
+
+/* The cut requests so far (a tick that starts now serves them all). */
+uint64
+EbSlotCutRequested(void)
+{
+	uint64		seq;
+
+	LWLockAcquire(WorkerShared->lock, LW_SHARED);
+	seq = MySlot->cut_requested;
+	LWLockRelease(WorkerShared->lock);
+	return seq;
+}
+
+/* Records that the cut requests up to seq were served (the cut committed). */
+void
+EbSlotSetCutDone(uint64 seq)
+{
+	LWLockAcquire(WorkerShared->lock, LW_EXCLUSIVE);
+	MySlot->cut_done = Max(MySlot->cut_done, seq);
+	LWLockRelease(WorkerShared->lock);
 }
 
 /* Counts a tick and the notifications it sent. */

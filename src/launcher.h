@@ -32,10 +32,17 @@ typedef enum EbDbState
 /* Ordinary backends, at commit (wake.c). */
 extern void EbWorkerKick(const int32 *sub_ids, int nsubs, bool kick_all);
 
+/* Pollers: ask the worker to cut batches now, and wait for it. */
+extern bool EbWorkerRunning(void);
+extern uint64 EbWorkerRequestCut(void);
+extern bool EbWorkerCutDone(uint64 seq);
+
 /* A worker, about its own slot (worker.c). */
 extern bool EbSlotClaim(Oid dboid);
 extern void EbSlotSetState(EbDbState state);
 extern bool EbSlotTakeKicks(int32 *kicks, int *nkicks);
+extern uint64 EbSlotCutRequested(void);
+extern void EbSlotSetCutDone(uint64 seq);
 extern void EbSlotCountTick(int notifications, TimestampTz at);
 extern void EbSlotCountRound(double seconds, int handler_calls);
 extern void EbSlotSetError(const char *message);

@@ -54,6 +54,8 @@ typedef struct EbNotifyEntry
 	slock_t		mutex;			/* protects the stamps */
 	TimestampTz notified_at;	/* last NOTIFY by the worker; 0: none */
 	TimestampTz polled_at;		/* last poll that started; 0: none */
+	int			want;			/* max_events of that poll */
+	uint64		cut_epoch;		/* cut epoch (wake.c) the last complete cut started at */
 } EbNotifyEntry;
 
 static LWLock *NotifyLock = NULL;
@@ -116,6 +118,8 @@ FindEntry(int32 sub_id)
 		SpinLockInit(&entry->mutex);
 		entry->notified_at = 0;
 		entry->polled_at = 0;
+		entry->want = 0;
+		entry->cut_epoch = 0;
 	}
 	LWLockRelease(NotifyLock);
 	LWLockAcquire(NotifyLock, LW_SHARED);
@@ -123,9 +127,12 @@ FindEntry(int32 sub_id)
 	return entry ? hash_search(NotifyHash, &key, HASH_FIND, NULL) : NULL;
 }
 
-/* Records that a poll of the subscription starts now (before it looks). */
+/*
+ * Records that a poll of the subscription, for up to "want" events, starts
+ * now (before it looks).
+ */
 void
-EbNotifyPolled(int32 sub_id)
+EbNotifyPolled(int32 sub_id, int want)
 {
 	EbNotifyEntry *e;
 
@@ -136,6 +143,76 @@ EbNotifyPolled(int32 sub_id)
 	{
 		SpinLockAcquire(&e->mutex);
 		e->polled_at = GetCurrentTimestamp();
+		if (want > 0)
+			e->want = want;
+		SpinLockRelease(&e->mutex);
+	}
+	LWLockRelease(NotifyLock);
+}
+
+/*
+ * Whether the subscription was polled within the last "ms" milliseconds,
+ * and the max_events of its last poll (*want, 0: unknown). The worker
+ * cuts batches ahead for these subscriptions only.
+ */
+bool
+EbNotifyRecentPoll(int32 sub_id, int ms, int *want)
+{
+	EbNotifyEntry *e;
+	bool		recent = false;
+
+	*want = 0;
+	if (NotifyHash == NULL)
+		return true;
+	e = FindEntry(sub_id);
+	if (e != NULL)
+	{
+		SpinLockAcquire(&e->mutex);
+		recent = e->polled_at != 0 &&
+			!TimestampDifferenceExceeds(e->polled_at, GetCurrentTimestamp(), ms);
+		*want = e->want;
+		SpinLockRelease(&e->mutex);
+	}
+	LWLockRelease(NotifyLock);
+	return recent;
+}
+
+/*
+ * The cut epoch at which the worker last cut everything the subscription
+ * had (0: unknown); a poll that sees a later epoch asks for a cut first.
+ */
+uint64
+EbNotifyCutEpoch(int32 sub_id)
+{
+	EbNotifyEntry *e;
+	uint64		epoch = 0;
+
+	if (NotifyHash == NULL)
+		return 0;
+	e = FindEntry(sub_id);
+	if (e != NULL)
+	{
+		SpinLockAcquire(&e->mutex);
+		epoch = e->cut_epoch;
+		SpinLockRelease(&e->mutex);
+	}
+	LWLockRelease(NotifyLock);
+	return epoch;
+}
+
+/* Records that a committed cut took everything up to the epoch. */
+void
+EbNotifySetCutEpoch(int32 sub_id, uint64 epoch)
+{
+	EbNotifyEntry *e;
+
+	if (NotifyHash == NULL)
+		return;
+	e = FindEntry(sub_id);
+	if (e != NULL)
+	{
+		SpinLockAcquire(&e->mutex);
+		e->cut_epoch = Max(e->cut_epoch, epoch);
 		SpinLockRelease(&e->mutex);
 	}
 	LWLockRelease(NotifyLock);

@@ -11,7 +11,10 @@
 
 #include "postgres.h"
 
-extern void EbNotifyPolled(int32 sub_id);
+extern void EbNotifyPolled(int32 sub_id, int want);
+extern bool EbNotifyRecentPoll(int32 sub_id, int ms, int *want);
+extern uint64 EbNotifyCutEpoch(int32 sub_id);
+extern void EbNotifySetCutEpoch(int32 sub_id, uint64 epoch);
 extern void EbNotifyForgetDatabase(Oid dboid);
 extern void EbNotifyPrune(const int32 *live, int nlive);
 extern void EbNotifyInit(void);

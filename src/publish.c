@@ -238,7 +238,7 @@ eventbus_publish(PG_FUNCTION_ARGS)
 	EbStatsCountPublish(ev.topic_id, ev.bytes);
 	if (ev.rejected_by)
 		EbSchemaDeadLetter(id, VARDATA_ANY(a.topic), VARSIZE_ANY_EXHDR(a.topic), &ev);
-	EbWakeAtCommit();
+	EbCutAtCommit();
 	PG_RETURN_INT64(id);
 }
 
@@ -391,7 +391,7 @@ eventbus_publish_batch(PG_FUNCTION_ARGS)
 				EbSchemaDeadLetter(ids[i], VARDATA_ANY(DatumGetTextPP(t)),
 								   VARSIZE_ANY_EXHDR(DatumGetTextPP(t)), &events[i]);
 			}
-		EbWakeAtCommit();
+		EbCutAtCommit();
 	}
 	return (Datum) 0;
 }

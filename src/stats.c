@@ -438,10 +438,17 @@ EbStatsCountSub(int32 sub_id, EbSubCounter counter, int64 n)
 void
 EbStatsObserve(int32 sub_id, EbHist hist, double seconds)
 {
+	EbStatsObserveN(sub_id, hist, seconds, 1);
+}
+
+/* Records n observations of the same latency (seconds), at commit. */
+void
+EbStatsObserveN(int32 sub_id, EbHist hist, double seconds, int64 n)
+{
 	EbPending  *p;
 	int			b = 0;
 
-	if (StatsShared == NULL || !eb_track_stats)
+	if (StatsShared == NULL || !eb_track_stats || n <= 0)
 		return;
 	if (!(seconds > 0))			/* also NaN */
 		seconds = 0;
@@ -449,8 +456,38 @@ EbStatsObserve(int32 sub_id, EbHist hist, double seconds)
 		b++;
 	p = PendingEntry(EB_STATS_SUB, sub_id);
 	p->has_hist = true;
-	p->v.hist[hist][b]++;
-	p->v.hist_sum[hist] += seconds;
+	p->v.hist[hist][b] += n;
+	p->v.hist_sum[hist] += seconds * n;
+}
+
+/* Adds an observation to a caller's histogram (added with EbStatsObserveAcc). */
+void
+EbHistAdd(EbHistAcc *acc, double seconds)
+{
+	int			b = 0;
+
+	if (!(seconds > 0))
+		seconds = 0;
+	while (b < EB_HIST_BUCKETS - 1 && seconds > HistBounds[b])
+		b++;
+	acc->n[b]++;
+	acc->sum += seconds;
+	acc->any = true;
+}
+
+/* Adds a caller's histogram to one of a subscription's, at commit. */
+void
+EbStatsObserveAcc(int32 sub_id, EbHist hist, const EbHistAcc *acc)
+{
+	EbPending  *p;
+
+	if (StatsShared == NULL || !eb_track_stats || !acc->any)
+		return;
+	p = PendingEntry(EB_STATS_SUB, sub_id);
+	p->has_hist = true;
+	for (int b = 0; b < EB_HIST_BUCKETS; b++)
+		p->v.hist[hist][b] += acc->n[b];
+	p->v.hist_sum[hist] += acc->sum;
 }
 
 /* Registers the shared memory (preload only) and the transaction callbacks. */
@@ -536,7 +573,7 @@ eventbus_stats_sub(PG_FUNCTION_ARGS)
 	sub_id = PG_GETARG_INT32(0);
 	/* A poll starts: the worker may notify the subscription again. */
 	if (!PG_ARGISNULL(EB_SUB_NCOUNTERS + 3) && PG_GETARG_BOOL(EB_SUB_NCOUNTERS + 3))
-		EbNotifyPolled(sub_id);
+		EbNotifyPolled(sub_id, 0);
 	if (StatsShared == NULL)
 		PG_RETURN_VOID();
 	if (eb_track_stats)
@@ -547,22 +584,28 @@ eventbus_stats_sub(PG_FUNCTION_ARGS)
 		ObserveArray(fcinfo, EB_SUB_NCOUNTERS + 1, sub_id, EB_HIST_DELIVERY);
 		ObserveArray(fcinfo, EB_SUB_NCOUNTERS + 2, sub_id, EB_HIST_ACK);
 	}
-	/* The time of the last poll, shown as last_poll_at (also with track_stats off). */
 	if (!PG_ARGISNULL(EB_SUB_NCOUNTERS + 3) && PG_GETARG_BOOL(EB_SUB_NCOUNTERS + 3))
-	{
-		EbStatsEntry *e;
-
-		LWLockAcquire(StatsShared->lock, LW_SHARED);
-		e = FindEntry(MyDatabaseId, EB_STATS_SUB, sub_id);
-		if (e != NULL)
-		{
-			SpinLockAcquire(&e->mutex);
-			e->last_at = GetCurrentTimestamp();
-			SpinLockRelease(&e->mutex);
-		}
-		LWLockRelease(StatsShared->lock);
-	}
+		EbStatsPolled(sub_id);
 	PG_RETURN_VOID();
+}
+
+/* Records the time of a poll at once, shown as last_poll_at (also with track_stats off). */
+void
+EbStatsPolled(int32 sub_id)
+{
+	EbStatsEntry *e;
+
+	if (StatsShared == NULL)
+		return;
+	LWLockAcquire(StatsShared->lock, LW_SHARED);
+	e = FindEntry(MyDatabaseId, EB_STATS_SUB, sub_id);
+	if (e != NULL)
+	{
+		SpinLockAcquire(&e->mutex);
+		e->last_at = GetCurrentTimestamp();
+		SpinLockRelease(&e->mutex);
+	}
+	LWLockRelease(StatsShared->lock);
 }
 
 PG_FUNCTION_INFO_V1(eventbus_stats_drop_sub);

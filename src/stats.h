@@ -44,6 +44,19 @@ extern int	eb_stats_max;
 extern void EbStatsCountPublish(int32 topic_id, int64 bytes);
 extern void EbStatsCountSub(int32 sub_id, EbSubCounter counter, int64 n);
 extern void EbStatsObserve(int32 sub_id, EbHist hist, double seconds);
+extern void EbStatsObserveN(int32 sub_id, EbHist hist, double seconds, int64 n);
+
+/* A histogram kept by a caller, added to the stats once (many events). */
+typedef struct EbHistAcc
+{
+	int64		n[EB_HIST_BUCKETS];
+	double		sum;
+	bool		any;
+} EbHistAcc;
+
+extern void EbHistAdd(EbHistAcc *acc, double seconds);
+extern void EbStatsObserveAcc(int32 sub_id, EbHist hist, const EbHistAcc *acc);
+extern void EbStatsPolled(int32 sub_id);
 extern void EbStatsForgetDatabase(Oid dboid);
 extern void EbStatsInit(void);
 

@@ -47,6 +47,15 @@ typedef struct TopicCacheEntry
 
 static HTAB *TopicCache = NULL;
 static Oid	TopicRelid = InvalidOid;
+
+/* The other way round: id -> topic, for readers (ids are never reused). */
+typedef struct TopicNameEntry
+{
+	int32		id;				/* hash key */
+	char		topic[EB_TOPIC_MAX_BYTES + 1];
+} TopicNameEntry;
+
+static HTAB *TopicNames = NULL;
 static bool InsertedInXact = false;
 
 /* Drops every cached topic id. */
@@ -56,6 +65,9 @@ ResetTopicCache(void)
 	if (TopicCache)
 		hash_destroy(TopicCache);
 	TopicCache = NULL;
+	if (TopicNames)
+		hash_destroy(TopicNames);
+	TopicNames = NULL;
 	TopicRelid = InvalidOid;
 }
 
@@ -119,6 +131,60 @@ InsertTopic(Oid relid, text *topic)
 	EbRowWriterClose(writer);
 	InsertedInXact = true;
 	return id;
+}
+
+/*
+ * Returns the topic of a dictionary id (cached per backend), or NULL when
+ * no committed row has it.
+ */
+const char *
+EbTopicName(int32 id)
+{
+	TopicNameEntry *entry;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	Relation	rel;
+	Oid			relid;
+	char	   *found = NULL;
+	bool		isnew;
+
+	if (TopicNames != NULL &&
+		(entry = hash_search(TopicNames, &id, HASH_FIND, NULL)) != NULL)
+		return entry->topic;
+
+	/* Opening the table may reset the caches: look up first, cache after. */
+	relid = EbRelid("topic");
+	rel = table_open(relid, AccessShareLock);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(id));
+	scan = systable_beginscan(rel, EbRelid("topic_pkey"), true, SnapshotSelf, 1, &key);
+	if (HeapTupleIsValid(tuple = systable_getnext(scan)))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tuple, 2, RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			found = TextDatumGetCString(d);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	if (found == NULL)
+		return NULL;
+
+	if (TopicNames == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(int32);
+		ctl.entrysize = sizeof(TopicNameEntry);
+		ctl.hcxt = CacheMemoryContext;
+		TopicNames = hash_create("eventbus topic names", 256, &ctl,
+								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	entry = hash_search(TopicNames, &id, HASH_ENTER, &isnew);
+	strlcpy(entry->topic, found, sizeof(entry->topic));
+	pfree(found);
+	return entry->topic;
 }
 
 /*

@@ -43,6 +43,7 @@
 typedef struct EbWakeShared
 {
 	pg_atomic_uint64 wakes;		/* commits that made events pollable */
+	pg_atomic_uint64 cut_epoch; /* commits that gave the log something to cut */
 	ConditionVariable cv;		/* broadcast at each of them */
 } EbWakeShared;
 
@@ -51,6 +52,7 @@ typedef struct EbWakeShared
 
 static EbWakeShared *WakeShared = NULL;
 static bool WakeAtCommit = false;
+static bool CutAtCommit = false;
 static int32 Kicks[EB_MAX_LOCAL_KICKS];
 static int	NKicks = 0;
 static bool KickAll = false;
@@ -116,6 +118,8 @@ WakeShmemStartup(void)
 	if (!found)
 	{
 		pg_atomic_init_u64(&WakeShared->wakes, 0);
+		/* 1: a subscription never cut (epoch 0) is behind from the start. */
+		pg_atomic_init_u64(&WakeShared->cut_epoch, 1);
 		ConditionVariableInit(&WakeShared->cv);
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -145,6 +149,9 @@ WakeXactCallback(XactEvent event, void *arg)
 					WakeAtCommit = true;
 				}
 			}
+			/* Before the wake-up: a poller it wakes sees the new epoch. */
+			if (CutAtCommit && WakeShared != NULL)
+				pg_atomic_fetch_add_u64(&WakeShared->cut_epoch, 1);
 			if (WakeAtCommit)
 				WakeNow();
 			break;
@@ -167,6 +174,7 @@ WakeXactCallback(XactEvent event, void *arg)
 			return;
 	}
 	WakeAtCommit = false;
+	CutAtCommit = false;
 	NKicks = 0;
 	KickAll = false;
 	NDue = 0;
@@ -178,6 +186,111 @@ void
 EbWakeAtCommit(void)
 {
 	WakeAtCommit = true;
+}
+
+/*
+ * Marks the current transaction: at commit the log holds something new to
+ * cut into batches (events published, a seek): the cut epoch moves on, so
+ * that the next poll has the worker cut first (consume.c).
+ */
+void
+EbCutAtCommit(void)
+{
+	CutAtCommit = true;
+	WakeAtCommit = true;
+}
+
+/* How many commits gave the log something to cut (0 without shared memory). */
+uint64
+EbCutEpoch(void)
+{
+	return WakeShared ? pg_atomic_read_u64(&WakeShared->cut_epoch) : 0;
+}
+
+/* At commit, wakes waiting pollers and has the worker notify the subscription. */
+void
+EbWakeSub(int32 sub_id)
+{
+	EbWakeAtCommit();
+	AddKick(sub_id);
+}
+
+/*
+ * This transaction wrote deliveries of sub_id that fall due at "due": if
+ * it commits at or after that time, or rolls back, waiting pollers are
+ * woken and the worker notifies sub_id (its ticks only see what falls due
+ * after they ran).
+ */
+void
+EbWakeDueAt(int32 sub_id, TimestampTz due)
+{
+	for (int i = 0; i < NDue; i++)
+		if (DueSubs[i] == sub_id)
+		{
+			DueAt[i] = Min(DueAt[i], due);
+			return;
+		}
+	if (NDue == EB_MAX_LOCAL_KICKS)
+		DueAll = true;
+	else
+	{
+		DueSubs[NDue] = sub_id;
+		DueAt[NDue++] = due;
+	}
+}
+
+/* Wakes every waiting poller now (not at commit): the worker cut batches. */
+void
+EbWakeAll(void)
+{
+	if (WakeShared != NULL)
+	{
+		pg_atomic_fetch_add_u64(&WakeShared->wakes, 1);
+		ConditionVariableBroadcast(&WakeShared->cv);
+	}
+}
+
+/* The number of wake-ups so far (0 without shared memory). */
+uint64
+EbWakeCount(void)
+{
+	return WakeShared ? pg_atomic_read_u64(&WakeShared->wakes) : 0;
+}
+
+/*
+ * Returns once the wake count differs from "seen" or "until" has passed;
+ * without shared memory, after at most EB_WAIT_FALLBACK_MS. Cancellable.
+ */
+void
+EbWakeWait(uint64 seen, TimestampTz until)
+{
+	if (WakeShared == NULL)
+	{
+		long		ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
+
+		if (ms > 0)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 Min(ms, EB_WAIT_FALLBACK_MS), PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+		return;
+	}
+	ConditionVariablePrepareToSleep(&WakeShared->cv);
+	for (;;)
+	{
+		long		ms;
+
+		if (pg_atomic_read_u64(&WakeShared->wakes) != seen)
+			break;
+		ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
+		if (ms <= 0)
+			break;
+		/* Checks for interrupts: statement_timeout and cancel end the wait. */
+		(void) ConditionVariableTimedSleep(&WakeShared->cv, ms, PG_WAIT_EXTENSION);
+	}
+	ConditionVariableCancelSleep();
 }
 
 /* Registers the shared memory (when preloaded) and the commit callback. */
@@ -204,7 +317,7 @@ PG_FUNCTION_INFO_V1(eventbus_wake);
 Datum
 eventbus_wake(PG_FUNCTION_ARGS)
 {
-	EbWakeAtCommit();
+	EbCutAtCommit();
 	if (!PG_ARGISNULL(0))
 		AddKick(PG_GETARG_INT32(0));
 	PG_RETURN_VOID();
@@ -212,35 +325,12 @@ eventbus_wake(PG_FUNCTION_ARGS)
 
 PG_FUNCTION_INFO_V1(eventbus_wake_at_end);
 
-/*
- * SQL eventbus._wake_at_end(sub_id, due): this transaction wrote deliveries
- * of sub_id that fall due at "due" (the earliest of them). If it commits at
- * or after that time, or rolls back, waiting pollers are woken and the
- * worker notifies sub_id (its ticks only see what falls due after they ran).
- */
+/* SQL eventbus._wake_at_end(sub_id, due): EbWakeDueAt for the SQL functions. */
 Datum
 eventbus_wake_at_end(PG_FUNCTION_ARGS)
 {
-	int32		sub_id;
-	TimestampTz due;
-
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		PG_RETURN_VOID();
-	sub_id = PG_GETARG_INT32(0);
-	due = PG_GETARG_TIMESTAMPTZ(1);
-	for (int i = 0; i < NDue; i++)
-		if (DueSubs[i] == sub_id)
-		{
-			DueAt[i] = Min(DueAt[i], due);
-			PG_RETURN_VOID();
-		}
-	if (NDue == EB_MAX_LOCAL_KICKS)
-		DueAll = true;
-	else
-	{
-		DueSubs[NDue] = sub_id;
-		DueAt[NDue++] = due;
-	}
+	if (!PG_ARGISNULL(0) && !PG_ARGISNULL(1))
+		EbWakeDueAt(PG_GETARG_INT32(0), PG_GETARG_TIMESTAMPTZ(1));
 	PG_RETURN_VOID();
 }
 
@@ -250,7 +340,7 @@ PG_FUNCTION_INFO_V1(eventbus_wake_count);
 Datum
 eventbus_wake_count(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_INT64(WakeShared ? (int64) pg_atomic_read_u64(&WakeShared->wakes) : 0);
+	PG_RETURN_INT64((int64) EbWakeCount());
 }
 
 PG_FUNCTION_INFO_V1(eventbus_wait);
@@ -263,41 +353,7 @@ PG_FUNCTION_INFO_V1(eventbus_wait);
 Datum
 eventbus_wait(PG_FUNCTION_ARGS)
 {
-	TimestampTz until;
-	uint64		seen;
-
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		PG_RETURN_VOID();
-	until = PG_GETARG_TIMESTAMPTZ(0);
-	seen = (uint64) PG_GETARG_INT64(1);
-
-	if (WakeShared == NULL)
-	{
-		long		ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
-
-		if (ms > 0)
-		{
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 Min(ms, EB_WAIT_FALLBACK_MS), PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-			CHECK_FOR_INTERRUPTS();
-		}
-		PG_RETURN_VOID();
-	}
-
-	ConditionVariablePrepareToSleep(&WakeShared->cv);
-	for (;;)
-	{
-		long		ms;
-
-		if (pg_atomic_read_u64(&WakeShared->wakes) != seen)
-			break;
-		ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until);
-		if (ms <= 0)
-			break;
-		/* Checks for interrupts: statement_timeout and cancel end the wait. */
-		(void) ConditionVariableTimedSleep(&WakeShared->cv, ms, PG_WAIT_EXTENSION);
-	}
-	ConditionVariableCancelSleep();
+	if (!PG_ARGISNULL(0) && !PG_ARGISNULL(1))
+		EbWakeWait((uint64) PG_GETARG_INT64(1), PG_GETARG_TIMESTAMPTZ(0));
 	PG_RETURN_VOID();
 }

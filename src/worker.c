@@ -33,6 +33,7 @@
  *-------------------------------------------------------------------------
  */
 #include "eventbus.h"
+#include "batch.h"
 #include "handler.h"
 #include "launcher.h"
 #include "notify.h"
@@ -63,6 +64,15 @@
 
 /* Ticks are this many times their own cost apart, at least (under load). */
 #define EB_TICK_SPACING		3
+
+/* A subscription polled within this long has batches cut ahead for it. */
+#define EB_ACTIVE_MS		60000
+
+/* Events of the log a tick reads per subscription, at most (ticks stay short). */
+#define EB_CUT_ROWS			50000
+
+/* Batch size for a subscription whose pollers' max_events is unknown. */
+#define EB_DEFAULT_BATCH	100
 
 /* Settings (EbWorkerInit defines them). */
 static int	eb_tick_interval = 1000;	/* ms */
@@ -116,6 +126,80 @@ WorkerErrorContext(void *arg)
 	errcontext("eventbus background worker for database %u", MyDatabaseId);
 }
 
+/* The last cut request a committed tick served. */
+static uint64 LastCutServed = 0;
+
+/* Subscriptions the tick cut to the end, and whether some are not there yet. */
+static List *CaughtUp = NIL;
+static bool MoreToCut = false;
+
+/* The query listing subscriptions to cut for, prepared once per worker. */
+static SPIPlanPtr SubsPlan = NULL;
+
+/*
+ * Cuts batches, in the tick's transaction, for every subscription that is
+ * not paused and was polled lately (or has a handler): what their
+ * consumers will claim. Returns whether any event was cut.
+ */
+static bool
+CutActive(uint64 epoch)
+{
+	EbLog	   *log = NULL;
+	bool		any = false;
+	uint64		n;
+	int32	   *ids;
+	bool	   *handlers;
+
+	if (SubsPlan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare("SELECT id, handler IS NOT NULL FROM eventbus.subscription "
+									   "WHERE NOT paused ORDER BY id", 0, NULL);
+
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare the cut: %s", SPI_result_code_string(SPI_result));
+		SubsPlan = plan;
+	}
+	if (SPI_execute_plan(SubsPlan, NULL, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "eventbus: could not list the subscriptions");
+	n = SPI_processed;
+	ids = palloc(sizeof(int32) * Max(n, 1));
+	handlers = palloc(sizeof(bool) * Max(n, 1));
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		ids[i] = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		handlers[i] = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+	}
+	for (uint64 i = 0; i < n; i++)
+	{
+		int			want = 0;
+		bool		caught_up;
+		EbSub	   *sub;
+		MemoryContext old;
+
+		if (!EbNotifyRecentPoll(ids[i], EB_ACTIVE_MS, &want) && !handlers[i])
+			continue;
+		sub = EbSubById(ids[i]);
+		if (sub == NULL || sub->paused)
+			continue;
+		if (log == NULL)
+			log = EbLogOpen();
+		if (EbCut(sub, log, want > 0 ? want : EB_DEFAULT_BATCH, EB_CUT_ROWS, &caught_up) > 0)
+			any = true;
+		/* Marked once the transaction commits (Tick). */
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		if (caught_up)
+			CaughtUp = lappend_int(CaughtUp, ids[i]);
+		else
+			MoreToCut = true;
+		MemoryContextSwitchTo(old);
+	}
+	if (log != NULL)
+		EbLogClose(log);
+	return any;
+}
+
 /* The tick's query, prepared once per worker. */
 static SPIPlanPtr TickPlan = NULL;
 
@@ -140,6 +224,8 @@ Tick(EbTickState *ts)
 	int32		kicks[EB_MAX_KICKS];
 	int			nkicks;
 	bool		kick_all = EbSlotTakeKicks(kicks, &nkicks);
+	uint64		cut_seq;
+	uint64		cut_epoch;
 	Oid			argtypes[4] = {TEXTOID, TIMESTAMPTZOID, INT4ARRAYOID, BOOLOID};
 	Datum		args[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
@@ -149,6 +235,9 @@ Tick(EbTickState *ts)
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	pgstat_report_activity(STATE_RUNNING, "eventbus tick");
+	/* Before the snapshot: it then sees all that the requesters missed. */
+	cut_seq = EbSlotCutRequested();
+	cut_epoch = EbCutEpoch();
 	present = ExtensionPresent();
 	if (present)
 	{
@@ -215,10 +304,34 @@ Tick(EbTickState *ts)
 			}
 			MemoryContextSwitchTo(old);
 		}
+		/* Batches for the consumers, committed with the notifications. */
+		if (CutActive(cut_epoch))
+			EbWakeAtCommit();	/* waiting pollers look again */
 		SPI_finish();
 		PopActiveSnapshot();
 	}
 	CommitTransactionCommand();
+	/* What was cut to the end is up to date as of the epoch read before. */
+	{
+		ListCell   *lc;
+
+		foreach(lc, CaughtUp)
+			EbNotifySetCutEpoch(lfirst_int(lc), cut_epoch);
+		list_free(CaughtUp);
+		CaughtUp = NIL;
+	}
+	if (MoreToCut)
+	{
+		MoreToCut = false;
+		SetLatch(MyLatch);		/* tick again soon: a backlog is being cut */
+	}
+	/* Polls that asked for this cut may claim now. */
+	if (present && cut_seq > LastCutServed)
+	{
+		EbSlotSetCutDone(cut_seq);
+		LastCutServed = cut_seq;
+		EbWakeAll();
+	}
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return present;

@@ -4,7 +4,7 @@
 SET bench.n = :'N';
 SET bench.batch = :'B';
 SELECT eventbus.unsubscribe('drain') FROM eventbus.subscriptions WHERE name = 'drain';
-TRUNCATE eventbus.event_log_0, eventbus.event_log_1, eventbus.event_log_2, eventbus.delivery;
+TRUNCATE eventbus.event_log_0, eventbus.event_log_1, eventbus.event_log_2, eventbus.delivery, eventbus.batch;
 SELECT eventbus.subscribe('drain', array['orders.#']);
 DO $$
 DECLARE
