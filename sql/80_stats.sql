@@ -136,9 +136,11 @@ BEGIN
       LEFT JOIN eventbus.event_log e ON e.txid = d.txid AND e.id = d.event_id AND d.state <> 'dead'
      WHERE d.sub_id = s.id;
     oldest_pending := least(oldest_pending, v_oldest);
-    -- Batches: ready ones are unread; leased ones held or (lease over) waiting.
-    SELECT coalesce(sum(cardinality(b.ids) - b.ndone) FILTER (WHERE NOT b.leased), 0),
-           waiting + coalesce(sum(cardinality(b.ids) - b.ndone) FILTER (WHERE b.leased AND b.lease_until <= v_now), 0),
+    -- Batches: never handed out (ready); handed out before and free again,
+    -- or their lease over (waiting); leased (in flight).
+    SELECT coalesce(sum(cardinality(b.ids) - b.ndone) FILTER (WHERE NOT b.leased AND b.attempt = 0), 0),
+           waiting + coalesce(sum(cardinality(b.ids) - b.ndone)
+                              FILTER (WHERE (NOT b.leased AND b.attempt > 0) OR b.lease_until <= v_now), 0),
            in_flight + coalesce(sum(cardinality(b.ids) - b.ndone) FILTER (WHERE b.leased AND b.lease_until > v_now), 0)
       INTO ready, waiting, in_flight
       FROM eventbus.batch b WHERE b.sub_id = s.id;
@@ -180,7 +182,7 @@ COMMENT ON VIEW eventbus.topic_stats IS
 
 CREATE VIEW eventbus.subscription_stats AS
 SELECT s.name AS subscription,
-       CASE WHEN i.enabled THEN coalesce(st."read", 0) + p.unread + p.unread_expired END AS routed,
+       CASE WHEN i.enabled THEN coalesce(st."read", 0) + p.unread + p.unread_expired + p.ready END AS routed,
        CASE WHEN i.enabled THEN coalesce(st."read", 0) END AS "read",
        CASE WHEN i.enabled THEN coalesce(st.delivered, 0) END AS delivered,
        CASE WHEN i.enabled THEN coalesce(st.acked, 0) END AS acked,

@@ -409,7 +409,8 @@ EbBatchLock(EbBatchRel *br, ItemPointer tid, bool wait)
 	if (IsolationUsesXactSnapshot())
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-				 errmsg("could not serialize access due to concurrent update")));
+				 errmsg("could not serialize access due to concurrent %s",
+						result == TM_Deleted ? "delete" : "update")));
 	if (result == TM_Deleted)
 		return false;
 	/* Updated meanwhile: lock its newest version. */
@@ -803,6 +804,7 @@ DropOldest(EbSub *sub, EbLog *log, TimestampTz now, const int64 *new_ids, int nn
 		EbBatchSpill(log, &b, open, take, &proto);
 		for (int i = 0; i < take; i++)
 			EbBatchSetDone(&b, EbBatchFind(&b, open[i]));
+		EbStatsCountSub(sub->id, EB_SUB_READ, take);	/* never claimed: read now */
 		if (b.ndone >= b.n)
 			EbRowDelete(br.writer, &b.tid);
 		else
@@ -866,7 +868,8 @@ EbCut(EbSub *sub, EbLog *log, int batch_size, int64 max_events, bool *caught_up)
 	int64	   *new_rows = NULL;	/* delivery rows made, for drop_oldest */
 	int			nnew_rows = 0;
 	int			maxnew_rows = 0;
-	int64		read = 0;
+	int64		read = 0;		/* left the log for good: rows, expired */
+	int64		batched = 0;
 	int64		taken = 0;
 	int64		expired = 0;
 
@@ -950,7 +953,6 @@ EbCut(EbSub *sub, EbLog *log, int batch_size, int64 max_events, bool *caught_up)
 			if (hash_search(dead, &id, HASH_FIND, NULL) != NULL)
 				DropDead(sub->id, id);
 		}
-		read++;
 		d = slot_getattr(slot, EB_LOG_DELIVER_AT, &isnull);
 		if (!isnull && DatumGetTimestampTz(d) > now)
 			deliver_at = DatumGetTimestampTz(d);
@@ -960,6 +962,7 @@ EbCut(EbSub *sub, EbLog *log, int batch_size, int64 max_events, bool *caught_up)
 			EbDelivery dl = {0};
 
 			/* Delayed, or keyed in an ordered subscription: a row of its own. */
+			read++;
 			dl.sub_id = sub->id;
 			dl.event_id = id;
 			dl.txid = pos.txid;
@@ -991,6 +994,7 @@ EbCut(EbSub *sub, EbLog *log, int batch_size, int64 max_events, bool *caught_up)
 			nb->b.first = pos;
 		nb->b.last = pos;
 		nb->ids[nb->b.n++] = id;
+		batched++;				/* "read" when first claimed (consume.c) */
 		if (nb->b.n >= batch_size)
 			FlushBatch(&batches, nb, now);
 	}
@@ -1027,5 +1031,5 @@ EbCut(EbSub *sub, EbLog *log, int batch_size, int64 max_events, bool *caught_up)
 	SaveCursor(sub->id, &c);
 	EbStatsCountSub(sub->id, EB_SUB_READ, read);
 	EbStatsCountSub(sub->id, EB_SUB_EXPIRED, expired);
-	return read;
+	return read + batched;
 }

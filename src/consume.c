@@ -68,6 +68,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/xid8.h"
@@ -77,6 +78,9 @@
 
 /* Events a poll without the worker reads from the log per cut, at most. */
 #define EB_SELF_CUT_MAX		20000
+
+/* eventbus.cut_by_poll: poll cuts itself, as without the worker (testing). */
+static bool eb_cut_by_poll = false;
 
 /* The columns poll returns. */
 #define POLL_NCOLS			9
@@ -545,6 +549,10 @@ ClaimBatch(Poll *p, EbBatchRel *br, EbBatch *b)
 	int			off;
 	bool		retry = b->attempt > 0;
 
+	/* Events cut into a batch are "read" when first handed out. */
+	if (b->attempt == 0)
+		EbStatsCountSub(p->sub->id, EB_SUB_READ, take);
+
 	if (take < nopen)
 	{
 		/* Split: the rest is a ready batch of its own (claimable at commit). */
@@ -655,6 +663,8 @@ CutNow(Poll *p, int want, uint64 seen_epoch)
 	uint64		seq;
 	bool		caught_up;
 
+	if (eb_cut_by_poll)
+		return EbCut(p->sub, PollLog(p), Max(want, 1), EB_SELF_CUT_MAX, &caught_up) > 0;
 	if (EbWorkerRunning() && EbNotifyCutEpoch(p->sub->id) >= EbCutEpoch())
 		return EbNotifyCutEpoch(p->sub->id) != seen_epoch;	/* a cut committed since our snapshot */
 	seq = EbWorkerRequestCut();
@@ -1391,4 +1401,18 @@ eventbus_extend_lease(PG_FUNCTION_ARGS)
 	PopActiveSnapshot();
 	SPI_finish();
 	PG_RETURN_INT32(n);
+}
+
+/* Defines the setting of the consuming functions. */
+void
+EbConsumeInit(void)
+{
+	DefineCustomBoolVariable("eventbus.cut_by_poll",
+							 "Pollers cut new events into batches themselves instead of asking the background worker.",
+							 "As without the worker: one poller at a time takes new events. For testing that mode.",
+							 &eb_cut_by_poll,
+							 false,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
 }

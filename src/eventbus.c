@@ -26,6 +26,7 @@ void
 _PG_init(void)
 {
 	EbPublishInit();
+	EbConsumeInit();
 	EbTopicDictInit();
 	EbEventLogInit();
 	EbOriginInit();

@@ -34,6 +34,9 @@
 /* ---- publish.c: publish and publish_batch ---- */
 extern void EbPublishInit(void);
 
+/* ---- consume.c: poll, ack, nack, extend_lease ---- */
+extern void EbConsumeInit(void);
+
 /* ---- topic.c: topic and pattern grammar ---- */
 
 /* Kinds of a pattern word. */

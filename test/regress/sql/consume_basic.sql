@@ -59,8 +59,7 @@ select payload, attempt from eventbus.poll('pl', lease => '1 millisecond');
 select eventbus.ack('pl', array[pg_temp.eid('{"poll": 4}')]) as acked;
 select pg_sleep(0.02);
 select count(*) as polled from eventbus.poll('pl');
-select count(*) as deliveries from eventbus.delivery d
-  join eventbus.subscription s on s.id = d.sub_id where s.name = 'pl';
+select count(*) as deliveries from eventbus.deliveries where subscription = 'pl';
 select eventbus.unsubscribe('pl');
 
 --
@@ -96,7 +95,8 @@ select count(*) as polled from eventbus.poll('tx');
 -- Only the transaction test's subscription is left; clean it up.
 select name from eventbus.subscriptions order by name collate "C";
 select eventbus.unsubscribe('tx');
-select count(*) as deliveries from eventbus.delivery;
+select count(*) as deliveries from eventbus.deliveries;
+select count(*) as batches from eventbus.batch;
 
 -- ack picks exactly the ids given, whether they lie close together (one
 -- range scan of the primary key) or far apart (one descent per id); NULL
@@ -113,10 +113,9 @@ SELECT eventbus.ack('ack_pick', (SELECT array_agg(event_id) || ARRAY[NULL, min(e
 SELECT eventbus.ack('ack_pick', (SELECT array_agg(event_id) FROM ack_ids WHERE n IN (1, 3))) AS again;
 SELECT eventbus.ack('ack_pick', '{}') AS empty, eventbus.ack('ack_pick', NULL) AS null_array;
 SELECT string_agg(a.n::text, ',' ORDER BY a.n) AS still_leased_among_first_8
-  FROM ack_ids a JOIN eventbus.delivery d ON d.event_id = a.event_id
-  JOIN eventbus.subscription s ON s.id = d.sub_id AND s.name = 'ack_pick'
- WHERE a.n <= 8;
-SELECT count(*) AS other_untouched FROM eventbus.delivery d JOIN eventbus.subscription s ON s.id = d.sub_id
- WHERE s.name = 'ack_other';
+  FROM ack_ids a JOIN eventbus.deliveries d ON d.event_id = a.event_id AND d.subscription = 'ack_pick'
+ WHERE a.n <= 8 AND d.state = 'leased';
+SELECT count(*) AS other_untouched FROM eventbus.deliveries d
+ WHERE d.subscription = 'ack_other' AND d.state = 'leased';
 SELECT eventbus.unsubscribe('ack_pick');
 SELECT eventbus.unsubscribe('ack_other');

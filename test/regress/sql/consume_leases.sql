@@ -54,19 +54,28 @@ select eventbus.unsubscribe('le1');
 select eventbus.subscribe('ext', array['ext.#']);
 select count(*) from eventbus.publish_batch(array['ext.x'],
     array['{"ext": 1}', '{"ext": 2}']::jsonb[]);
-select count(*) as polled from eventbus.poll('ext', lease => '1 minute');
--- Returns how many leases it extended; unknown ids do not count.  The
--- extended lease ends an hour from the call, the other one is unchanged.
+-- Two polls of one event each: two leases.
+select count(*) as polled from eventbus.poll('ext', 1, lease => '1 minute');
+select count(*) as polled from eventbus.poll('ext', 1, lease => '1 minute');
+-- Returns how many leased events it extended; unknown ids do not count.
+-- The extended lease ends an hour from the call, the other one is unchanged.
 begin;
 select eventbus.extend_lease('ext', array[pg_temp.eid('{"ext": 1}'), 999999999], '1 hour') as extended;
 select e.payload,
        d.available_at >= now() + interval '1 hour'
          and d.available_at <= clock_timestamp() + interval '1 hour' as ends_in_1h,
        d.available_at <= now() + interval '1 minute' as ends_in_1min
-  from eventbus.delivery d join eventbus.subscription s on s.id = d.sub_id
-  join eventbus.events e on e.id = d.event_id
- where s.name = 'ext' order by e.payload->>'ext';
+  from eventbus.deliveries d join eventbus.events e on e.id = d.event_id
+ where d.subscription = 'ext' order by e.payload->>'ext';
 commit;
+-- Events polled together share their lease: extending one extends them all.
+select count(*) from eventbus.publish_batch(array['ext.x'],
+    array['{"ext": 3}', '{"ext": 4}']::jsonb[]);
+select count(*) as polled from eventbus.poll('ext', 10, lease => '1 minute');
+select eventbus.extend_lease('ext', array[pg_temp.eid('{"ext": 3}')], '1 hour') as extended;
+select e.payload, d.available_at > now() + interval '59 minutes' as ends_in_1h
+  from eventbus.deliveries d join eventbus.events e on e.id = d.event_id
+ where d.subscription = 'ext' and e.payload->>'ext' in ('3', '4') order by e.payload->>'ext';
 -- The lease argument is checked (22023).
 select eventbus.extend_lease('ext', array[pg_temp.eid('{"ext": 1}')], '0');
 \echo :LAST_ERROR_SQLSTATE

@@ -147,11 +147,12 @@ select name, patterns, max_attempts, backoff_initial, backoff_max, lease, filter
        channel, created_at <= now() as created_at_set, leased, waiting, dead
   from eventbus.subscriptions where name = 'vw';
 select id as vw_id from eventbus.subscription where name = 'vw' \gset
-select count(*) as deliveries from eventbus.delivery where sub_id = :vw_id;
+select count(*) as deliveries from eventbus.deliveries where subscription = 'vw';
 -- unsubscribe drops the subscription with its position and deliveries.
 select eventbus.unsubscribe('vw');
 select count(*) as subscriptions from eventbus.subscriptions where name = 'vw';
 select count(*) as deliveries from eventbus.delivery where sub_id = :vw_id;
+select count(*) as batches from eventbus.batch where sub_id = :vw_id;
 select count(*) as cursors from eventbus.cursor where sub_id = :vw_id;
 select eventbus.poll('vw');
 \echo :LAST_ERROR_SQLSTATE
