@@ -24,9 +24,11 @@ COMMENT ON FUNCTION eventbus._chunks_changed() IS
 
 -- One tick: what became pollable since the previous tick (snapshot prev,
 -- time prev_at), and one NOTIFY per subscription concerned:
---   * events committed between the two snapshots, on topics the
---     subscription's patterns match (its filter is not applied: a
---     notification means "poll now", and the poll may find nothing);
+--   * events committed between the two snapshots (prev and snap), on
+--     topics the subscription's patterns match (its filter is not applied:
+--     a notification means "poll now", and the poll may find nothing).
+--     The worker reads the topics of those events in C (src/window.c) and
+--     passes them: "topics";
 --   * deliveries whose retry, delay or lease ended since prev_at, and
 --     batches whose lease ended since prev_at;
 --   * subscriptions named by committed transactions (kicked): a nack with
@@ -43,39 +45,23 @@ COMMENT ON FUNCTION eventbus._notify_needed(integer) IS
 
 CREATE FUNCTION eventbus._tick(prev pg_snapshot, prev_at timestamptz,
                                kicked integer[], kick_all boolean,
-                               OUT snap pg_snapshot, OUT tick_at timestamptz,
+                               snap pg_snapshot, topics integer[],
+                               OUT tick_at timestamptz,
                                OUT next_due timestamptz, OUT notified integer,
                                OUT handlers text[])
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_topics integer[] := '{}';
+    v_topics integer[] := coalesce(topics, '{}');
     r record;
 BEGIN
-    snap := pg_current_snapshot();
     tick_at := clock_timestamp();
     notified := 0;
     handlers := '{}';
     -- Nobody to notify: the snapshot is all this tick has to keep.
     IF NOT EXISTS (SELECT 1 FROM eventbus.subscription s WHERE NOT s.paused) THEN
         RETURN;
-    END IF;
-    IF prev IS NOT NULL THEN
-        -- The topics of the events committed between the two snapshots.
-        v_topics := ARRAY(
-            SELECT DISTINCT q.topic_id
-              FROM (SELECT ev.topic_id FROM eventbus.event_log ev
-                     WHERE ev.txid = ANY (ARRAY(SELECT pg_snapshot_xip(prev)))
-                       -- A one-time filter: no scan when nothing was in progress.
-                       AND pg_snapshot_xmin(prev) <> pg_snapshot_xmax(prev)
-                       AND ev.rejected_by IS NULL
-                       AND pg_visible_in_snapshot(ev.txid, snap)
-                    UNION ALL
-                    SELECT ev.topic_id FROM eventbus.event_log ev
-                     WHERE ev.txid >= pg_snapshot_xmax(prev) AND ev.txid < pg_snapshot_xmax(snap)
-                       AND ev.rejected_by IS NULL
-                       AND pg_visible_in_snapshot(ev.txid, snap)) q);
     END IF;
     FOR r IN
         SELECT s.id, s.name, s.handler IS NOT NULL AS has_handler
@@ -116,7 +102,7 @@ BEGIN
                                   WHERE b.leased AND b.lease_until > tick_at));
 END
 $$;
-COMMENT ON FUNCTION eventbus._tick(pg_snapshot, timestamptz, integer[], boolean) IS
+COMMENT ON FUNCTION eventbus._tick(pg_snapshot, timestamptz, integer[], boolean, pg_snapshot, integer[]) IS
     'eventbus (internal): notify the subscriptions with something new since the previous tick';
 
 -- The subscriptions that still need an event stored in a chunk: one of
@@ -267,7 +253,7 @@ AS $$
 BEGIN
     PERFORM eventbus._check_origin();
     SELECT m.reclaimed, m.rotated INTO reclaimed, rotated FROM eventbus._maintain() m;
-    SELECT t.notified INTO notified FROM eventbus._tick(NULL, NULL, '{}', false) t;
+    SELECT t.notified INTO notified FROM eventbus._tick(NULL, NULL, '{}', false, pg_current_snapshot(), '{}') t;
 END
 $$;
 COMMENT ON FUNCTION eventbus.run_maintenance() IS

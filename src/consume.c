@@ -687,6 +687,35 @@ CutNow(Poll *p, int want, uint64 seen_epoch)
 	return EbCut(p->sub, PollLog(p), Max(want, 1), EB_SELF_CUT_MAX, &caught_up) > 0;
 }
 
+static SPIPlanPtr NextDuePlan = NULL;
+
+/*
+ * When something of the subscription falls due next without any commit:
+ * a retry or a delay, or a lease (of a delivery or a batch) that runs
+ * out; "until" when nothing does before.
+ */
+static TimestampTz
+NextDue(Poll *p, TimestampTz until)
+{
+	Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
+	Datum		args[2] = {Int32GetDatum(p->sub->id), TimestampTzGetDatum(GetCurrentTimestamp())};
+	bool		isnull;
+	Datum		d;
+
+	EbKeepPlan(&NextDuePlan,
+			   "SELECT least((SELECT min(available_at) FROM eventbus.delivery "
+			   "               WHERE sub_id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.<>) 'dead' "
+			   "                 AND available_at OPERATOR(pg_catalog.>) $2), "
+			   "             (SELECT min(lease_until) FROM eventbus.batch "
+			   "               WHERE sub_id OPERATOR(pg_catalog.=) $1 AND leased "
+			   "                 AND lease_until OPERATOR(pg_catalog.>) $2))",
+			   2, types);
+	if (SPI_execute_plan(NextDuePlan, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "eventbus: could not read when deliveries fall due");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? until : Min(until, DatumGetTimestampTz(d));
+}
+
 /* A fresh snapshot (READ COMMITTED) that also sees this transaction's own writes. */
 static void
 NewSnapshot(bool pop)
@@ -806,8 +835,8 @@ eventbus_poll(PG_FUNCTION_ARGS)
 		}
 		if (p.got > 0 || deadline == 0 || GetCurrentTimestamp() >= deadline)
 			break;
-		/* Sleep until a commit makes something pollable, or the deadline. */
-		EbWakeWait(seen, deadline);
+		/* Sleep until a commit makes something pollable, something falls due, or the deadline. */
+		EbWakeWait(seen, NextDue(&p, deadline));
 		NewSnapshot(true);
 		p.sub = EbSubByName(name);	/* paused or changed meanwhile */
 	}
@@ -1333,23 +1362,53 @@ eventbus_nack(PG_FUNCTION_ARGS)
 
 /* ---- extend_lease ---- */
 
+/* What extend_lease does to a batch: its lease end, and the tokens it met. */
+typedef struct ExtendArg
+{
+	TimestampTz until;
+	int64	   *tokens;
+	int			ntokens;
+	int			maxtokens;
+} ExtendArg;
+
+/* Remembers a lease token (once). */
+static void
+AddToken(ExtendArg *ea, int64 token)
+{
+	for (int i = 0; i < ea->ntokens; i++)
+		if (ea->tokens[i] == token)
+			return;
+	if (ea->ntokens == ea->maxtokens)
+	{
+		ea->maxtokens = Max(8, ea->maxtokens * 2);
+		ea->tokens = ea->tokens ? repalloc(ea->tokens, sizeof(int64) * ea->maxtokens) :
+			palloc(sizeof(int64) * ea->maxtokens);
+	}
+	ea->tokens[ea->ntokens++] = token;
+}
+
 /* Moves a batch's lease end. */
 static int
 ExtendEvents(EbBatch *b, const int *offsets, int n, void *arg)
 {
-	b->lease_until = *(TimestampTz *) arg;
+	ExtendArg  *ea = arg;
+
+	b->lease_until = ea->until;
+	if (b->has_token)
+		AddToken(ea, b->token);
 	return n;
 }
 
 static SPIPlanPtr ExtendPlan = NULL;
+static SPIPlanPtr ExtendTokenPlan = NULL;
 
 PG_FUNCTION_INFO_V1(eventbus_extend_lease);
 
 /*
  * SQL eventbus.extend_lease(subscription, event_ids, lease, lease_token):
- * leases of these events (still leased) end "lease" from now. A batch's
- * lease is one: extending one event of it extends all. Returns how many
- * of the events were leased.
+ * the leases of these events (still leased) end "lease" from now. A lease
+ * is what one poll handed out: extending one of its events extends all of
+ * them. Returns how many of the events were leased.
  */
 Datum
 eventbus_extend_lease(PG_FUNCTION_ARGS)
@@ -1360,10 +1419,10 @@ eventbus_extend_lease(PG_FUNCTION_ARGS)
 	Interval   *lease;
 	bool		has_token = !PG_ARGISNULL(3);
 	int64		token = has_token ? PG_GETARG_INT64(3) : 0;
-	TimestampTz until;
 	Oid			types[4] = {INT4OID, INT8ARRAYOID, TIMESTAMPTZOID, INT8OID};
 	Datum		args[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
+	ExtendArg	ea = {0};
 	int			n;
 
 	if (PG_ARGISNULL(0))
@@ -1383,21 +1442,50 @@ eventbus_extend_lease(PG_FUNCTION_ARGS)
 		PG_RETURN_INT32(0);
 	}
 	ids = SortedIds(PG_GETARG_ARRAYTYPE_P(1), &nids);
-	until = AddInterval(GetCurrentTimestamp(), lease);
+	ea.until = AddInterval(GetCurrentTimestamp(), lease);
+
+	/* The events named: deliveries of their own, then batches. */
 	EbKeepPlan(&ExtendPlan,
-		 "UPDATE eventbus.delivery SET available_at = $3 "
-		 "WHERE sub_id OPERATOR(pg_catalog.=) $1 AND event_id OPERATOR(pg_catalog.=) ANY ($2) "
-		 "AND state OPERATOR(pg_catalog.=) 'leased' AND ($4 IS NULL OR token OPERATOR(pg_catalog.=) $4)",
-		 4, types);
+			   "UPDATE eventbus.delivery SET available_at = $3 "
+			   "WHERE sub_id OPERATOR(pg_catalog.=) $1 AND event_id OPERATOR(pg_catalog.=) ANY ($2) "
+			   "AND state OPERATOR(pg_catalog.=) 'leased' AND ($4 IS NULL OR token OPERATOR(pg_catalog.=) $4) "
+			   "RETURNING token",
+			   4, types);
 	args[0] = Int32GetDatum(sub->id);
 	args[1] = IdArray(ids, nids);
-	args[2] = TimestampTzGetDatum(until);
+	args[2] = TimestampTzGetDatum(ea.until);
 	args[3] = Int64GetDatum(token);
 	nulls[3] = has_token ? ' ' : 'n';
-	if (SPI_execute_plan(ExtendPlan, args, nulls, false, 0) != SPI_OK_UPDATE)
+	if (SPI_execute_plan(ExtendPlan, args, nulls, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "eventbus: could not extend leases");
 	n = (int) SPI_processed;
-	n += ForLeasedBatches(sub, ids, nids, has_token, token, ExtendEvents, &until);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			AddToken(&ea, DatumGetInt64(d));
+	}
+	n += ForLeasedBatches(sub, ids, nids, has_token, token, ExtendEvents, &ea);
+
+	/* Then the rest of their leases: everything the same polls handed out. */
+	NewSnapshot(true);
+	for (int i = 0; i < ea.ntokens; i++)
+	{
+		Oid			ttypes[3] = {INT4OID, INT8OID, TIMESTAMPTZOID};
+		Datum		targs[3] = {Int32GetDatum(sub->id), Int64GetDatum(ea.tokens[i]), TimestampTzGetDatum(ea.until)};
+		int64		tok = ea.tokens[i];
+
+		EbKeepPlan(&ExtendTokenPlan,
+				   "UPDATE eventbus.delivery SET available_at = $3 "
+				   "WHERE sub_id OPERATOR(pg_catalog.=) $1 AND token OPERATOR(pg_catalog.=) $2 "
+				   "AND state OPERATOR(pg_catalog.=) 'leased'",
+				   3, ttypes);
+		if (SPI_execute_plan(ExtendTokenPlan, targs, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "eventbus: could not extend leases");
+		(void) ForLeasedBatches(sub, NULL, 0, true, tok, ExtendEvents, &ea);
+	}
 	PopActiveSnapshot();
 	SPI_finish();
 	PG_RETURN_INT32(n);

@@ -34,6 +34,7 @@
  */
 #include "eventbus.h"
 #include "batch.h"
+#include "window.h"
 #include "handler.h"
 #include "launcher.h"
 #include "notify.h"
@@ -57,6 +58,8 @@
 #include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/hsearch.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -129,20 +132,66 @@ WorkerErrorContext(void *arg)
 /* The last cut request a committed tick served. */
 static uint64 LastCutServed = 0;
 
-/* Subscriptions the tick cut to the end, and whether some are not there yet. */
+/* Subscriptions the tick cut to the end or not, and whether some are not there yet. */
 static List *CaughtUp = NIL;
+static List *NotCaughtUp = NIL;
 static bool MoreToCut = false;
 
 /* The query listing subscriptions to cut for, prepared once per worker. */
 static SPIPlanPtr SubsPlan = NULL;
 
 /*
+ * The subscriptions known to be cut to the end as of the previous tick
+ * (sub_id -> true); forgotten when the worker starts, so that its first
+ * tick cuts every active subscription.
+ */
+static HTAB *UpToDate = NULL;
+
+/* Whether the subscription was cut to the end as of the previous tick. */
+static bool
+WasUpToDate(int32 sub_id)
+{
+	return UpToDate != NULL && hash_search(UpToDate, &sub_id, HASH_FIND, NULL) != NULL;
+}
+
+/* Records (after commit) whether the subscription is cut to the end. */
+static void
+SetUpToDate(int32 sub_id, bool up_to_date)
+{
+	if (UpToDate == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(int32);
+		ctl.entrysize = sizeof(int32);
+		ctl.hcxt = TopMemoryContext;
+		UpToDate = hash_create("eventbus subscriptions cut to the end", 64, &ctl,
+							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	(void) hash_search(UpToDate, &sub_id, up_to_date ? HASH_ENTER : HASH_REMOVE, NULL);
+}
+
+/* Whether any of the topics is matched by the subscription. */
+static bool
+MatchesAny(EbSub *sub, const int32 *topics, int ntopics)
+{
+	for (int i = 0; i < ntopics; i++)
+		if (EbSubMatchesTopic(sub, topics[i]))
+			return true;
+	return false;
+}
+
+/*
  * Cuts batches, in the tick's transaction, for every subscription that is
  * not paused and was polled lately (or has a handler): what their
- * consumers will claim. Returns whether any event was cut.
+ * consumers will claim. A subscription that was cut to the end at the
+ * previous tick, and matches none of the topics of this tick's window,
+ * was not named by a committed transaction (seek, alter) and is not
+ * known to be behind, is left alone: still cut to the end, nothing
+ * written. Returns whether any event was cut.
  */
 static bool
-CutActive(uint64 epoch)
+CutActive(const int32 *topics, int ntopics, const int32 *kicks, int nkicks, bool kick_all)
 {
 	EbLog	   *log = NULL;
 	bool		any = false;
@@ -175,6 +224,7 @@ CutActive(uint64 epoch)
 	{
 		int			want = 0;
 		bool		caught_up;
+		bool		kicked = kick_all;
 		EbSub	   *sub;
 		MemoryContext old;
 
@@ -183,21 +233,73 @@ CutActive(uint64 epoch)
 		sub = EbSubById(ids[i]);
 		if (sub == NULL || sub->paused)
 			continue;
-		if (log == NULL)
-			log = EbLogOpen();
-		if (EbCut(sub, log, want > 0 ? want : EB_DEFAULT_BATCH, EB_CUT_ROWS, &caught_up) > 0)
-			any = true;
+		for (int k = 0; k < nkicks && !kicked; k++)
+			kicked = kicks[k] == ids[i];
+		if (!kicked && WasUpToDate(ids[i]) && !MatchesAny(sub, topics, ntopics))
+			caught_up = true;	/* nothing new for it */
+		else
+		{
+			if (log == NULL)
+				log = EbLogOpen();
+			if (EbCut(sub, log, want > 0 ? want : EB_DEFAULT_BATCH, EB_CUT_ROWS, &caught_up) > 0)
+				any = true;
+		}
 		/* Marked once the transaction commits (Tick). */
 		old = MemoryContextSwitchTo(TopMemoryContext);
 		if (caught_up)
 			CaughtUp = lappend_int(CaughtUp, ids[i]);
 		else
+		{
+			NotCaughtUp = lappend_int(NotCaughtUp, ids[i]);
 			MoreToCut = true;
+		}
 		MemoryContextSwitchTo(old);
 	}
 	if (log != NULL)
 		EbLogClose(log);
 	return any;
+}
+
+/*
+ * The topics of the events committed after snapshot prev and by snapshot
+ * snap (window.c), rejected ones aside: what the tick notifies for.
+ */
+static int32 *
+WindowTopics(const char *prev, const EbSnap *snap, int *ntopics)
+{
+	EbLog	   *log = EbLogOpen();
+	EbSnap	   *lo = EbSnapFromDatum(DirectFunctionCall1(pg_snapshot_in, CStringGetDatum(prev)));
+	EbWindowScan *ws = EbWindowBegin(log, lo, snap, NULL);
+	TupleTableSlot *slot;
+	EbPos		pos;
+	int			max = 16;
+	int32	   *topics = palloc(sizeof(int32) * max);
+
+	*ntopics = 0;
+	while ((slot = EbWindowNext(ws, &pos)) != NULL)
+	{
+		bool		isnull;
+		int32		t;
+		bool		known = false;
+
+		(void) slot_getattr(slot, EB_LOG_REJECTED_BY, &isnull);
+		if (!isnull)
+			continue;
+		t = DatumGetInt32(slot_getattr(slot, EB_LOG_TOPIC_ID, &isnull));
+		for (int i = *ntopics - 1; i >= 0 && !known; i--)
+			known = topics[i] == t;
+		if (known)
+			continue;
+		if (*ntopics == max)
+		{
+			max *= 2;
+			topics = repalloc(topics, sizeof(int32) * max);
+		}
+		topics[(*ntopics)++] = t;
+	}
+	EbWindowEnd(ws);
+	EbLogClose(log);
+	return topics;
 }
 
 /* The tick's query, prepared once per worker. */
@@ -226,10 +328,14 @@ Tick(EbTickState *ts)
 	bool		kick_all = EbSlotTakeKicks(kicks, &nkicks);
 	uint64		cut_seq;
 	uint64		cut_epoch;
-	Oid			argtypes[4] = {TEXTOID, TIMESTAMPTZOID, INT4ARRAYOID, BOOLOID};
-	Datum		args[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Oid			argtypes[6] = {TEXTOID, TIMESTAMPTZOID, INT4ARRAYOID, BOOLOID, TEXTOID, INT4ARRAYOID};
+	Datum		args[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	Datum	   *kickdatums;
+	Datum	   *topicdatums;
+	int32	   *topics = NULL;
+	int			ntopics = 0;
+	EbSnap	   *snap;
 	bool		present;
 
 	SetCurrentStatementStartTimestamp();
@@ -246,6 +352,10 @@ Tick(EbTickState *ts)
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		PushActiveSnapshot(GetTransactionSnapshot());
+		snap = EbSnapCurrent();
+		/* The topics of the new events: read once, here (window.c). */
+		if (ts->snapshot != NULL)
+			topics = WindowTopics(ts->snapshot, snap, &ntopics);
 
 		args[0] = ts->snapshot ? CStringGetTextDatum(ts->snapshot) : (Datum) 0;
 		nulls[0] = ts->snapshot ? ' ' : 'n';
@@ -256,13 +366,19 @@ Tick(EbTickState *ts)
 			kickdatums[i] = Int32GetDatum(kicks[i]);
 		args[2] = PointerGetDatum(construct_array(kickdatums, nkicks, INT4OID, 4, true, TYPALIGN_INT));
 		args[3] = BoolGetDatum(kick_all);
+		args[4] = DirectFunctionCall1(textin, DirectFunctionCall1(pg_snapshot_out, EbSnapToDatum(snap)));
+		topicdatums = palloc(sizeof(Datum) * Max(ntopics, 1));
+		for (int i = 0; i < ntopics; i++)
+			topicdatums[i] = Int32GetDatum(topics[i]);
+		args[5] = PointerGetDatum(construct_array(topicdatums, ntopics, INT4OID, 4, true, TYPALIGN_INT));
 
 		/* Parsed and planned once per worker (the plan cache revalidates it). */
 		if (TickPlan == NULL)
 		{
-			SPIPlanPtr	plan = SPI_prepare("SELECT snap::text, tick_at, next_due, notified, handlers "
-										   "FROM eventbus._tick($1::pg_snapshot, $2, $3, $4)",
-										   4, argtypes);
+			SPIPlanPtr	plan = SPI_prepare("SELECT tick_at, next_due, notified, handlers "
+										   "FROM eventbus._tick($1::pg_snapshot, $2, $3, $4, "
+										   "$5::pg_snapshot, $6)",
+										   6, argtypes);
 
 			if (plan == NULL || SPI_keepplan(plan) != 0)
 				elog(ERROR, "could not prepare the tick: %s", SPI_result_code_string(SPI_result));
@@ -281,14 +397,14 @@ Tick(EbTickState *ts)
 
 			MemoryContextReset(ts->cxt);
 			old = MemoryContextSwitchTo(ts->cxt);
-			ts->snapshot = SPI_getvalue(tup, desc, 1);
-			ts->at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 2, &isnull));
-			d = SPI_getbinval(tup, desc, 3, &isnull);
+			ts->snapshot = TextDatumGetCString(args[4]);
+			ts->at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 1, &isnull));
+			d = SPI_getbinval(tup, desc, 2, &isnull);
 			ts->next_due = isnull ? 0 : DatumGetTimestampTz(d);
-			d = SPI_getbinval(tup, desc, 4, &isnull);
+			d = SPI_getbinval(tup, desc, 3, &isnull);
 			if (!isnull)
 				EbSlotCountTick(DatumGetInt32(d), ts->at);
-			d = SPI_getbinval(tup, desc, 5, &isnull);
+			d = SPI_getbinval(tup, desc, 4, &isnull);
 			ts->handlers = NIL;
 			if (!isnull)
 			{
@@ -305,7 +421,7 @@ Tick(EbTickState *ts)
 			MemoryContextSwitchTo(old);
 		}
 		/* Batches for the consumers, committed with the notifications. */
-		if (CutActive(cut_epoch))
+		if (CutActive(topics, ntopics, kicks, nkicks, kick_all))
 			EbWakeAtCommit();	/* waiting pollers look again */
 		SPI_finish();
 		PopActiveSnapshot();
@@ -316,9 +432,15 @@ Tick(EbTickState *ts)
 		ListCell   *lc;
 
 		foreach(lc, CaughtUp)
+		{
 			EbNotifySetCutEpoch(lfirst_int(lc), cut_epoch);
+			SetUpToDate(lfirst_int(lc), true);
+		}
+		foreach(lc, NotCaughtUp)
+			SetUpToDate(lfirst_int(lc), false);
 		list_free(CaughtUp);
-		CaughtUp = NIL;
+		list_free(NotCaughtUp);
+		CaughtUp = NotCaughtUp = NIL;
 	}
 	if (MoreToCut)
 	{
