@@ -40,7 +40,9 @@ OBJS = \
 	src/schemareg.o \
 	src/stats.o \
 	src/window.o \
+	src/sub.o \
 	src/batch.o \
+	src/cut.o \
 	src/consume.o \
 	src/metrics_http.o
 

@@ -1,8 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * batch.h
- *	  Subscriptions as the consuming code sees them, and their batches
- *	  (batch.c): cutting the log into batches, batch rows, delivery rows.
+ *	  Batch rows and delivery rows (batch.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -18,34 +17,6 @@
 #include "utils/hsearch.h"
 #include "utils/timestamp.h"
 #include "window.h"
-
-/* Most events one batch holds (its ids array stays small, stored inline). */
-#define EB_BATCH_MAX		200
-
-/* A subscription's options, loaded once per call. */
-typedef struct EbSub
-{
-	int32		id;
-	char	   *name;
-	int			npatterns;
-	EbPattern  *patterns;
-	int32		max_attempts;
-	int64		backoff_initial;	/* microseconds */
-	int64		backoff_max;	/* microseconds */
-	Interval	lease;
-	bool		ordered;
-	bool		has_filter;
-	Datum		filter;			/* jsonpath */
-	int64		max_backlog;	/* 0: none */
-	bool		drop_oldest;
-	bool		paused;
-	HTAB	   *topics;			/* topic id -> matches, filled as met */
-} EbSub;
-
-extern EbSub *EbSubByName(const char *name);
-extern EbSub *EbSubById(int32 id);
-extern bool EbSubMatchesTopic(EbSub *sub, int32 topic_id);
-extern int64 EbBackoff(const EbSub *sub, int attempt);
 
 /* Columns of eventbus.batch (sql/30_subscriptions.sql), 1-based. */
 #define EB_BATCH_SUB_ID		1
@@ -146,7 +117,5 @@ extern void EbDeliveryInsert(EbRowWriter *w, const EbDelivery *d);
 extern void EbBatchSpill(EbLog *log, const EbBatch *b, const int64 *ids, int n, EbDelivery *proto);
 extern int64 EbNextOrd(void);
 
-extern SPIPlanPtr EbKeepPlan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types);
-extern int64 EbCut(EbSub *sub, EbLog *log, int batch_size, int64 max_events, bool *caught_up);
 
 #endif							/* EB_BATCH_H */

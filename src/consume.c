@@ -48,6 +48,8 @@
  */
 #include "eventbus.h"
 #include "batch.h"
+#include "cut.h"
+#include "sub.h"
 #include "launcher.h"
 #include "notify.h"
 #include "stats.h"

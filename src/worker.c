@@ -34,6 +34,8 @@
  */
 #include "eventbus.h"
 #include "batch.h"
+#include "cut.h"
+#include "sub.h"
 #include "window.h"
 #include "handler.h"
 #include "launcher.h"
