@@ -24,29 +24,23 @@ $$;
 COMMENT ON FUNCTION eventbus._topic_ids(text[]) IS
     'eventbus (internal): ids of the topics any of the patterns match';
 
--- The events of the log a subscription has not cut into batches yet:
--- matching one of its topics and its filter, after its position, not
--- rejected by a schema; expired ones included. For the backlog counts and
--- the stats views only (the consuming path reads the log in C, src/
--- window.c). Inlined into its callers (which pin search_path).
-CREATE FUNCTION eventbus._unread(s eventbus.subscription, c eventbus.cursor, topics integer[])
-RETURNS TABLE (published_at timestamptz, expires_at timestamptz)
-LANGUAGE sql STABLE PARALLEL SAFE
-AS $$
-    SELECT ev.published_at, ev.expires_at
-      FROM eventbus.event_log ev
-     WHERE ev.txid >= pg_catalog.pg_snapshot_xmin(c.win_lo)
-       AND ev.topic_id = ANY (topics)
-       AND ev.rejected_by IS NULL
-       AND NOT pg_catalog.pg_visible_in_snapshot(ev.txid, c.win_lo)
-       AND (c.win_hi IS NULL OR NOT pg_catalog.pg_visible_in_snapshot(ev.txid, c.win_hi)
-            OR (ev.txid, ev.id) > (c.pos_txid, c.pos_id))
-       AND (c.start_time IS NULL OR ev.published_at >= c.start_time)
-       AND (c.start_id IS NULL OR ev.id >= c.start_id)
-       AND (s.filter IS NULL OR coalesce(ev.payload @@ s.filter, false))
-$$;
-COMMENT ON FUNCTION eventbus._unread(eventbus.subscription, eventbus.cursor, integer[]) IS
-    'eventbus (internal): events of the log a subscription has not read yet';
+-- The events of the log a subscription has not cut into batches yet, in
+-- commit order, read in C with the snapshot formula of src/window.c (the
+-- one place it is written): matching one of its topics and its filter,
+-- after its position, not rejected by a schema; expired ones included,
+-- until "lim" not expired ones (NULL: all); from one chunk table only when
+-- "chunk" is given; up to the current snapshot, or with "restored" every
+-- stored event (the adoption of restored data, whose xids come from
+-- another cluster). For the backlog counts, the stats views, chunk pins
+-- and that adoption (src/cut.c).
+CREATE FUNCTION eventbus._unread(sub_id integer, lim bigint DEFAULT NULL, chunk regclass DEFAULT NULL,
+                                 restored boolean DEFAULT false)
+RETURNS TABLE (event_id bigint, txid xid8, published_at timestamptz, expires_at timestamptz,
+               key text, deliver_at timestamptz)
+AS 'MODULE_PATHNAME', 'eventbus_unread'
+LANGUAGE C STABLE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus._unread(integer, bigint, regclass, boolean) IS
+    'eventbus (internal): events of the log a subscription has not cut into batches yet';
 
 -- A subscription's backlog: events waiting for a retry or a delay, the
 -- open events of its batches not handed out yet, plus the matching events
@@ -60,13 +54,10 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     s eventbus.subscription;
-    c eventbus.cursor;
     n bigint;
-    v_topics integer[];
 BEGIN
     SELECT * INTO s FROM eventbus.subscription sb WHERE sb.id = _backlog.sub_id;
-    SELECT * INTO c FROM eventbus.cursor cu WHERE cu.sub_id = _backlog.sub_id;
-    IF s.id IS NULL OR c.sub_id IS NULL THEN
+    IF s.id IS NULL THEN
         RETURN 0;
     END IF;
     SELECT count(*) INTO n
@@ -77,11 +68,8 @@ BEGIN
     IF n >= lim THEN
         RETURN n;
     END IF;
-    v_topics := eventbus._topic_ids(s.patterns);
-    RETURN n + (SELECT count(*)
-                  FROM (SELECT 1 FROM eventbus._unread(s, c, v_topics) u
-                         WHERE u.expires_at IS NULL OR u.expires_at > clock_timestamp()
-                         LIMIT lim - n) q);
+    RETURN n + (SELECT count(*) FROM eventbus._unread(s.id, lim - n) u
+                 WHERE u.expires_at IS NULL OR u.expires_at > clock_timestamp());
 END
 $$;
 COMMENT ON FUNCTION eventbus._backlog(integer, bigint) IS

@@ -24,7 +24,6 @@ AS $$
 DECLARE
     cur      bigint := (SELECT system_identifier FROM pg_control_system());
     s        record;
-    v_topics integer[];
 BEGIN
     -- One adopter at a time; the others find the work done.
     LOCK TABLE eventbus.origin IN EXCLUSIVE MODE;
@@ -52,29 +51,15 @@ BEGIN
     DELETE FROM eventbus.batch;
 
     -- Snapshots and xids still agree with each other here: both come from
-    -- the dumped cluster, so each cursor says exactly what is undelivered.
-    FOR s IN SELECT sb.id, sb.patterns, sb.filter, sb.ordered, c.win_lo, c.win_hi, c.pos_txid,
-                    c.pos_id, c.start_time, c.start_id
-               FROM eventbus.subscription sb JOIN eventbus.cursor c ON c.sub_id = sb.id
-    LOOP
-        v_topics := eventbus._topic_ids(s.patterns);
-        -- In (txid, id) order, so that keys of ordered subscriptions queue in it.
+    -- the dumped cluster, so each cursor says exactly what is undelivered
+    -- (eventbus._unread reads the log as a cut would, in commit order, so
+    -- that keys of ordered subscriptions queue in it).
+    FOR s IN SELECT sb.id, sb.ordered FROM eventbus.subscription sb LOOP
         INSERT INTO eventbus.delivery (sub_id, event_id, txid, state, attempt, available_at, key, ord)
-        SELECT s.id, q.id, q.txid, 'waiting', 0, coalesce(q.deliver_at, now()),
+        SELECT s.id, q.event_id, q.txid, 'waiting', 0, coalesce(q.deliver_at, now()),
                CASE WHEN s.ordered THEN q.key END,
                CASE WHEN s.ordered AND q.key IS NOT NULL THEN nextval('eventbus.delivery_ord_seq') END
-          FROM (SELECT ev.id, ev.txid, ev.key, ev.deliver_at
-                  FROM eventbus.event_log ev
-                 WHERE ev.topic_id = ANY (v_topics)
-                   AND ev.rejected_by IS NULL
-                   AND NOT pg_visible_in_snapshot(ev.txid, s.win_lo)
-                   AND NOT (s.win_hi IS NOT NULL AND s.pos_txid IS NOT NULL
-                            AND pg_visible_in_snapshot(ev.txid, s.win_hi)
-                            AND (ev.txid, ev.id) <= (s.pos_txid, s.pos_id))
-                   AND (s.start_time IS NULL OR ev.published_at >= s.start_time)
-                   AND (s.start_id IS NULL OR ev.id >= s.start_id)
-                   AND (s.filter IS NULL OR coalesce(ev.payload @@ s.filter, false))
-                 ORDER BY ev.txid, ev.id) q
+          FROM eventbus._unread(s.id, restored => true) q
         ON CONFLICT DO NOTHING;
     END LOOP;
 

@@ -128,13 +128,7 @@ BEGIN
                         WHERE b.sub_id = s.id
                           AND EXISTS (SELECT 1 FROM %1$s ev
                                        WHERE ev.txid >= b.first_txid AND ev.txid <= b.last_txid))
-            OR EXISTS (SELECT 1 FROM %1$s ev
-                        WHERE ev.txid >= pg_snapshot_xmin(cu.win_lo)
-                          AND ev.rejected_by IS NULL
-                          AND NOT pg_visible_in_snapshot(ev.txid, cu.win_lo)
-                          AND (cu.win_hi IS NULL OR NOT pg_visible_in_snapshot(ev.txid, cu.win_hi)
-                               OR (ev.txid, ev.id) > (cu.pos_txid, cu.pos_id))
-                          AND ev.topic_id = ANY (eventbus._topic_ids(s.patterns)))$q$, chunk)
+            OR EXISTS (SELECT 1 FROM eventbus._unread(s.id, 1, %1$L::regclass))$q$, chunk)
       INTO v_pins;
     RETURN coalesce(v_pins, '{}');
 END

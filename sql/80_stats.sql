@@ -125,8 +125,7 @@ BEGIN
            min(u.published_at) FILTER (WHERE NOT u.gone), max(u.published_at)
       INTO unread, unread_expired, oldest_pending, newest
       FROM (SELECT x.published_at, coalesce(x.expires_at <= v_now, false) AS gone
-              FROM eventbus._unread(s, c, v_topics) x
-             LIMIT 1000000) u;
+              FROM eventbus._unread(s.id, 1000000) x) u;
     SELECT count(*) FILTER (WHERE d.state = 'waiting' OR (d.state = 'leased' AND d.available_at <= v_now)),
            count(*) FILTER (WHERE d.state = 'leased' AND d.available_at > v_now),
            count(*) FILTER (WHERE d.state = 'dead'),
@@ -418,7 +417,7 @@ REVOKE EXECUTE ON FUNCTION
     eventbus._worker_stats(),
     eventbus._worker_stats_reset(),
     eventbus._pending(integer),
-    eventbus._unread(eventbus.subscription, eventbus.cursor, integer[])
+    eventbus._unread(integer, bigint, regclass, boolean)
 FROM PUBLIC;
 -- The views call these as the reading role.
 GRANT EXECUTE ON FUNCTION

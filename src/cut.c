@@ -48,6 +48,7 @@
 #include "common/pg_prng.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "funcapi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -74,14 +75,18 @@ typedef struct Cursor
 } Cursor;
 
 static SPIPlanPtr LockCursorPlan = NULL;
+static SPIPlanPtr ReadCursorPlan = NULL;
 static SPIPlanPtr SaveCursorPlan = NULL;
 static SPIPlanPtr InFlightPlan = NULL;
 static SPIPlanPtr DeadPlan = NULL;
 static SPIPlanPtr DropDeadPlan = NULL;
 
-/* Locks and reads a subscription's cursor row; false when another holds it. */
+/*
+ * Reads a subscription's cursor row, locked (lock: FOR UPDATE SKIP
+ * LOCKED) or not; false when another transaction holds it (or it is gone).
+ */
 static bool
-LockCursor(int32 sub_id, Cursor *c)
+ReadCursor(int32 sub_id, Cursor *c, bool lock)
 {
 	Oid			types[1] = {INT4OID};
 	Datum		args[1] = {Int32GetDatum(sub_id)};
@@ -90,11 +95,17 @@ LockCursor(int32 sub_id, Cursor *c)
 	bool		isnull;
 	Datum		d;
 
-	EbKeepPlan(&LockCursorPlan,
-			 "SELECT win_lo, win_hi, pos_txid, pos_id, start_time, start_id, expired "
-			 "FROM eventbus.cursor WHERE sub_id OPERATOR(pg_catalog.=) $1 FOR UPDATE SKIP LOCKED",
-			 1, types);
-	if (SPI_execute_plan(LockCursorPlan, args, NULL, false, 1) != SPI_OK_SELECT)
+	if (lock)
+		EbKeepPlan(&LockCursorPlan,
+				   "SELECT win_lo, win_hi, pos_txid, pos_id, start_time, start_id, expired "
+				   "FROM eventbus.cursor WHERE sub_id OPERATOR(pg_catalog.=) $1 FOR UPDATE SKIP LOCKED",
+				   1, types);
+	else
+		EbKeepPlan(&ReadCursorPlan,
+				   "SELECT win_lo, win_hi, pos_txid, pos_id, start_time, start_id, expired "
+				   "FROM eventbus.cursor WHERE sub_id OPERATOR(pg_catalog.=) $1",
+				   1, types);
+	if (SPI_execute_plan(lock ? LockCursorPlan : ReadCursorPlan, args, NULL, !lock, 1) != SPI_OK_SELECT)
 		elog(ERROR, "eventbus: could not read the cursor");
 	if (SPI_processed == 0)
 		return false;
@@ -382,7 +393,7 @@ EbCut(EbSub *sub, EbLog *log, int batch_size, int64 max_events, bool *caught_up)
 	int64		expired = 0;
 
 	*caught_up = false;
-	if (!LockCursor(sub->id, &c))
+	if (!ReadCursor(sub->id, &c, true))
 		return -1;
 	batch_size = Max(1, Min(batch_size, EB_BATCH_MAX));
 	if (c.win_hi != NULL)
@@ -540,4 +551,108 @@ EbCut(EbSub *sub, EbLog *log, int batch_size, int64 max_events, bool *caught_up)
 	EbStatsCountSub(sub->id, EB_SUB_READ, read);
 	EbStatsCountSub(sub->id, EB_SUB_EXPIRED, expired);
 	return read + batched;
+}
+
+/*
+ * Whether an event of the log is one the subscription reads (its topic,
+ * not rejected by a schema, within a replay's start, its filter): the
+ * tests of a cut, for _unread.
+ */
+static bool
+Wanted(EbSub *sub, const Cursor *c, TupleTableSlot *slot, int64 id)
+{
+	bool		isnull;
+
+	if (!EbSubMatchesTopic(sub, DatumGetInt32(slot_getattr(slot, EB_LOG_TOPIC_ID, &isnull))))
+		return false;
+	(void) slot_getattr(slot, EB_LOG_REJECTED_BY, &isnull);
+	if (!isnull)
+		return false;
+	if (c->has_start_time &&
+		DatumGetTimestampTz(slot_getattr(slot, EB_LOG_PUBLISHED_AT, &isnull)) < c->start_time)
+		return false;
+	if (c->has_start_id && id < c->start_id)
+		return false;
+	return !sub->has_filter || EbSubPassesFilter(sub, slot_getattr(slot, EB_LOG_PAYLOAD, &isnull));
+}
+
+PG_FUNCTION_INFO_V1(eventbus_unread);
+
+/*
+ * SQL eventbus._unread(sub_id, lim, chunk, restored): the events of the log the
+ * subscription has not cut into batches yet, in commit order, as a cut
+ * would take them: until lim of them not expired (NULL: all), from one
+ * chunk table only when chunk is given. For the backlog counts, the stats
+ * views, the chunks a subscription pins and the adoption of restored data;
+ * it reads the cursor without locking it.
+ */
+Datum
+eventbus_unread(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int32		sub_id;
+	int64		lim = PG_ARGISNULL(1) ? PG_INT64_MAX : PG_GETARG_INT64(1);
+	EbSub	   *sub;
+	Cursor		c;
+	EbLog	   *log;
+	EbSnap	   *now_snap;
+	TimestampTz now = GetCurrentTimestamp();
+	int64		live = 0;
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	if (PG_ARGISNULL(0) || lim <= 0)
+		return (Datum) 0;
+	sub_id = PG_GETARG_INT32(0);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	sub = EbSubById(sub_id);
+	if (sub == NULL || !ReadCursor(sub_id, &c, false))
+	{
+		SPI_finish();
+		return (Datum) 0;
+	}
+	log = PG_ARGISNULL(2) ? EbLogOpen() : EbLogOpenChunk(PG_GETARG_OID(2));
+	if (!PG_ARGISNULL(3) && PG_GETARG_BOOL(3))
+	{
+		/* Restored data: every stored event counts as committed. */
+		now_snap = palloc0(sizeof(EbSnap));
+		now_snap->xmin = now_snap->xmax = PG_UINT64_MAX - 1;
+	}
+	else
+		now_snap = EbSnapCurrent();
+	/* The rest of an open window, then the window up to now. */
+	for (int w = 0; w < 2 && live < lim; w++)
+	{
+		EbSnap	   *lo = w == 0 ? c.win_lo : (c.win_hi ? c.win_hi : c.win_lo);
+		EbSnap	   *hi = w == 0 ? c.win_hi : now_snap;
+		EbWindowScan *ws;
+		TupleTableSlot *slot;
+		EbPos		pos;
+
+		if (hi == NULL || (w == 1 && !EbSnapBefore(lo, hi)))
+			continue;
+		ws = EbWindowBegin(log, lo, hi, w == 0 && c.has_pos ? &c.pos : NULL);
+		while (live < lim && (slot = EbWindowNext(ws, &pos)) != NULL)
+		{
+			Datum		values[6];
+			bool		nulls[6] = {0};
+
+			CHECK_FOR_INTERRUPTS();
+			if (!Wanted(sub, &c, slot, pos.id))
+				continue;
+			values[0] = Int64GetDatum(pos.id);
+			values[1] = FullTransactionIdGetDatum(FullTransactionIdFromU64(pos.txid));
+			values[2] = slot_getattr(slot, EB_LOG_PUBLISHED_AT, &nulls[2]);
+			values[3] = slot_getattr(slot, EB_LOG_EXPIRES_AT, &nulls[3]);
+			values[4] = slot_getattr(slot, EB_LOG_KEY, &nulls[4]);
+			values[5] = slot_getattr(slot, EB_LOG_DELIVER_AT, &nulls[5]);
+			if (nulls[3] || DatumGetTimestampTz(values[3]) > now)
+				live++;
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
+		EbWindowEnd(ws);
+	}
+	EbLogClose(log);
+	SPI_finish();
+	return (Datum) 0;
 }

@@ -205,6 +205,26 @@ EbLogOpen(void)
 	return log;
 }
 
+/* Opens one chunk (a table inheriting from eventbus.event_log) and its index. */
+EbLog *
+EbLogOpenChunk(Oid relid)
+{
+	EbLog	   *log = palloc0(sizeof(EbLog));
+	List	   *indexes;
+
+	log->heap[0] = table_open(relid, AccessShareLock);
+	indexes = RelationGetIndexList(log->heap[0]);
+	if (indexes == NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("\"%s\" is not a chunk of the eventbus log", RelationGetRelationName(log->heap[0])),
+				 errhint("Pass one of eventbus.event_log_0, _1, _2.")));
+	log->index[0] = index_open(linitial_oid(indexes), AccessShareLock);
+	log->slot[0] = table_slot_create(log->heap[0], NULL);
+	log->nchunks = 1;
+	return log;
+}
+
 /* Closes what EbLogOpen opened (the locks stay until the transaction ends). */
 void
 EbLogClose(EbLog *log)

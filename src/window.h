@@ -53,6 +53,7 @@ extern bool EbSnapBefore(const EbSnap *older, const EbSnap *newer);
 typedef struct EbLog EbLog;
 
 extern EbLog *EbLogOpen(void);
+extern EbLog *EbLogOpenChunk(Oid relid);
 extern void EbLogClose(EbLog *log);
 extern TupleTableSlot *EbLogFetch(EbLog *log, uint64 txid, int64 id);
 
