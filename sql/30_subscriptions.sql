@@ -19,7 +19,8 @@ CREATE TABLE eventbus.subscription (
     on_overflow     text NOT NULL DEFAULT 'reject' CHECK (on_overflow IN ('reject', 'drop_oldest')),
     paused          boolean NOT NULL DEFAULT false,
     created_at      timestamptz NOT NULL DEFAULT now(),
-    handler         regprocedure            -- called by the background worker per event
+    handler         regprocedure,           -- called by handler processes per event
+    concurrency     integer NOT NULL DEFAULT 1  -- handler processes for it
 );
 COMMENT ON TABLE eventbus.subscription IS 'eventbus: subscriptions (configuration)';
 COMMENT ON SEQUENCE eventbus.subscription_id_seq IS 'eventbus: subscription ids';
@@ -308,6 +309,11 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Pass ''reject'' (publish fails) or ''drop_oldest'' (oldest pending events become dead letters).';
     END IF;
+    IF s.concurrency IS NULL OR s.concurrency < 1 OR s.concurrency > 64 THEN
+        RAISE EXCEPTION 'concurrency must be between 1 and 64: %', s.concurrency
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass e.g. 4: handler processes that run the subscription''s handler side by side.';
+    END IF;
     IF s.handler IS NOT NULL AND NOT EXISTS (
            SELECT 1 FROM pg_proc p
             WHERE p.oid = s.handler AND p.prokind = 'f' AND NOT p.proretset
@@ -374,7 +380,8 @@ CREATE FUNCTION eventbus.subscribe(
     filter          jsonpath DEFAULT NULL,
     max_backlog     bigint   DEFAULT NULL,
     on_overflow     text     DEFAULT 'reject',
-    handler         regprocedure DEFAULT NULL)
+    handler         regprocedure DEFAULT NULL,
+    concurrency     integer  DEFAULT 1)
 RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -387,15 +394,15 @@ BEGIN
     s.name := name; s.patterns := patterns; s.max_attempts := max_attempts;
     s.backoff_initial := backoff_initial; s.backoff_max := backoff_max; s.lease := lease;
     s.ordered := ordered; s.filter := filter; s.max_backlog := max_backlog;
-    s.on_overflow := on_overflow; s.handler := handler;
+    s.on_overflow := on_overflow; s.handler := handler; s.concurrency := concurrency;
     PERFORM eventbus._check_subscription(s);
     t := eventbus._start_time(start_at);
 
     INSERT INTO eventbus.subscription AS sb (name, patterns, max_attempts, backoff_initial,
                                              backoff_max, lease, ordered, filter, max_backlog,
-                                             on_overflow, handler)
+                                             on_overflow, handler, concurrency)
     VALUES (s.name, s.patterns, s.max_attempts, s.backoff_initial, s.backoff_max, s.lease,
-            s.ordered, s.filter, s.max_backlog, s.on_overflow, s.handler)
+            s.ordered, s.filter, s.max_backlog, s.on_overflow, s.handler, s.concurrency)
     ON CONFLICT ON CONSTRAINT subscription_name_key DO NOTHING
     RETURNING sb.id INTO s.id;
     IF s.id IS NULL THEN
@@ -410,7 +417,7 @@ BEGIN
     PERFORM eventbus._subscriptions_changed();
 END
 $$;
-COMMENT ON FUNCTION eventbus.subscribe(text, text[], integer, interval, interval, interval, boolean, text, jsonpath, bigint, text, regprocedure) IS
+COMMENT ON FUNCTION eventbus.subscribe(text, text[], integer, interval, interval, interval, boolean, text, jsonpath, bigint, text, regprocedure, integer) IS
     'eventbus: create a durable subscription to every event whose topic matches one of the patterns';
 
 CREATE FUNCTION eventbus.alter_subscription(
@@ -425,7 +432,8 @@ CREATE FUNCTION eventbus.alter_subscription(
     max_backlog     bigint   DEFAULT NULL,
     on_overflow     text     DEFAULT NULL,
     reset           text[]   DEFAULT NULL,
-    handler         regprocedure DEFAULT NULL)
+    handler         regprocedure DEFAULT NULL,
+    concurrency     integer  DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -447,10 +455,11 @@ BEGIN
             WHEN 'ordered' THEN s.ordered := false;
             WHEN 'on_overflow' THEN s.on_overflow := 'reject';
             WHEN 'handler' THEN s.handler := NULL;
+            WHEN 'concurrency' THEN s.concurrency := 1;
             ELSE
                 RAISE EXCEPTION 'cannot reset "%"', r
                     USING ERRCODE = 'invalid_parameter_value',
-                          HINT = 'reset takes option names: filter, max_backlog, max_attempts, backoff_initial, backoff_max, lease, ordered, on_overflow, handler.';
+                          HINT = 'reset takes option names: filter, max_backlog, max_attempts, backoff_initial, backoff_max, lease, ordered, on_overflow, handler, concurrency.';
         END CASE;
     END LOOP;
     s.patterns := coalesce(patterns, s.patterns);
@@ -463,17 +472,19 @@ BEGIN
     s.max_backlog := coalesce(max_backlog, s.max_backlog);
     s.on_overflow := coalesce(on_overflow, s.on_overflow);
     s.handler := coalesce(handler, s.handler);
+    s.concurrency := coalesce(concurrency, s.concurrency);
     PERFORM eventbus._check_subscription(s);
     UPDATE eventbus.subscription sb
        SET patterns = s.patterns, max_attempts = s.max_attempts, backoff_initial = s.backoff_initial,
            backoff_max = s.backoff_max, lease = s.lease, ordered = s.ordered, filter = s.filter,
-           max_backlog = s.max_backlog, on_overflow = s.on_overflow, handler = s.handler
+           max_backlog = s.max_backlog, on_overflow = s.on_overflow, handler = s.handler,
+           concurrency = s.concurrency
      WHERE sb.id = s.id;
     PERFORM eventbus._subscriptions_changed();
     PERFORM eventbus._wake(s.id);       -- the worker looks at it again (handler, patterns)
 END
 $$;
-COMMENT ON FUNCTION eventbus.alter_subscription(text, text[], integer, interval, interval, interval, boolean, jsonpath, bigint, text, text[], regprocedure) IS
+COMMENT ON FUNCTION eventbus.alter_subscription(text, text[], integer, interval, interval, interval, boolean, jsonpath, bigint, text, text[], regprocedure, integer) IS
     'eventbus: change options of a subscription (NULL keeps an option; reset => names puts options back to their defaults)';
 
 CREATE FUNCTION eventbus.unsubscribe(name text)
@@ -520,7 +531,7 @@ COMMENT ON FUNCTION eventbus.resume(text) IS 'eventbus: hand out events of a pau
 CREATE VIEW eventbus.subscriptions AS
 SELECT s.name, s.patterns, s.max_attempts, s.backoff_initial, s.backoff_max, s.lease,
        s.ordered, s.filter, s.max_backlog, s.on_overflow, s.paused,
-       'eventbus_' || s.name AS channel, s.created_at, s.handler,
+       'eventbus_' || s.name AS channel, s.created_at, s.handler, s.concurrency,
        (SELECT count(*) FROM eventbus.delivery d WHERE d.sub_id = s.id AND d.state = 'leased')
        + coalesce((SELECT sum(cardinality(b.ids) - b.ndone) FROM eventbus.batch b
                     WHERE b.sub_id = s.id AND b.leased), 0) AS leased,

@@ -15,8 +15,8 @@ FROM PUBLIC;
 
 -- Subscriptions and consuming: granted per role, never to PUBLIC.
 REVOKE EXECUTE ON FUNCTION
-    eventbus.subscribe(text, text[], integer, interval, interval, interval, boolean, text, jsonpath, bigint, text, regprocedure),
-    eventbus.alter_subscription(text, text[], integer, interval, interval, interval, boolean, jsonpath, bigint, text, text[], regprocedure),
+    eventbus.subscribe(text, text[], integer, interval, interval, interval, boolean, text, jsonpath, bigint, text, regprocedure, integer),
+    eventbus.alter_subscription(text, text[], integer, interval, interval, interval, boolean, jsonpath, bigint, text, text[], regprocedure, integer),
     eventbus.unsubscribe(text),
     eventbus.pause(text),
     eventbus.resume(text),

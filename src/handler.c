@@ -1,35 +1,56 @@
 /*-------------------------------------------------------------------------
  *
  * handler.c
- *	  Handler subscriptions: the background worker calls a function per
- *	  event, in the same transaction as the event's ack.
+ *	  Handler subscriptions: handler processes call a function per event,
+ *	  in the same transaction as the event's ack.
  *
- * For each event: a transaction polls one event, calls the handler inside
- * a subtransaction, and acks the event when the handler returns. When the
- * handler raises an error, the subtransaction is rolled back and the event
- * is nacked with the error's message, so retries, backoff and the dead
- * letter queue apply as for any consumer. The handler runs as the owner of
- * its function (not as the worker's superuser), with a statement timeout of
- * eventbus.handler_timeout. A subscription gets at most
- * eventbus.handler_batch events per round, so one busy or slow handler does
- * not keep the worker from the others for long.
+ * Each handler subscription has "concurrency" handler processes (dynamic
+ * background workers), which the database's worker starts, restarts and
+ * stops (EbHandlersEnsure, from its ticks). A handler process loops:
+ *
+ *	 1. in a transaction of its own, it polls a batch of events (up to
+ *		eventbus.handler_batch, waiting up to a second) and commits: the
+ *		lease and the attempt are recorded before any handler runs, so a
+ *		handler that hangs or kills its process ends, after max_attempts,
+ *		as a dead letter;
+ *	 2. in a second transaction, it calls the handler once per event, each
+ *		call in a subtransaction, as the owner of the function, with the
+ *		search_path a login of that owner gets, and a statement timeout of
+ *		eventbus.handler_timeout; then it acks the events whose call
+ *		returned and nacks the others with their error (retries, backoff
+ *		and dead letters apply as for any consumer), and commits: the
+ *		handlers' writes and the acks commit together.
+ *
+ * Processes of one subscription claim different batches (poll.c), so they
+ * run side by side; the database's worker never waits for a handler.
+ * SIGTERM ends a handler process at once (die): a handler cannot catch it.
+ *
+ * Locking: what poll, ack and nack take; the worker's bookkeeping of its
+ * handler processes is its own memory.
  *
  *-------------------------------------------------------------------------
  */
 #include "eventbus.h"
 #include "handler.h"
+#include "launcher.h"
 
 #include <limits.h>
 #include <signal.h>
 
 #include "access/xact.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
-#include "utils/guc.h"
+#include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timeout.h"
@@ -38,7 +59,186 @@
 static int	eb_handler_timeout = 30000; /* ms */
 static int	eb_handler_batch = 100;
 
-/* Runs one query through SPI with text arguments; errors unless it succeeds. */
+/* A handler process restarts no sooner than this after it stopped. */
+#define EB_HANDLER_RESTART_MS	1000
+
+/* What a handler process is for (its bgw_extra). */
+typedef struct HandlerArgs
+{
+	Oid			dboid;
+	int32		sub_id;
+	int32		index;			/* 0 .. concurrency - 1 */
+} HandlerArgs;
+
+void		eventbus_handler_main(Datum arg);
+
+/* ---- the database worker's side: handler processes ---- */
+
+/* A handler process the worker started. */
+typedef struct HandlerProc
+{
+	int32		sub_id;
+	int32		index;
+	BackgroundWorkerHandle *handle; /* NULL: stopped, start again at restart_at */
+	TimestampTz restart_at;
+	bool		wanted;			/* still wanted by this round */
+} HandlerProc;
+
+static List *Procs = NIL;		/* of HandlerProc, in TopMemoryContext */
+static bool WarnedNoSlot = false;
+
+/* Registers a handler process; false when no background worker slot is free. */
+static bool
+StartHandler(HandlerProc *hp)
+{
+	BackgroundWorker worker;
+	HandlerArgs args;
+	MemoryContext old;
+	bool		ok;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;	/* the worker restarts it */
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "eventbus");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "eventbus_handler_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "eventbus handler %d/%d for database %u",
+			 hp->sub_id, hp->index, MyDatabaseId);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "eventbus handler");
+	args.dboid = MyDatabaseId;
+	args.sub_id = hp->sub_id;
+	args.index = hp->index;
+	memcpy(worker.bgw_extra, &args, sizeof(args));
+	worker.bgw_notify_pid = MyProcPid;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	ok = RegisterDynamicBackgroundWorker(&worker, &hp->handle);
+	MemoryContextSwitchTo(old);
+	if (!ok)
+	{
+		hp->handle = NULL;
+		if (!WarnedNoSlot)
+			ereport(WARNING,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("eventbus could not start a handler process for subscription %d: no background worker slot is free",
+							hp->sub_id),
+					 errhint("Raise max_worker_processes: one per database with the extension, one per handler process (a subscription's concurrency), plus the launcher.")));
+		WarnedNoSlot = true;
+	}
+	else
+		WarnedNoSlot = false;
+	return ok;
+}
+
+/* Stops a handler process (it ends at once: die). */
+static void
+StopHandler(HandlerProc *hp)
+{
+	if (hp->handle != NULL)
+	{
+		TerminateBackgroundWorker(hp->handle);
+		pfree(hp->handle);
+		hp->handle = NULL;
+	}
+}
+
+/*
+ * Makes the running handler processes match the handler subscriptions
+ * (concurrency processes each, none for a paused one): starts the missing
+ * ones (a process that stopped, after EB_HANDLER_RESTART_MS), stops those
+ * no longer wanted. In the worker's transaction, inside SPI.
+ */
+void
+EbHandlersEnsure(void)
+{
+	static SPIPlanPtr plan = NULL;
+	ListCell   *lc;
+	TimestampTz now = GetCurrentTimestamp();
+	uint64		n;
+
+	if (plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare("SELECT id, concurrency FROM eventbus.subscription "
+									"WHERE handler IS NOT NULL AND NOT paused", 0, NULL);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "could not prepare the handler list: %s", SPI_result_code_string(SPI_result));
+		plan = p;
+	}
+	if (SPI_execute_plan(plan, NULL, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "eventbus: could not list the handler subscriptions");
+	n = SPI_processed;
+
+	foreach(lc, Procs)
+		((HandlerProc *) lfirst(lc))->wanted = false;
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+		int32		sub_id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		int32		concurrency = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+
+		for (int32 k = 0; k < concurrency; k++)
+		{
+			HandlerProc *hp = NULL;
+
+			foreach(lc, Procs)
+			{
+				HandlerProc *p = lfirst(lc);
+
+				if (p->sub_id == sub_id && p->index == k)
+					hp = p;
+			}
+			if (hp == NULL)
+			{
+				MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+				hp = palloc0(sizeof(HandlerProc));
+				hp->sub_id = sub_id;
+				hp->index = k;
+				Procs = lappend(Procs, hp);
+				MemoryContextSwitchTo(old);
+			}
+			hp->wanted = true;
+		}
+	}
+
+	foreach(lc, Procs)
+	{
+		HandlerProc *hp = lfirst(lc);
+		pid_t		pid;
+
+		if (!hp->wanted)
+		{
+			StopHandler(hp);
+			Procs = foreach_delete_current(Procs, lc);
+			pfree(hp);
+			continue;
+		}
+		if (hp->handle != NULL && GetBackgroundWorkerPid(hp->handle, &pid) == BGWH_STOPPED)
+		{
+			pfree(hp->handle);
+			hp->handle = NULL;
+			hp->restart_at = TimestampTzPlusMilliseconds(now, EB_HANDLER_RESTART_MS);
+		}
+		if (hp->handle == NULL && now >= hp->restart_at)
+			(void) StartHandler(hp);
+	}
+}
+
+/* Stops every handler process (the worker is exiting). */
+void
+EbHandlersStop(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, Procs)
+		StopHandler(lfirst(lc));
+	list_free_deep(Procs);
+	Procs = NIL;
+}
+
+/* ---- the handler process ---- */
+
+/* Runs one query through SPI; errors unless it succeeds. */
 static void
 RunSql(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls)
 {
@@ -48,66 +248,140 @@ RunSql(const char *sql, int nargs, Oid *types, Datum *values, const char *nulls)
 		elog(ERROR, "eventbus handler query failed: %s", SPI_result_code_string(ret));
 }
 
+/* What one round of a handler process works on. */
+typedef struct Round
+{
+	char	   *sub;			/* subscription name */
+	Oid			fn;				/* the handler */
+	Oid			owner;			/* its owner */
+	char	   *search_path;	/* what a login of the owner gets */
+	int			n;				/* events polled */
+	Datum	   *events;			/* eventbus.event values */
+	int64	   *ids;
+	int64		token;			/* the poll's lease token */
+} Round;
+
 /*
- * Handles one event of a subscription, adding 1 to *calls when it called
- * the handler. Returns false when there was none, or when the worker is
- * stopping.
+ * Polls a batch of the process's subscription, in a transaction of its
+ * own that commits (the attempt is recorded before any handler runs).
+ * Returns false when the process is no longer wanted (the subscription is
+ * gone, paused, has no handler, or fewer processes; the extension gone).
  */
 static bool
-HandleOne(const char *sub, volatile sig_atomic_t *stop, int *calls)
+PollRound(HandlerArgs *a, Round *r, MemoryContext cxt)
 {
-	Oid			types[3] = {TEXTOID, INT8OID, TEXTOID};
-	Datum		values[3];
+	Oid			types[2] = {INT4OID, INT4OID};
+	Datum		values[2];
 	bool		isnull;
-	Oid			fn;
-	Oid			owner;
-	int64		event_id;
-	Datum		event;
-	MemoryContext xactcxt;
-	ResourceOwner xactowner;
-	char	   *volatile error = NULL;
-	volatile bool stopped = false;
+	bool		wanted = false;
+	MemoryContext old;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	pgstat_report_activity(STATE_RUNNING, "eventbus handler");
+	pgstat_report_activity(STATE_RUNNING, "eventbus handler: poll");
+	if (!OidIsValid(get_extension_oid("eventbus", true)))
+	{
+		CommitTransactionCommand();
+		return false;
+	}
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
 
-	values[0] = CStringGetTextDatum(sub);
-	RunSql("SELECT s.handler::pg_catalog.oid, p.proowner, e.event_id, "
-		   "       ROW(e.event_id, e.topic, e.key, e.payload, e.headers, e.published_at, "
-		   "           e.attempt, s.name)::eventbus.event "
+	/* The subscription, its handler and the handler's owner. */
+	values[0] = Int32GetDatum(a->sub_id);
+	values[1] = Int32GetDatum(a->index);
+	RunSql("SELECT s.name, s.handler::pg_catalog.oid, p.proowner "
 		   "  FROM eventbus.subscription s "
-		   "  JOIN pg_catalog.pg_proc p "
-		   "    ON p.oid OPERATOR(pg_catalog.=) s.handler::pg_catalog.oid, "
-		   "       LATERAL eventbus.poll(s.name, 1) e "
-		   " WHERE s.name OPERATOR(pg_catalog.=) $1 AND NOT s.paused",
-		   1, types, values, NULL);
-	if (SPI_processed == 0)
+		   "  JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) s.handler::pg_catalog.oid "
+		   " WHERE s.id OPERATOR(pg_catalog.=) $1 AND NOT s.paused AND s.concurrency OPERATOR(pg_catalog.>) $2",
+		   2, types, values, NULL);
+	if (SPI_processed == 1)
 	{
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-		return false;
-	}
-	fn = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	event_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
-	event = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull);
-	xactcxt = CurrentMemoryContext;
-	event = datumCopy(event, false, -1);
-	xactowner = CurrentResourceOwner;
-	(*calls)++;
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
 
-	/*
-	 * The call, in a subtransaction, as the function's owner, with a timeout.
-	 * Nothing the handler leaves behind may run later as the worker's
-	 * superuser: SECURITY_RESTRICTED_OPERATION forbids what could (deferred
-	 * triggers, cursors WITH HOLD, temporary tables, SET ROLE ...), and the
-	 * settings it changed are undone with their GUC nest level.
-	 */
+		wanted = true;
+		old = MemoryContextSwitchTo(cxt);
+		r->sub = SPI_getvalue(tup, desc, 1);
+		r->fn = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
+		r->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
+		MemoryContextSwitchTo(old);
+	}
+	r->n = 0;
+	if (wanted)
+	{
+		Oid			ptypes[2] = {TEXTOID, INT4OID};
+		Datum		pvalues[2];
+
+		pvalues[0] = CStringGetTextDatum(r->sub);
+		pvalues[1] = Int32GetDatum(eb_handler_batch);
+		RunSql("SELECT ROW(e.event_id, e.topic, e.key, e.payload, e.headers, e.published_at, "
+			   "           e.attempt, $1)::eventbus.event, e.event_id, e.lease_token "
+			   "  FROM eventbus.poll($1, $2, wait => '1 second') e",
+			   2, ptypes, pvalues, NULL);
+		old = MemoryContextSwitchTo(cxt);
+		r->events = palloc(sizeof(Datum) * Max(SPI_processed, 1));
+		r->ids = palloc(sizeof(int64) * Max(SPI_processed, 1));
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+
+			r->events[i] = datumCopy(SPI_getbinval(tup, desc, 1, &isnull), false, -1);
+			r->ids[i] = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+			r->token = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+		}
+		r->n = (int) SPI_processed;
+		MemoryContextSwitchTo(old);
+	}
+	if (r->n > 0)
+	{
+		/*
+		 * The search_path a login of the owner gets, as of now (after the
+		 * poll's wait): ALTER ROLE ... IN DATABASE ... SET, ALTER ROLE ...
+		 * SET, ALTER DATABASE ... SET, the server's configuration, the
+		 * default.
+		 */
+		values[0] = ObjectIdGetDatum(r->owner);
+		values[1] = ObjectIdGetDatum(MyDatabaseId);
+		RunSql("WITH sp AS (SELECT s.setdatabase, s.setrole, substr(c, 13) AS value "
+			   "              FROM pg_catalog.pg_db_role_setting s, pg_catalog.unnest(s.setconfig) c "
+			   "             WHERE c LIKE 'search_path=%') "
+			   "SELECT coalesce("
+			   "         (SELECT value FROM sp WHERE setdatabase OPERATOR(pg_catalog.=) $2 AND setrole OPERATOR(pg_catalog.=) $1), "
+			   "         (SELECT value FROM sp WHERE setdatabase OPERATOR(pg_catalog.=) 0 AND setrole OPERATOR(pg_catalog.=) $1), "
+			   "         (SELECT value FROM sp WHERE setdatabase OPERATOR(pg_catalog.=) $2 AND setrole OPERATOR(pg_catalog.=) 0), "
+			   "         (SELECT f.setting FROM pg_catalog.pg_file_settings f "
+			   "           WHERE f.name OPERATOR(pg_catalog.=) 'search_path' AND f.applied ORDER BY f.seqno DESC LIMIT 1), "
+			   "         (SELECT g.boot_val FROM pg_catalog.pg_settings g WHERE g.name OPERATOR(pg_catalog.=) 'search_path'))",
+			   2, (Oid[]) {OIDOID, OIDOID}, values, NULL);
+		old = MemoryContextSwitchTo(cxt);
+		r->search_path = SPI_processed == 1 ? SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1) : NULL;
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	return wanted;
+}
+
+/*
+ * Calls the handler on one event in a subtransaction, as the function's
+ * owner with the owner's search_path, within eventbus.handler_timeout.
+ * Nothing the handler leaves behind may run later as the process's
+ * superuser: SECURITY_RESTRICTED_OPERATION forbids what could (deferred
+ * triggers, cursors WITH HOLD, temporary tables, SET ROLE ...), and the
+ * settings it changed are undone with their GUC nest level. Returns the
+ * error's message, or NULL when the call returned.
+ */
+static char *
+CallHandler(Round *r, Datum event)
+{
+	MemoryContext xactcxt = CurrentMemoryContext;
+	ResourceOwner xactowner = CurrentResourceOwner;
+	char	   *volatile error = NULL;
+
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(xactcxt);
 	PG_TRY();
@@ -119,20 +393,18 @@ HandleOne(const char *sub, volatile sig_atomic_t *stop, int *calls)
 		LOCAL_FCINFO(fcinfo, 1);
 
 		GetUserIdAndSecContext(&save_user, &save_sec);
-		SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
+		SetUserIdAndSecContext(r->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
 							   SECURITY_RESTRICTED_OPERATION);
 		save_nestlevel = NewGUCNestLevel();
+		if (r->search_path != NULL)
+			(void) set_config_option("search_path", r->search_path, PGC_USERSET, PGC_S_SESSION,
+									 GUC_ACTION_SET, true, 0, false);
 		CommandCounterIncrement();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		if (eb_handler_timeout > 0)
 			enable_timeout_after(STATEMENT_TIMEOUT, eb_handler_timeout);
-		CHECK_FOR_INTERRUPTS();	/* a SIGTERM that came just before */
-		if (*stop)
-			ereport(ERROR,
-					(errcode(ERRCODE_ADMIN_SHUTDOWN),
-					 errmsg("eventbus worker is stopping")));
 
-		fmgr_info(fn, &flinfo);
+		fmgr_info(r->fn, &flinfo);
 		InitFunctionCallInfoData(*fcinfo, &flinfo, 1, InvalidOid, NULL, NULL);
 		fcinfo->args[0].value = event;
 		fcinfo->args[0].isnull = false;
@@ -140,7 +412,7 @@ HandleOne(const char *sub, volatile sig_atomic_t *stop, int *calls)
 
 		if (eb_handler_timeout > 0)
 			disable_timeout(STATEMENT_TIMEOUT, false);
-		CHECK_FOR_INTERRUPTS();	/* a timeout or SIGTERM at the very end counts */
+		CHECK_FOR_INTERRUPTS();	/* a timeout at the very end counts */
 		PopActiveSnapshot();
 		AtEOXact_GUC(false, save_nestlevel);
 		SetUserIdAndSecContext(save_user, save_sec);
@@ -157,62 +429,115 @@ HandleOne(const char *sub, volatile sig_atomic_t *stop, int *calls)
 		MemoryContextSwitchTo(xactcxt);
 		edata = CopyErrorData();
 		FlushErrorState();
-		/* Restores the user, the snapshot stack and the resource owner. */
+		/* Restores the user, the GUCs, the snapshot stack and the resource owner. */
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(xactcxt);
 		CurrentResourceOwner = xactowner;
-		error = edata->message ? edata->message : "handler failed";
-		stopped = *stop;
+		error = pstrdup(edata->message ? edata->message : "handler failed");
 	}
 	PG_END_TRY();
+	return error;
+}
 
-	if (stopped)
+/*
+ * Calls the handler on each event of the round, then acks those it
+ * handled and nacks the others, all in one transaction.
+ */
+static void
+HandleRound(Round *r)
+{
+	Oid			types[4] = {TEXTOID, INT8ARRAYOID, INT8OID, TEXTOID};
+	Datum		values[4];
+	Datum	   *ok = palloc(sizeof(Datum) * Max(r->n, 1));
+	int			nok = 0;
+	char	  **errors = palloc0(sizeof(char *) * Max(r->n, 1));
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	pgstat_report_activity(STATE_RUNNING, "eventbus handler: call");
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	for (int i = 0; i < r->n; i++)
 	{
-		/* Stopping: give the event back untouched (the poll is undone). */
-		SPI_finish();
-		AbortCurrentTransaction();
-		return false;
+		errors[i] = CallHandler(r, r->events[i]);
+		if (errors[i] == NULL)
+			ok[nok++] = Int64GetDatum(r->ids[i]);
 	}
-
-	values[0] = CStringGetTextDatum(sub);
-	values[1] = Int64GetDatum(event_id);
-	if (error == NULL)
-		RunSql("SELECT eventbus.ack($1, ARRAY[$2])", 2, types, values, NULL);
-	else
+	values[0] = CStringGetTextDatum(r->sub);
+	values[1] = PointerGetDatum(construct_array(ok, nok, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[2] = Int64GetDatum(r->token);
+	if (nok > 0)
+		RunSql("SELECT eventbus.ack($1, $2, $3)", 3, types, values, NULL);
+	for (int i = 0; i < r->n; i++)
 	{
-		values[2] = CStringGetTextDatum(error);
-		RunSql("SELECT eventbus.nack($1, $2, $3)", 3, types, values, NULL);
+		Oid			ntypes[4] = {TEXTOID, INT8OID, TEXTOID, INT8OID};
+		Datum		nvalues[4];
+
+		if (errors[i] == NULL)
+			continue;
+		nvalues[0] = values[0];
+		nvalues[1] = Int64GetDatum(r->ids[i]);
+		nvalues[2] = CStringGetTextDatum(errors[i]);
+		nvalues[3] = Int64GetDatum(r->token);
+		RunSql("SELECT eventbus.nack($1, $2, $3, lease_token => $4)", 4, ntypes, nvalues, NULL);
 	}
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	EbCountHandlerCalls(MyDatabaseId, r->n);
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
-	return true;
 }
 
-/*
- * Runs up to eventbus.handler_batch events of each named handler
- * subscription. Returns how many handler calls it made; *more tells
- * whether some subscription may have more.
- */
-int
-EbRunHandlers(List *subs, volatile sig_atomic_t *stop, bool *more)
+/* A handler process: polls and handles its subscription's events until no longer wanted. */
+void
+eventbus_handler_main(Datum arg)
 {
-	ListCell   *lc;
-	int			calls = 0;
+	HandlerArgs a;
+	MemoryContext cxt;
+	bool		named = false;
 
-	*more = false;
-	foreach(lc, subs)
+	memcpy(&a, MyBgworkerEntry->bgw_extra, sizeof(a));
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(a.dboid, InvalidOid, 0);
+	pgstat_report_appname("eventbus handler");
+
+	/*
+	 * The process's own queries resolve names in pg_catalog only (nobody's
+	 * objects may capture them); each handler call gets its owner's
+	 * search_path (CallHandler). Each statement sees what committed before.
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
+	cxt = AllocSetContextCreate(TopMemoryContext, "eventbus handler round", ALLOCSET_DEFAULT_SIZES);
+	for (;;)
 	{
-		const char *sub = lfirst(lc);
-		int			n = 0;
+		Round		r = {0};
 
-		while (n < eb_handler_batch && !*stop && HandleOne(sub, stop, &calls))
-			n++;
-		*more |= n >= eb_handler_batch;
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		MemoryContextReset(cxt);
+		if (!PollRound(&a, &r, cxt))
+			break;
+		if (!named)
+		{
+			/* Named after its subscription in pg_stat_activity. */
+			pgstat_report_appname(psprintf("eventbus handler for %s", r.sub));
+			named = true;
+		}
+		if (r.n > 0)
+			HandleRound(&r);
 	}
-	return calls;
+	proc_exit(0);
 }
 
 /* Defines the settings of handler subscriptions. */
@@ -230,7 +555,7 @@ EbHandlerInit(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("eventbus.handler_batch",
-							"Most events the worker hands to one handler subscription before it turns to the others.",
+							"Most events a handler process takes in one poll (and handles in one transaction).",
 							"Valid range: 1 to 100000.",
 							&eb_handler_batch,
 							100,

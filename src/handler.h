@@ -14,7 +14,8 @@
 
 #include "nodes/pg_list.h"
 
-extern int	EbRunHandlers(List *subs, volatile sig_atomic_t *stop, bool *more);
+extern void EbHandlersEnsure(void);
+extern void EbHandlersStop(void);
 extern void EbHandlerInit(void);
 
 #endif							/* EB_HANDLER_H */

@@ -811,14 +811,28 @@ EbSlotCountTick(int notifications, TimestampTz at)
 	LWLockRelease(WorkerShared->lock);
 }
 
-/* Counts a round of the worker: the time it worked and the handler calls made. */
+/* Counts a round of the worker: the time it worked. */
 void
-EbSlotCountRound(double seconds, int handler_calls)
+EbSlotCountRound(double seconds)
 {
 	LWLockAcquire(WorkerShared->lock, LW_EXCLUSIVE);
 	MySlot->last_loop_seconds = seconds;
 	MySlot->loop_seconds += seconds;
-	MySlot->handler_calls += handler_calls;
+	LWLockRelease(WorkerShared->lock);
+}
+
+/* Counts handler calls of a database's handler processes, for worker_stats. */
+void
+EbCountHandlerCalls(Oid dboid, int calls)
+{
+	EbDbSlot   *slot;
+
+	if (WorkerShared == NULL || calls <= 0)
+		return;
+	LWLockAcquire(WorkerShared->lock, LW_EXCLUSIVE);
+	slot = FindSlot(dboid);
+	if (slot != NULL)
+		slot->handler_calls += calls;
 	LWLockRelease(WorkerShared->lock);
 }
 

@@ -44,7 +44,8 @@ extern bool EbSlotTakeKicks(int32 *kicks, int *nkicks);
 extern uint64 EbSlotCutRequested(void);
 extern void EbSlotSetCutDone(uint64 seq);
 extern void EbSlotCountTick(int notifications, TimestampTz at);
-extern void EbSlotCountRound(double seconds, int handler_calls);
+extern void EbSlotCountRound(double seconds);
+extern void EbCountHandlerCalls(Oid dboid, int calls);
 extern void EbSlotSetError(const char *message);
 
 extern void EbLauncherInit(void);

@@ -1,19 +1,22 @@
 /*-------------------------------------------------------------------------
  *
  * worker.c
- *	  The background worker of one database: ticks, handler subscriptions
- *	  and maintenance. The launcher (launcher.c) starts one per database
- *	  that has the extension.
+ *	  The background worker of one database: ticks, cutting batches,
+ *	  handler processes and maintenance. The launcher (launcher.c) starts
+ *	  one per database that has the extension.
  *
  * The worker sleeps on its latch. Transactions that make events pollable
  * (publish, nack, redrive, ...) set it at commit (wake.c), and may name the
  * subscriptions concerned ("kicks", kept in the database's slot). Each
- * round, the worker ticks: in one short transaction, eventbus._tick() finds
- * what became pollable since the previous tick and sends at most one
- * NOTIFY per subscription (notify.c decides which need one). Then it runs
- * handler subscriptions (handler.c) and, every
- * eventbus.maintenance_interval, maintenance. It sleeps until the next due
- * retry or lease end, at most eventbus.tick_interval.
+ * round, the worker ticks: in one short transaction, it reads the topics of
+ * the events committed since the previous tick (window.c), cuts batches
+ * for the subscriptions that consumers poll (cut.c), and eventbus._tick()
+ * sends at most one NOTIFY per subscription with something new (notify.c
+ * decides which need one). Polls that found nothing to claim ask it to
+ * tick now and wait for that tick to commit (launcher.c). It keeps the
+ * handler processes of handler subscriptions running (handler.c), and
+ * runs maintenance every eventbus.maintenance_interval. It sleeps until
+ * the next due retry or lease end, at most eventbus.tick_interval.
  *
  * Under a stream of commits, ticks are at least eventbus.tick_min_interval
  * and EB_TICK_SPACING times their own cost apart: the commits in between
@@ -21,7 +24,8 @@
  * the time however long ticks get.
  *
  * Signals: SIGTERM sets a flag and cancels the work in progress (a tick,
- * maintenance, a handler call); the worker then leaves its loop. An error
+ * maintenance); the worker then stops its handler processes and leaves
+ * its loop. An error
  * ends the process; the launcher starts it again after
  * eventbus.worker_restart_delay. SIGHUP rereads the configuration.
  *
@@ -100,7 +104,7 @@ HandleSigterm(SIGNAL_ARGS)
 
 	GotSigterm = true;
 	SetLatch(MyLatch);
-	/* Also cancel the work in progress: a tick, maintenance, a handler call. */
+	/* Also cancel the work in progress: a tick, maintenance. */
 	if (InWork)
 	{
 		InterruptPending = true;
@@ -129,6 +133,16 @@ static void
 WorkerErrorContext(void *arg)
 {
 	errcontext("eventbus background worker for database %u", MyDatabaseId);
+}
+
+/* When the worker looks at its handler processes again. */
+static TimestampTz NextHandlerCheck = 0;
+
+/* Stops the handler processes when the worker exits. */
+static void
+WorkerOnExit(int code, Datum arg)
+{
+	EbHandlersStop();
 }
 
 /* The last cut request a committed tick served. */
@@ -330,6 +344,7 @@ Tick(EbTickState *ts)
 	bool		kick_all = EbSlotTakeKicks(kicks, &nkicks);
 	uint64		cut_seq;
 	uint64		cut_epoch;
+	TimestampTz now_ts = GetCurrentTimestamp();
 	Oid			argtypes[6] = {TEXTOID, TIMESTAMPTZOID, INT4ARRAYOID, BOOLOID, TEXTOID, INT4ARRAYOID};
 	Datum		args[6];
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
@@ -421,6 +436,12 @@ Tick(EbTickState *ts)
 						ts->handlers = lappend(ts->handlers, TextDatumGetCString(elems[i]));
 			}
 			MemoryContextSwitchTo(old);
+		}
+		/* Handler processes: every half second, or when named. */
+		if (nkicks > 0 || kick_all || now_ts >= NextHandlerCheck)
+		{
+			EbHandlersEnsure();
+			NextHandlerCheck = TimestampTzPlusMilliseconds(now_ts, 500);
 		}
 		/* Batches for the consumers, committed with the notifications. */
 		if (CutActive(topics, ntopics, kicks, nkicks, kick_all))
@@ -531,6 +552,7 @@ eventbus_worker_main(Datum arg)
 	/* Claim the database's slot; leave if it was stopped or another worker has it. */
 	if (!EbSlotClaim(dboid))
 		proc_exit(0);
+	before_shmem_exit(WorkerOnExit, (Datum) 0);
 
 	/* Is the extension there? */
 	StartTransactionCommand();
@@ -557,7 +579,6 @@ eventbus_worker_main(Datum arg)
 	{
 		TimestampTz now;
 		TimestampTz round_start;
-		volatile int handler_calls = 0;
 		long		sleep_ms;
 		MemoryContext loopcxt = CurrentMemoryContext;
 
@@ -599,14 +620,6 @@ eventbus_worker_main(Datum arg)
 			last_tick_cost = GetCurrentTimestamp() - last_tick;
 			if (!ticked)
 				present = false;
-			else if (ts.handlers != NIL)
-			{
-				bool		more = false;
-
-				handler_calls = EbRunHandlers(ts.handlers, &GotSigterm, &more);
-				if (more)
-					SetLatch(MyLatch);	/* some have more: go on after a tick */
-			}
 			now = GetCurrentTimestamp();
 			if (present && now >= NextMaintenance(last_maintenance))
 			{
@@ -625,8 +638,7 @@ eventbus_worker_main(Datum arg)
 		}
 		PG_END_TRY();
 		InWork = false;
-		EbSlotCountRound((double) (GetCurrentTimestamp() - round_start) / USECS_PER_SEC,
-						 handler_calls);
+		EbSlotCountRound((double) (GetCurrentTimestamp() - round_start) / USECS_PER_SEC);
 		if (!present)
 		{
 			error_context_stack = errcb.previous;

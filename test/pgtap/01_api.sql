@@ -7,7 +7,7 @@
 -- is_strict and function_lang_is compare the argument list as text, only
 -- has_function normalises it.
 BEGIN;
-SELECT plan(84);
+SELECT plan(85);
 
 -- ---------------------------------------------------------------------------
 -- Functions exist with exactly these argument types.
@@ -25,12 +25,12 @@ SELECT has_function('eventbus', 'publish_batch',
     'eventbus.publish_batch(text[], jsonb[], text[], jsonb[], timestamptz, interval) exists');
 SELECT has_function('eventbus', 'subscribe',
     ARRAY['text', 'text[]', 'integer', 'interval', 'interval', 'interval', 'boolean', 'text',
-          'jsonpath', 'bigint', 'text', 'regprocedure'],
-    'eventbus.subscribe(name, patterns, max_attempts, backoff_initial, backoff_max, lease, ordered, start_at, filter, max_backlog, on_overflow, handler) exists');
+          'jsonpath', 'bigint', 'text', 'regprocedure', 'integer'],
+    'eventbus.subscribe(name, patterns, max_attempts, backoff_initial, backoff_max, lease, ordered, start_at, filter, max_backlog, on_overflow, handler, concurrency) exists');
 SELECT has_function('eventbus', 'alter_subscription',
     ARRAY['text', 'text[]', 'integer', 'interval', 'interval', 'interval', 'boolean',
-          'jsonpath', 'bigint', 'text', 'text[]', 'regprocedure'],
-    'eventbus.alter_subscription(name, ..., reset, handler) exists');
+          'jsonpath', 'bigint', 'text', 'text[]', 'regprocedure', 'integer'],
+    'eventbus.alter_subscription(name, ..., reset, handler, concurrency) exists');
 SELECT has_function('eventbus', 'run_maintenance', ARRAY[]::text[], 'eventbus.run_maintenance() exists');
 SELECT has_function('eventbus', 'schedule', ARRAY['text', 'text', 'text', 'jsonb'],
     'eventbus.schedule(job, cron, topic, payload) exists');
@@ -54,13 +54,15 @@ SELECT has_function('eventbus', 'pause', ARRAY['text'], 'eventbus.pause(text) ex
 SELECT has_function('eventbus', 'resume', ARRAY['text'], 'eventbus.resume(text) exists');
 SELECT has_function('eventbus', 'seek', ARRAY['text', 'timestamptz'], 'eventbus.seek(text, timestamptz) exists');
 SELECT has_function('eventbus', 'seek', ARRAY['text', 'bigint'], 'eventbus.seek(text, bigint) exists');
-SELECT has_function('eventbus', 'poll', ARRAY['text', 'integer', 'interval', 'interval'],
-    'eventbus.poll(subscription, max_events, lease, wait) exists');
-SELECT has_function('eventbus', 'ack', ARRAY['text', 'bigint[]'], 'eventbus.ack(text, bigint[]) exists');
-SELECT has_function('eventbus', 'nack', ARRAY['text', 'bigint', 'text', 'interval'],
-    'eventbus.nack(subscription, event_id, error, retry_in) exists');
-SELECT has_function('eventbus', 'extend_lease', ARRAY['text', 'bigint[]', 'interval'],
-    'eventbus.extend_lease(text, bigint[], interval) exists');
+SELECT has_function('eventbus', 'poll', ARRAY['text', 'integer', 'interval', 'interval', 'bigint'],
+    'eventbus.poll(subscription, max_events, lease, wait, ack_lease) exists');
+SELECT has_function('eventbus', 'ack', ARRAY['text', 'bigint[]', 'bigint'],
+    'eventbus.ack(subscription, event_ids, lease_token) exists');
+SELECT has_function('eventbus', 'nack', ARRAY['text', 'bigint', 'text', 'interval', 'bigint'],
+    'eventbus.nack(subscription, event_id, error, retry_in, lease_token) exists');
+SELECT has_function('eventbus', 'extend_lease', ARRAY['text', 'bigint[]', 'interval', 'bigint'],
+    'eventbus.extend_lease(subscription, event_ids, lease, lease_token) exists');
+SELECT has_view('eventbus', 'deliveries', 'view eventbus.deliveries exists');
 SELECT has_function('eventbus', 'redrive', ARRAY['text', 'bigint[]'], 'eventbus.redrive(text, bigint[]) exists');
 SELECT has_function('eventbus', 'purge_dead_letters', ARRAY['text', 'interval'],
     'eventbus.purge_dead_letters(text, interval) exists');

@@ -18,6 +18,8 @@ $node->append_conf(
 shared_preload_libraries = 'eventbus'
 eventbus.handler_timeout = '500ms'
 eventbus.handler_batch = 1
+# one process per handler subscription (more for concurrency), the worker, the launcher
+max_worker_processes = 20
 ));
 $node->start;
 
@@ -58,7 +60,7 @@ SELECT eventbus.subscribe('work', array['work.#'], max_attempts => 2,
 sql("SELECT eventbus.publish('work.ok', jsonb_build_object('n', g)) FROM generate_series(1, 5) g");
 wait_for("SELECT count(*) = 5 FROM app.done WHERE topic = 'work.ok'", 'five events handled');
 wait_for(
-	"SELECT count(*) = 0 FROM eventbus.delivery d JOIN eventbus.subscription s ON s.id = d.sub_id WHERE s.name = 'work'",
+	"SELECT count(*) = 0 FROM eventbus.deliveries WHERE subscription = 'work'",
 	'and acked: no delivery left');
 is(sql("SELECT string_agg(DISTINCT by_role, ',') || ' ' || max(attempt) FROM app.done"),
 	'app_owner 1', 'each once, on the first attempt, as the owner of the function');
@@ -152,10 +154,16 @@ SELECT eventbus.subscribe('defers', array['defers.#'], max_attempts => 1,
 sql("SELECT eventbus.publish('sneaky.x', '{}') FROM generate_series(1, 2)");
 wait_for("SELECT count(*) = 2 FROM app.audit WHERE what = 'handler'", 'the sneaky handler ran twice');
 is(sql("SELECT string_agg(DISTINCT search_path, ',') FROM app.audit WHERE what = 'handler'"),
-	'pg_catalog, pg_temp', 'the setting it changed did not outlive its call');
-wait_for(
-	"SELECT count(*) = 0 FROM eventbus.delivery d JOIN eventbus.subscription s ON s.id = d.sub_id WHERE s.name = 'sneaky'",
+	'"$user", public', 'each call gets the search_path a login of the owner gets; the change did not outlive its call');
+wait_for("SELECT count(*) = 0 FROM eventbus.deliveries WHERE subscription = 'sneaky'",
 	'and its events were acked');
+# The owner's own settings win over the server's: ALTER ROLE ... SET.
+sql("ALTER ROLE app_owner SET search_path = app, public");
+sql("SELECT eventbus.publish('sneaky.x', '{}')");
+wait_for("SELECT count(*) = 3 FROM app.audit WHERE what = 'handler'", 'the sneaky handler ran again');
+is(sql("SELECT search_path FROM app.audit WHERE what = 'handler' ORDER BY ctid DESC LIMIT 1"),
+	'app, public', "ALTER ROLE ... SET search_path applies to the owner's handler calls");
+sql("ALTER ROLE app_owner RESET search_path");
 sql("SELECT eventbus.publish('defers.x', '{}')");
 wait_for("SELECT count(*) = 1 FROM eventbus.dead_letters WHERE subscription = 'defers'",
 	'a handler that queues a deferred trigger fails');
@@ -173,6 +181,35 @@ sleep 1.5;
 is(sql("SELECT count(*) FROM app.done WHERE n = 100"), '0', 'a paused handler subscription is not run');
 sql("SELECT eventbus.resume('fast')");
 wait_for("SELECT count(*) = 1 FROM app.done WHERE n = 100", 'and runs once resumed');
+
+# 9. concurrency => N: N handler processes take different batches side by
+# side (each call records the process it ran in); fewer when lowered.
+sql("ALTER SYSTEM SET eventbus.handler_batch = 5");
+sql("SELECT pg_reload_conf()");
+sql(q{
+CREATE TABLE app.ran (pid int, n int);
+GRANT INSERT ON app.ran TO app_owner;
+CREATE FUNCTION app.slow(e eventbus.event) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_sleep(0.05);
+    INSERT INTO app.ran VALUES (pg_backend_pid(), (e.payload->>'n')::int);
+END $$;
+ALTER FUNCTION app.slow(eventbus.event) OWNER TO app_owner;
+SELECT eventbus.subscribe('par', array['par.#'], handler => 'app.slow(eventbus.event)', concurrency => 3);
+});
+my $par_procs = "(SELECT count(*) FROM pg_stat_activity WHERE application_name = 'eventbus handler for par')";
+wait_for("SELECT $par_procs = 3", 'three handler processes run for concurrency 3');
+sql("SELECT eventbus.publish('par.x', jsonb_build_object('n', g)) FROM generate_series(1, 60) g");
+wait_for("SELECT count(*) = 60 FROM app.ran", 'all 60 events handled');
+is(sql("SELECT count(*) FROM (SELECT n FROM app.ran GROUP BY n HAVING count(*) > 1) q"), '0',
+	'each event once');
+is(sql("SELECT count(DISTINCT pid) FROM app.ran"), '3', 'by the three processes, side by side');
+sql("SELECT eventbus.alter_subscription('par', concurrency => 1)");
+wait_for("SELECT $par_procs = 1", 'concurrency lowered to 1: two processes stop');
+sql("SELECT eventbus.unsubscribe('par')");
+wait_for("SELECT $par_procs = 0", 'unsubscribed: no process is left');
+sql("ALTER SYSTEM RESET eventbus.handler_batch");
+sql("SELECT pg_reload_conf()");
 
 $node->stop;
 done_testing();
