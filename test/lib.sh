@@ -27,7 +27,7 @@ eb_install_packages() {
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-EB_PGBIN=/usr/lib/postgresql/15/bin
+EB_PGBIN=${EB_PGBIN:-/usr/lib/postgresql/15/bin}
 EB_PG_CONFIG=$EB_PGBIN/pg_config
 [ -x "$EB_PG_CONFIG" ] || EB_PG_CONFIG=pg_config
 
