@@ -25,6 +25,7 @@ OBJS = \
 	src/backlog.o \
 	src/wake.o \
 	src/notify.o \
+	src/slots.o \
 	src/launcher.o \
 	src/worker.o \
 	src/handler.o \
@@ -44,6 +45,8 @@ OBJS = \
 	src/batch.o \
 	src/cut.o \
 	src/consume.o \
+	src/poll.o \
+	src/ack.o \
 	src/metrics_http.o
 
 # The install script is concatenated from sql/NN_*.sql, by concern.

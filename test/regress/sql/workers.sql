@@ -27,7 +27,7 @@ select count(*) from eventbus.subscriptions where name = 'h_bad';
 create role eb_handler_user;
 grant usage on schema app to eb_handler_user;
 grant execute on function eventbus.subscribe(text, text[], integer, interval, interval, interval,
-    boolean, text, jsonpath, bigint, text, regprocedure), eventbus.unsubscribe(text) to eb_handler_user;
+    boolean, text, jsonpath, bigint, text, regprocedure, integer), eventbus.unsubscribe(text) to eb_handler_user;
 revoke execute on function app.on_event(eventbus.event) from public;
 set session authorization eb_handler_user;
 select eventbus.subscribe('h_priv', array['x'], handler => 'app.on_event(eventbus.event)');
@@ -90,6 +90,6 @@ set eventbus.retention = '1h';
 select eventbus.unsubscribe('m1');
 select eventbus.unsubscribe('m2');
 revoke execute on function eventbus.subscribe(text, text[], integer, interval, interval, interval,
-    boolean, text, jsonpath, bigint, text, regprocedure), eventbus.unsubscribe(text) from eb_handler_user;
+    boolean, text, jsonpath, bigint, text, regprocedure, integer), eventbus.unsubscribe(text) from eb_handler_user;
 drop schema app cascade;
 drop role eb_handler_user;
