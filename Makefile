@@ -12,7 +12,7 @@
 #   make bench               the performance targets, side by side on a throwaway cluster (docs/performance.md)
 
 EXTENSION  = eventbus
-EXTVERSION = 0.1.0
+EXTVERSION = 0.2.0
 
 MODULE_big = eventbus
 OBJS = \
@@ -81,6 +81,7 @@ PG_CONFIG ?= pg_config
 # Warnings as the style card asks; the test command adds -Werror and
 # assertions through EB_CFLAGS.
 EB_CFLAGS ?=
+PG_CPPFLAGS += -DEB_VERSION='"$(EXTVERSION)"'
 PG_CFLAGS += -Wall -Wextra -Wmissing-prototypes -Wno-unused-parameter \
 	-Wno-sign-compare -Wno-missing-field-initializers $(EB_CFLAGS)
 

@@ -661,3 +661,35 @@ eventbus_extend_lease(PG_FUNCTION_ARGS)
 	SPI_finish();
 	PG_RETURN_INT32(n);
 }
+
+PG_FUNCTION_INFO_V1(eventbus_ack_ids);
+
+/*
+ * SQL eventbus._ack_ids(sub_id, event_ids) of version 0.1.0, kept so that
+ * its install script still loads with this library (the upgrade test, a
+ * database not updated yet): deletes the leased deliveries of the events.
+ * ALTER EXTENSION eventbus UPDATE drops the SQL function.
+ */
+Datum
+eventbus_ack_ids(PG_FUNCTION_ARGS)
+{
+	Oid			types[2] = {INT4OID, INT8ARRAYOID};
+	Datum		args[2];
+	int			n;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_INT32(0);
+	args[0] = PG_GETARG_DATUM(0);
+	args[1] = PG_GETARG_DATUM(1);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args("DELETE FROM eventbus.delivery "
+							  "WHERE sub_id OPERATOR(pg_catalog.=) $1 "
+							  "AND event_id OPERATOR(pg_catalog.=) ANY ($2) "
+							  "AND state OPERATOR(pg_catalog.=) 'leased'",
+							  2, types, args, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "eventbus: could not ack deliveries");
+	n = (int) SPI_processed;
+	SPI_finish();
+	PG_RETURN_INT32(n);
+}

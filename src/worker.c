@@ -49,7 +49,11 @@
 
 #include <signal.h>
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/indexing.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
@@ -64,6 +68,7 @@
 #include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/fmgrprotos.h"
 #include "utils/hsearch.h"
 #include "utils/guc.h"
@@ -126,6 +131,49 @@ ExtensionPresent(void)
 		return false;
 	LockDatabaseObject(ExtensionRelationId, extoid, 0, AccessShareLock);
 	return get_extension_oid("eventbus", true) == extoid;
+}
+
+/*
+ * In a transaction: whether the installed extension's version is this
+ * library's. After a new library is installed and before ALTER EXTENSION
+ * eventbus UPDATE, the worker waits (and says so, once) instead of
+ * failing on the old functions.
+ */
+static bool
+VersionMatches(void)
+{
+	static bool warned = false;
+	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	char	   *version = NULL;
+
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum("eventbus"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	if (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, Anum_pg_extension_extversion, RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			version = TextDatumGetCString(d);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	if (version != NULL && strcmp(version, EB_VERSION) != 0)
+	{
+		if (!warned)
+			ereport(LOG,
+					(errmsg("eventbus worker for database \"%s\" waits: the extension is version %s, the library %s",
+							get_database_name(MyDatabaseId), version, EB_VERSION),
+					 errhint("Run ALTER EXTENSION eventbus UPDATE in that database.")));
+		warned = true;
+		return false;
+	}
+	warned = false;
+	return true;
 }
 
 /* Adds "eventbus worker" to the context of every message of a worker. */
@@ -362,7 +410,7 @@ Tick(EbTickState *ts)
 	cut_seq = EbSlotCutRequested();
 	cut_epoch = EbCutEpoch();
 	present = ExtensionPresent();
-	if (present)
+	if (present && VersionMatches())
 	{
 		int			ret;
 
@@ -489,7 +537,7 @@ Maintain(void)
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	pgstat_report_activity(STATE_RUNNING, "eventbus maintenance");
-	if (ExtensionPresent())
+	if (ExtensionPresent() && VersionMatches())
 	{
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");

@@ -40,6 +40,8 @@ eb_build_install() {
 	[ "$(id -u)" != 0 ] && sudo=(sudo)
 	eb_log "installing into $("$EB_PG_CONFIG" --pkglibdir)"
 	"${sudo[@]}" make -s PG_CONFIG="$EB_PG_CONFIG" install >/dev/null
+	# The install script of 0.1.0, for the upgrade test (test/upgrade/README.md).
+	"${sudo[@]}" install -m 644 test/upgrade/eventbus--0.1.0.sql "$("$EB_PG_CONFIG" --sharedir)/extension/"
 }
 
 # The user that runs clusters: initdb refuses root, so root uses "postgres".

@@ -1,6 +1,6 @@
 -- P3: fill the log with :N events, :B per transaction (publish_batch), for
--- a fresh subscription 'drain' (psql variables N and B). The same events as
--- p3_fill_pgq.sql.
+-- a fresh subscription 'drain' (psql variables N, B and VACUUM: on or off).
+-- The same events as p3_fill_pgq.sql.
 SET bench.n = :'N';
 SET bench.batch = :'B';
 SELECT eventbus.unsubscribe('drain') FROM eventbus.subscriptions WHERE name = 'drain';
@@ -21,4 +21,8 @@ BEGIN
     i := i + b;
   END LOOP;
 END $$;
+-- P3 fresh (psql variable VACUUM off): the drain follows the burst at once,
+-- without VACUUM or ANALYZE.
+\if :VACUUM
 VACUUM ANALYZE;
+\endif

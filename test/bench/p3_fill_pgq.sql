@@ -1,7 +1,7 @@
 -- P3 baseline: fill a PgQ queue with :N events, one tick after every :B
 -- events, so that batches hold B events (shared/bench/drain/pgq_fill.sql).
 -- ticker_max_count is B-1 because the first tick after create_queue sees
--- only B-1 new sequence values.
+-- only B-1 new sequence values. psql variables N, B and VACUUM (on or off).
 SET bench.n = :'N';
 SET bench.batch = :'B';
 SELECT pgq.drop_queue('bench_drain', true) FROM pgq.queue WHERE queue_name = 'bench_drain';
@@ -24,4 +24,8 @@ BEGIN
     i := i + b;
   END LOOP;
 END $$;
+-- P3 fresh (psql variable VACUUM off): the drain follows the burst at once,
+-- without VACUUM or ANALYZE.
+\if :VACUUM
 VACUUM ANALYZE;
+\endif
