@@ -5,9 +5,10 @@
 //     node consumer.js --self-test
 //
 // Connects with the libpq environment variables (PGHOST, PGPORT, PGUSER,
-// PGDATABASE, PGPASSWORD). Each batch is one transaction: poll, handle every
-// event (here: insert it into example_orders), ack, commit. If it rolls back,
-// nothing happened and the events are handed out again. Needs the "pg"
+// PGDATABASE, PGPASSWORD). Each batch is one transaction: handle every event
+// leased last time (here: insert it into example_orders), then one call,
+// poll(ack_lease => token), acks them and leases the next batch; commit. The
+// effects and the ack commit together: exactly once. Needs the "pg"
 // package (npm install). See README.md.
 'use strict';
 const { randomBytes } = require('node:crypto');
@@ -33,36 +34,53 @@ async function consume(client, subscription, { maxEvents = 0, idleTimeout = 0 } 
   let failed = 0;
   let lastEvent = Date.now();
   await client.query('create table if not exists example_orders (event_id bigint primary key, payload jsonb)');
-  while (!maxEvents || handled < maxEvents) {
-    const limit = maxEvents ? Math.min(100, maxEvents - handled) : 100;
-    // One transaction: BEGIN; poll; handle; ack; COMMIT. Once the background
-    // worker exists, a consumer may also LISTEN on "eventbus_<subscription>";
-    // until then poll's wait is the wake-up.
+  let events = [];
+  let token = null;
+  for (;;) {
+    // One transaction per batch, one round trip for ack and poll: handle the
+    // events leased last time, then poll(ack_lease => their token) acks them
+    // and leases the next ones; COMMIT. The effects and the ack commit
+    // together. Should it roll back, the events are still leased to this
+    // consumer: handle them again.
+    let done = 0;
+    let fails = 0;
+    let limit = 0;
+    let next = [];
     await client.query('begin');
-    let events;
-    const done = [];
     try {
-      ({ rows: events } = await client.query(
-        'select * from eventbus.poll($1, $2, wait => $3)', [subscription, limit, WAIT]));
       for (const event of events) {
         await client.query('savepoint event'); // a failing event undoes only its own work
         try {
           await handle(client, event);
           await client.query('release savepoint event');
-          done.push(event.event_id);
+          done++;
         } catch (err) {
           await client.query('rollback to savepoint event');
-          await client.query('select eventbus.nack($1, $2, $3)', [subscription, event.event_id, err.message]);
-          failed++;
+          await client.query('select eventbus.nack($1, $2, $3, lease_token => $4)',
+            [subscription, event.event_id, err.message, token]);
+          fails++;
         }
       }
-      await client.query('select eventbus.ack($1, $2)', [subscription, done]);
+      // At most maxEvents in all: the last round only acks.
+      limit = maxEvents ? Math.min(100, maxEvents - handled - done) : 100;
+      if (limit > 0) {
+        // Wait for new events only when there was nothing to do.
+        ({ rows: next } = await client.query(
+          'select * from eventbus.poll($1, $2, wait => $3, ack_lease => $4)',
+          [subscription, limit, events.length ? '0' : WAIT, token]));
+      } else {
+        await client.query('select eventbus.ack($1, null, $2)', [subscription, token]);
+      }
       await client.query('commit');
     } catch (err) {
       await client.query('rollback');
-      throw err;
+      continue; // the same events again, still leased to us
     }
-    handled += done.length;
+    handled += done;
+    failed += fails;
+    if (limit <= 0) break;
+    events = next;
+    token = events.length ? events[0].lease_token : null;
     if (events.length) {
       lastEvent = Date.now();
     } else if (idleTimeout && Date.now() - lastEvent >= idleTimeout * 1000) {

@@ -5,9 +5,10 @@
     consumer.py --self-test
 
 Connects with the libpq environment variables (PGHOST, PGPORT, PGUSER,
-PGDATABASE, PGPASSWORD). Each batch is one transaction: poll, handle every
-event (here: insert it into example_orders), ack, commit. If it rolls back,
-nothing happened and the events are handed out again. Needs psycopg2
+PGDATABASE, PGPASSWORD). Each batch is one transaction: handle every event
+leased last time (here: insert it into example_orders), then one call,
+poll(ack_lease => token), acks them and leases the next batch; commit. The
+effects and the ack commit together: exactly once inside the database. Needs psycopg2
 (Debian: python3-psycopg2). See README.md.
 """
 import argparse
@@ -39,29 +40,45 @@ def consume(conn, subscription, max_events=0, idle_timeout=0.0):
     with conn, conn.cursor() as cur:
         cur.execute("create table if not exists example_orders"
                     " (event_id bigint primary key, payload jsonb)")
-    while not max_events or handled < max_events:
-        limit = min(100, max_events - handled) if max_events else 100
-        # One transaction: BEGIN; poll; handle; ack; COMMIT (rollback on an
-        # exception). Once the background worker exists, a consumer may also
-        # LISTEN on "eventbus_<subscription>"; until then poll's wait is the
-        # wake-up.
-        with conn, conn.cursor(cursor_factory=NamedTupleCursor) as cur:
-            cur.execute("select * from eventbus.poll(%s, %s, wait => %s)",
-                        (subscription, limit, WAIT))
-            events = cur.fetchall()
-            done = []
-            for event in events:
-                cur.execute("savepoint event")  # a failing event undoes only its own work
-                try:
-                    handle(cur, event)
-                    cur.execute("release savepoint event")
-                    done.append(event.event_id)
-                except Exception as e:
-                    cur.execute("rollback to savepoint event")
-                    cur.execute("select eventbus.nack(%s, %s, %s)", (subscription, event.event_id, str(e)))
-                    failed += 1
-            cur.execute("select eventbus.ack(%s, %s::bigint[])", (subscription, done))
-        handled += len(done)
+    events, token = [], None
+    while True:
+        # One transaction per batch, one round trip for ack and poll: handle
+        # the events leased last time, then poll(ack_lease => their token)
+        # acks them and leases the next ones; COMMIT. The effects and the
+        # ack commit together. Should it roll back, the events are still
+        # leased to this consumer: handle them again.
+        try:
+            with conn, conn.cursor(cursor_factory=NamedTupleCursor) as cur:
+                done = fails = 0
+                for event in events:
+                    cur.execute("savepoint event")  # a failing event undoes only its own work
+                    try:
+                        handle(cur, event)
+                        cur.execute("release savepoint event")
+                        done += 1
+                    except Exception as e:
+                        cur.execute("rollback to savepoint event")
+                        cur.execute("select eventbus.nack(%s, %s, %s, lease_token => %s)",
+                                    (subscription, event.event_id, str(e), token))
+                        fails += 1
+                # At most max_events in all: the last round only acks.
+                limit = min(100, max_events - handled - done) if max_events else 100
+                if limit > 0:
+                    # Wait for new events only when there was nothing to do.
+                    cur.execute("select * from eventbus.poll(%s, %s, wait => %s, ack_lease => %s)",
+                                (subscription, limit, "0" if events else WAIT, token))
+                    new = cur.fetchall()
+                else:
+                    cur.execute("select eventbus.ack(%s, null, %s)", (subscription, token))
+                    new = []
+        except psycopg2.Error:
+            continue  # rolled back: the same events again, still leased to us
+        handled += done
+        failed += fails
+        if limit <= 0:
+            break
+        events = new
+        token = events[0].lease_token if events else None
         if events:
             last_event = time.monotonic()
         elif idle_timeout and time.monotonic() - last_event >= idle_timeout:
