@@ -131,23 +131,24 @@ for my $n (1 .. $nconsumers)
 my $publisher = $node->background_psql('postgres');
 $publisher->query_until(qr/publishing/,
 	"\\echo publishing\nCALL publish_all($total, $chunk);\n\\echo published\n");
-my $log_offset = 0;
 
 # Waits, every 50 ms, until $query returns 't', failing at once when a
-# surviving consumer reports an error (a duplicate effect ends its CALL).
+# surviving consumer or the publisher reports an error (a duplicate effect
+# ends its consumer's CALL).
 sub wait_for
 {
 	my ($query, $what, $timeout) = @_;
 	my $t0 = time;
 	while (time - $t0 < $timeout)
 	{
-		for my $n (grep { defined $bg{$_} } keys %bg)
+		for my $s ((map { ["consumer $_", $bg{$_}] } sort keys %bg), ['the publisher', $publisher])
 		{
-			$bg{$n}->{run}->pump_nb;
-			if ($bg{$n}->{stderr} =~ /(ERROR|FATAL|WARNING):.*/)
+			my ($who, $b) = @$s;
+			$b->{run}->pump_nb;
+			if ($b->{stderr} =~ /(ERROR|FATAL|WARNING):.*/)
 			{
-				fail("$what: consumer $n failed: $&");
-				diag($bg{$n}->{stderr});
+				fail("$what: $who failed: $&");
+				diag($b->{stderr});
 				return 0;
 			}
 		}
@@ -164,10 +165,12 @@ wait_for(
 	"SELECT EXISTS (SELECT 1 FROM pg_stat_activity a JOIN consumers c ON c.pid = a.pid
 	  WHERE c.n = $victim AND a.wait_event_type = 'Lock' AND a.wait_event = 'advisory'
 	    AND a.backend_xid IS NOT NULL)",
-	'the victim consumer stops in the middle of a batch', 60);
+	'the victim consumer stops in the middle of a batch', 60)
+  or die 'stopping: the victim never stopped mid-batch';
 
 # ... while the others work: wait until they have done some of it.
-wait_for("SELECT count(*) >= 5000 FROM done", 'the other consumers make progress meanwhile', 60);
+wait_for("SELECT count(*) >= 5000 FROM done", 'the other consumers make progress meanwhile', 60)
+  or die 'stopping: no progress while the victim holds its batch';
 cmp_ok(sql("SELECT count(*) FROM done WHERE by_consumer = $victim"), '>', 0,
 	'the victim had committed the effects of its first batches');
 
@@ -200,17 +203,18 @@ eval { $bg{$victim}->{run}->finish; };
 delete $bg{$victim};
 
 # 3. Everything gets handled: the others take the victim's batch too.
-wait_for("SELECT count(*) = $total FROM done", "all $total events handled", 150);
+wait_for("SELECT count(*) = $total FROM done", "all $total events handled", 150)
+  or die "stopping: not every event was handled";
 my $t_done = time;
 note(sprintf("%d events handled %.1f s after the start, %.1f s after the kill",
 	$total, $t_done - $t_start, $t_done - $kill_t));
 
 pump_until($publisher->{run}, $publisher->{timeout}, \$publisher->{stdout}, qr/published/);
-ok($publisher->quit, 'the publisher ended without error');
+ok(eval { $publisher->quit }, 'the publisher ended without error');
 for my $n (sort keys %bg)
 {
 	pump_until($bg{$n}->{run}, $bg{$n}->{timeout}, \$bg{$n}->{stdout}, qr/finished $n/);
-	my $ok = $bg{$n}->quit;
+	my $ok = eval { $bg{$n}->quit };
 	ok($ok && $bg{$n}->{stderr} !~ /ERROR|WARNING/, "consumer $n ended without error")
 	  or diag($bg{$n}->{stderr});
 }
