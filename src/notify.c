@@ -218,26 +218,12 @@ EbNotifySetCutEpoch(int32 sub_id, uint64 epoch)
 	LWLockRelease(NotifyLock);
 }
 
-/* Removes every entry of a database (dropped, or its extension dropped). */
-void
-EbNotifyForgetDatabase(Oid dboid)
-{
-	HASH_SEQ_STATUS seq;
-	EbNotifyEntry *e;
-
-	if (NotifyHash == NULL)
-		return;
-	LWLockAcquire(NotifyLock, LW_EXCLUSIVE);
-	hash_seq_init(&seq, NotifyHash);
-	while ((e = hash_seq_search(&seq)) != NULL)
-		if (e->key.dboid == dboid)
-			(void) hash_search(NotifyHash, &e->key, HASH_REMOVE, NULL);
-	LWLockRelease(NotifyLock);
-}
-
-/* Removes this database's entries of subscriptions not in "live". */
-void
-EbNotifyPrune(const int32 *live, int nlive)
+/*
+ * Removes entries of a database: all of them (live NULL), or those of
+ * subscriptions not in "live".
+ */
+static void
+RemoveEntries(Oid dboid, const int32 *live, int nlive)
 {
 	HASH_SEQ_STATUS seq;
 	EbNotifyEntry *e;
@@ -248,16 +234,33 @@ EbNotifyPrune(const int32 *live, int nlive)
 	hash_seq_init(&seq, NotifyHash);
 	while ((e = hash_seq_search(&seq)) != NULL)
 	{
-		bool		found = false;
+		bool		keep = false;
 
-		if (e->key.dboid != MyDatabaseId)
+		if (e->key.dboid != dboid)
 			continue;
-		for (int i = 0; i < nlive && !found; i++)
-			found = live[i] == e->key.sub_id;
-		if (!found)
+		for (int i = 0; live != NULL && i < nlive && !keep; i++)
+			keep = live[i] == e->key.sub_id;
+		if (!keep)
 			(void) hash_search(NotifyHash, &e->key, HASH_REMOVE, NULL);
 	}
 	LWLockRelease(NotifyLock);
+}
+
+/* Removes every entry of a database (dropped, or its extension dropped). */
+void
+EbNotifyForgetDatabase(Oid dboid)
+{
+	RemoveEntries(dboid, NULL, 0);
+}
+
+/* Removes this database's entries of subscriptions not in "live". */
+void
+EbNotifyPrune(const int32 *live, int nlive)
+{
+	static const int32 none = 0;
+
+	/* An empty list still means "keep none": pass a non-NULL one. */
+	RemoveEntries(MyDatabaseId, nlive > 0 ? live : &none, nlive);
 }
 
 /* Registers the shared memory (preload only). */

@@ -1,5 +1,5 @@
 -- P3 baseline: PgQ consumer, next_batch / get_batch_events / finish_batch,
--- one transaction per batch (shared/bench/drain/pgq_drain.sql).
+-- one transaction per batch, as a PgQ consumer drains its queue.
 DO $$
 DECLARE
   bid bigint; c bigint; n bigint := 0; nb int := 0;

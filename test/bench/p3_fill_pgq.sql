@@ -1,5 +1,5 @@
 -- P3 baseline: fill a PgQ queue with :N events, one tick after every :B
--- events, so that batches hold B events (shared/bench/drain/pgq_fill.sql).
+-- events, so that batches hold B events.
 -- ticker_max_count is B-1 because the first tick after create_queue sees
 -- only B-1 new sequence values. psql variables N, B and VACUUM (on or off).
 SET bench.n = :'N';

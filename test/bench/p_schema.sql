@@ -1,5 +1,5 @@
 -- make bench (run.sh): the baselines beside eventbus, in database eb_bench.
--- The plain outbox table of the anchor benchmark (shared/bench/schema.sql):
+-- The plain outbox table (p1_insert.sql, p2_insert.sql write it):
 -- what an application would INSERT into instead of calling publish.
 CREATE EXTENSION IF NOT EXISTS eventbus;
 CREATE EXTENSION IF NOT EXISTS pgq;

@@ -1,5 +1,5 @@
 -- 1 event per transaction: eventbus.publish, same topic and payload shape
--- as shared/bench/bench/base_ins1.sql (plain INSERT into a table with PK).
+-- as p1_insert.sql (plain INSERT into a table with PK).
 \set id random(1, 1000000000)
 \set t random(1, 20)
 SELECT eventbus.publish('orders.r' || :t || '.created', ('{"order_id": ' || :id || ', "customer_id": "c-000042", "region": "eu", "items": [{"sku": "SKU-10001", "qty": 2, "price": 19.99}, {"sku": "SKU-20002", "qty": 1, "price": 5.49}], "total": 45.47, "currency": "EUR"}')::jsonb);
