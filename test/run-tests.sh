@@ -191,7 +191,7 @@ for suite in $SUITES; do
 		benchout=$(mktemp -d /tmp/eventbus-bench-smoke.XXXXXX)
 		if EB_BENCH_SMOKE=1 EB_BENCH_PORT=$((PORT + 7)) EB_BENCH_OUT="$benchout" EB_BENCH_INSTALL=0 \
 			bash test/bench/run.sh >"$OUTDIR/bench.out" 2>&1; then
-			for p in P1 P1b P2 P3 P4 P5 P6 P7; do
+			for p in P1 P1b P2 P3 'P3 fresh' P4 P5 'P5 (B)' 'P5 (PgQ)' P6 P7 P8 P11; do
 				if grep -q "^| $p durable |" "$benchout/smoke.md"; then
 					echo "ok - bench smoke: $p measured"
 				else

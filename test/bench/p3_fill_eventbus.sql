@@ -1,11 +1,11 @@
--- P3: fill the log with :N events, :B per transaction (publish_batch), for
--- a fresh subscription 'drain' (psql variables N, B and VACUUM: on or off).
--- The same events as p3_fill_pgq.sql.
+-- P3 (and P8): fill the log with :N events, :B per transaction
+-- (publish_batch), for a fresh subscription :'S' (psql variables S, N, B and
+-- VACUUM: on or off). The same events as p3_fill_pgq.sql.
 SET bench.n = :'N';
 SET bench.batch = :'B';
-SELECT eventbus.unsubscribe('drain') FROM eventbus.subscriptions WHERE name = 'drain';
+SELECT eventbus.unsubscribe(:'S') FROM eventbus.subscriptions WHERE name = :'S';
 TRUNCATE eventbus.event_log_0, eventbus.event_log_1, eventbus.event_log_2, eventbus.delivery, eventbus.batch;
-SELECT eventbus.subscribe('drain', array['orders.#']);
+SELECT eventbus.subscribe(:'S', array['orders.#']);
 DO $$
 DECLARE
   n int := current_setting('bench.n')::int;

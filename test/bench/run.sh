@@ -7,10 +7,18 @@
 #   P1b  publish, 1 event/tx, 4 clients      vs PgQ pgq.insert_event
 #   P2   publish_batch, 100 events/tx        vs INSERT ... SELECT of 100 rows
 #   P3   drain N events: poll(500) + ack     vs PgQ next_batch/get_batch_events/finish_batch
+#        (and "P3 fresh": the same in a fresh database right after the fill, no VACUUM/ANALYZE)
 #   P4   publish with 100 wildcard subs      vs publish with 1 subscription
-#   P5   8 publishers, 10 listeners polling  vs 8 publishers alone (test/bench/notify.sh)
+#   P5   8 publishers, 10 listeners polling  vs 8 publishers alone (test/bench/notify.sh);
+#        beside it PgQ: 8 publishers with 10 consumers vs alone (test/bench/consumers.py pgq)
 #   P6   commit -> LISTEN -> poll, 1000 ev/s (test/bench/notify.sh, test/listen_latency.py)
 #   P7   storage after N events published and acked vs after the first 10k
+#   P8   4 consumers of one subscription, each BEGIN; poll(100); 10 ms; ack; COMMIT
+#        (p8_consume.sql)                    vs 1 such consumer: events/s
+#   P11  end to end at 10,000 events/s: publish_batch of 10 per tx at 1,000 tx/s from 4
+#        clients (pgbench -R), 3 subscriptions each with a LISTEN consumer polling and
+#        acking: publish -> event in the consumer's hands, p50/p99 (test/bench/consumers.py
+#        latency); the same with 1 subscription beside it
 #
 # The cluster is durable (fsync on, synchronous_commit on); P1, P1b, P2 and
 # P4 run a second pass with synchronous_commit=off (PGOPTIONS), where CPU
@@ -26,7 +34,7 @@
 #
 #   EB_BENCH_TIME      seconds per pgbench run (10; smoke 1)
 #   EB_BENCH_ROUNDS    rounds of every comparison (3; smoke 1)
-#   EB_BENCH_ONLY      subset of "P1 P1b P2 P3 P4 P5 P6 P7" (all); P5 and P6 run together
+#   EB_BENCH_ONLY      subset of "P1 P1b P2 P3 P4 P5 P6 P7 P8 P11" (all); P5 and P6 run together
 #   EB_BENCH_SYNC_OFF  0: skip the synchronous_commit=off pass (1)
 #   EB_BENCH_PORT      port of the throwaway cluster (54470)
 #   EB_BENCH_CLIENTS   pgbench clients for P1, P1b, P2, P4 (4)
@@ -37,6 +45,12 @@
 #   EB_BENCH_P7_RATE   P7 publishing rate, events/s, 0 = as fast as it goes (20000; smoke 0)
 #   EB_BENCH_P7_AUTOVACUUM  autovacuum during P7 (off: storage must stay bounded without VACUUM)
 #   EB_BENCH_P6_SECONDS seconds of each P6 latency run (10; smoke 1)
+#   EB_BENCH_PGQ_TICK  seconds between pgq.ticker calls in PgQ's P5 runs (1, as pgqd)
+#   EB_BENCH_REF_ROUNDS rounds of P5's INSERT + pg_notify reference (1)
+#   EB_BENCH_P8_N      events in P8's backlog, filled before every run (400000; smoke 40000)
+#   EB_BENCH_P8_TIME   seconds per P8 pgbench run (EB_BENCH_TIME)
+#   EB_BENCH_P11_SECONDS seconds of each P11 run (10; smoke 1)
+#   EB_BENCH_P11_RATE  P11 publishing transactions/s, 10 events each (1000)
 #   EB_BENCH_INSTALL   1: build and install this tree first; 0: never (default: only if missing)
 #   EB_BENCH_OUT       where the table goes (test/bench/results): latest.md (smoke.md
 #                      in smoke mode), the raw figures (.tsv, .meta; test/bench/report.py
@@ -49,12 +63,14 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SMOKE=${EB_BENCH_SMOKE:-0}
 if [ "$SMOKE" = 1 ]; then
 	d_time=1 d_rounds=1 d_drain=5000 d_p7=30000 d_p7_first=3000 d_p7_chunk=1MB d_p7_rate=0 d_p6=1 d_catchup=0.5
+	d_p8=40000 d_p11=1
 else
 	d_time=10 d_rounds=3 d_drain=200000 d_p7=1000000 d_p7_first=10000 d_p7_chunk=16MB d_p7_rate=20000 d_p6=10 d_catchup=2
+	d_p8=400000 d_p11=10
 fi
 T=${EB_BENCH_TIME:-$d_time}
 ROUNDS=${EB_BENCH_ROUNDS:-$d_rounds}
-ONLY=" ${EB_BENCH_ONLY:-P1 P1b P2 P3 P4 P5 P6 P7} "
+ONLY=" ${EB_BENCH_ONLY:-P1 P1b P2 P3 P4 P5 P6 P7 P8 P11} "
 SYNC_OFF=${EB_BENCH_SYNC_OFF:-1}
 PORT=${EB_BENCH_PORT:-54470}
 CLIENTS=${EB_BENCH_CLIENTS:-4}
@@ -67,6 +83,12 @@ P7_RATE=${EB_BENCH_P7_RATE:-$d_p7_rate}
 P7_AUTOVACUUM=${EB_BENCH_P7_AUTOVACUUM:-off}
 P6_SECONDS=${EB_BENCH_P6_SECONDS:-$d_p6}
 CATCHUP=${EB_BENCH_CATCHUP:-$d_catchup}
+PGQ_TICK=${EB_BENCH_PGQ_TICK:-1}
+REF_ROUNDS=${EB_BENCH_REF_ROUNDS:-1}
+P8_N=${EB_BENCH_P8_N:-$d_p8}
+P8_T=${EB_BENCH_P8_TIME:-$T}
+P11_SECONDS=${EB_BENCH_P11_SECONDS:-$d_p11}
+P11_RATE=${EB_BENCH_P11_RATE:-1000}
 OUT=${EB_BENCH_OUT:-$HERE/results}
 NAME=$([ "$SMOKE" = 1 ] && echo smoke || echo latest)
 # Debian packages the benchmark needs (installed as root when missing).
@@ -122,7 +144,9 @@ shared_buffers = 1GB
 max_connections = 100
 max_wal_size = 4GB
 checkpoint_timeout = 15min
-log_min_messages = warning" || exit 1
+log_min_messages = warning
+# one eventbus worker per database: up to about 15 databases here
+max_worker_processes = 32" || exit 1
 export PGHOST=$DIR PGPORT=$PORT PGUSER=postgres
 unset PGDATABASE PGOPTIONS
 P=(psql -X -q -v ON_ERROR_STOP=1)
@@ -149,6 +173,13 @@ fi
 if want P3; then
 	mkdb eb_drain
 	"${P[@]}" -d eb_drain -c "CREATE EXTENSION eventbus" -c "CREATE EXTENSION pgq" >/dev/null
+	# P3 fresh: a database per round and system, used once, dropped after.
+	for r in $(seq "$ROUNDS"); do
+		mkdb eb_p3f_eventbus_$r
+		"${P[@]}" -d eb_p3f_eventbus_$r -c "CREATE EXTENSION eventbus" >/dev/null
+		"${P[@]}" -d postgres -c "CREATE DATABASE eb_p3f_pgq_$r"	# no worker: not in DBS
+		"${P[@]}" -d eb_p3f_pgq_$r -c "CREATE EXTENSION pgq" >/dev/null
+	done
 fi
 if want P5 || want P6; then
 	EB_BENCH_CLUSTER=$DIR EB_BENCH_PORT=$PORT EB_BENCH_SETUP_ONLY=1 bash "$HERE/notify.sh"
@@ -157,6 +188,14 @@ fi
 if want P7; then
 	mkdb eb_p7
 	"${P[@]}" -d eb_p7 -c "CREATE EXTENSION eventbus" >/dev/null
+fi
+if want P8; then
+	mkdb eb_p8
+	"${P[@]}" -d eb_p8 -c "CREATE EXTENSION eventbus" >/dev/null
+fi
+if want P11; then
+	mkdb eb_p11
+	"${P[@]}" -d eb_p11 -c "CREATE EXTENSION eventbus" >/dev/null
 fi
 # Wait for the databases' workers (started when CREATE EXTENSION commits).
 for _ in $(seq 100); do
@@ -189,7 +228,7 @@ facts() {
 	if want P1b || want P3; then
 		fact pgq "$("${P[@]}" -At -d "$(want P1b && echo eb_bench || echo eb_drain)" -c 'SELECT pgq.version()')"
 	fi
-	fact pgbench "-n -M prepared -T $T, -c $CLIENTS -j $((CLIENTS < 2 ? CLIENTS : 2)) (P5: notify.sh, -c 8 -j 2); $ROUNDS rounds$([ "$SMOKE" = 1 ] && echo '; SMOKE RUN: the figures mean nothing')"
+	fact pgbench "-n -M prepared -T $T, -c $CLIENTS -j $((CLIENTS < 2 ? CLIENTS : 2)) (P5: notify.sh, -c 8 -j 2; P8: -c 4 / -c 1, -T $P8_T; P11: -c 4 -j 2 -R $P11_RATE -T $P11_SECONDS); $ROUNDS rounds$([ "$SMOKE" = 1 ] && echo '; SMOKE RUN: the figures mean nothing')"
 	echo
 }
 facts
@@ -267,7 +306,7 @@ if want P3; then
 		for sys in eventbus pgq; do
 			log=$WORK/P3-$sys-$r.log
 			t0=$(date +%s.%N)
-			"${P[@]}" -d eb_drain -v N="$DRAIN_N" -v B="$DRAIN_B" -f "$HERE/p3_fill_$sys.sql" >"$log" 2>&1 ||
+			"${P[@]}" -d eb_drain -v S=drain -v N="$DRAIN_N" -v B="$DRAIN_B" -v VACUUM=on -f "$HERE/p3_fill_$sys.sql" >"$log" 2>&1 ||
 				{ eb_log "P3 fill failed:"; tail -n 5 "$log" >&2; }
 			t1=$(date +%s.%N)
 			"${P[@]}" -d eb_drain -c CHECKPOINT
@@ -285,22 +324,112 @@ if want P3; then
 			n= secs= eps=
 		done
 	done
+	# P3 fresh: the same fill in a database of its own that has never been
+	# filled, VACUUMed or ANALYZEd, and the drain right after the fill's
+	# last commit (no CHECKPOINT between them: one before the fill).
+	for r in $(seq "$ROUNDS"); do
+		for sys in eventbus pgq; do
+			db=eb_p3f_${sys}_$r
+			log=$WORK/P3fresh-$sys-$r.log
+			"${P[@]}" -d postgres -c CHECKPOINT
+			t0=$(date +%s.%N)
+			"${P[@]}" -d "$db" -v S=drain -v N="$DRAIN_N" -v B="$DRAIN_B" -v VACUUM=off -f "$HERE/p3_fill_$sys.sql" >"$log" 2>&1 ||
+				{ eb_log "P3 fresh fill failed:"; tail -n 5 "$log" >&2; }
+			t1=$(date +%s.%N)
+			if [ $sys = eventbus ]; then
+				"${P[@]}" -d "$db" -v S=drain -v N="$DRAIN_N" -v B="$DRAIN_B" -v IDLE=5 \
+					-f "$HERE/p3_drain_eventbus.sql" >>"$log" 2>&1 || { eb_log "P3 fresh drain failed:"; tail -n 5 "$log" >&2; }
+			else
+				"${P[@]}" -d "$db" -f "$HERE/p3_drain_pgq.sql" >>"$log" 2>&1 ||
+					{ eb_log "P3 fresh drain failed:"; tail -n 5 "$log" >&2; }
+			fi
+			read -r n secs eps <<<"$(drain_line "$log")" || true
+			fill=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}')
+			eb_log "P3 fresh round $r/$ROUNDS $sys: ${n:-?} events drained in ${secs:-?} s, ${eps:-NA} events/s (fill ${fill} s)"
+			record P3fresh on "$r" "$sys" "${eps:-NA}" "n=${n:-0} secs=${secs:-NA} fill=$fill"
+			n= secs= eps=
+			"${P[@]}" -d postgres -c "DROP DATABASE $db" || eb_log "could not drop $db"
+		done
+	done
 fi
 
 # ---------------------------------------------------------------- P5, P6
 if want P5 || want P6; then
-	variants="A B N C D"
+	variants="A B N C D Q R"
 	want P5 || variants=
 	eb_log "P5/P6: test/bench/notify.sh on this cluster"
 	EB_BENCH_CLUSTER=$DIR EB_BENCH_PORT=$PORT EB_BENCH_TIME=$T EB_BENCH_ROUNDS=$ROUNDS \
 		EB_BENCH_VARIANTS=$variants EB_BENCH_RESULTS=$WORK/notify.raw EB_BENCH_P6_SECONDS=$P6_SECONDS \
-		EB_BENCH_CATCHUP=$CATCHUP bash "$HERE/notify.sh" || eb_log "notify.sh failed"
+		EB_BENCH_CATCHUP=$CATCHUP EB_BENCH_PGQ_TICK=$PGQ_TICK \
+		EB_BENCH_REF_ROUNDS=$REF_ROUNDS bash "$HERE/notify.sh" || eb_log "notify.sh failed"
 	# "P5 VARIANT tps published consumed" / "P6 LABEL rate p50 p90 p99 max"
 	if [ -f "$WORK/notify.raw" ]; then
 		awk -v OFS='\t' '$1 == "P5" {n[$2]++; print "P5", "on", n[$2], $2, $3, "published=" $4 " consumed=" $5}
 			$1 == "P6" {print "P6", "on", 1, $2, $5, "rate=" $3 " p50=" $4 " p90=" $5 " p99=" $6 " max=" $7}' \
 			"$WORK/notify.raw" >>"$RAW"
 	fi
+fi
+
+# ---------------------------------------------------------------- P8
+# p8_sum SQL -> one number from eb_p8
+p8_sum() { "${P[@]}" -At -d eb_p8 -c "$1"; }
+P8_LEFT="SELECT coalesce(sum(cardinality(b.ids) - b.ndone), 0) FROM eventbus.batch b
+	JOIN eventbus.subscription s ON s.id = b.sub_id WHERE s.name = 'p8'"
+if want P8; then
+	for r in $(seq "$ROUNDS"); do
+		for c in 4 1; do
+			log=$WORK/P8-c$c-$r.log
+			# The backlog: P8_N events, 500 per transaction, VACUUM ANALYZE;
+			# then one poll (rolled back) makes the subscription active and
+			# the worker cuts it all into batches of 100 before the run.
+			"${P[@]}" -d eb_p8 -v S=p8 -v N="$P8_N" -v B=500 -v VACUUM=on -f "$HERE/p3_fill_eventbus.sql" >"$log" 2>&1 ||
+				{ eb_log "P8 fill failed:"; tail -n 5 "$log" >&2; }
+			t0=$(date +%s.%N)
+			"${P[@]}" -d eb_p8 -c "BEGIN" -c "SELECT count(*) FROM eventbus.poll('p8', 100)" -c "ROLLBACK" >>"$log" 2>&1
+			for _ in $(seq 1200); do
+				[ "$(p8_sum "$P8_LEFT")" -ge "$P8_N" ] && break
+				sleep 0.1
+			done
+			t1=$(date +%s.%N)
+			cut=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}')
+			"${P[@]}" -d eb_p8 -c CHECKPOINT
+			acked0=$(p8_sum "SELECT acked FROM eventbus.subscription_stats WHERE subscription = 'p8'")
+			"${PGBENCH[@]}" -c "$c" -j $((c < 2 ? c : 2)) -T "$P8_T" -f "$HERE/p8_consume.sql" eb_p8 >>"$log" 2>&1 ||
+				{ eb_log "P8 pgbench failed ($log):"; tail -n 5 "$log" >&2; }
+			acked1=$(p8_sum "SELECT acked FROM eventbus.subscription_stats WHERE subscription = 'p8'")
+			left=$(p8_sum "$P8_LEFT")
+			read -r tx tps <<<"$(awk '/^number of transactions actually processed:/ {split($6, a, "/"); n = a[1]}
+				/^tps = / {t = $3} END {print n + 0, (t == "" ? "NA" : t)}' "$log")"
+			acked=$((acked1 - acked0))
+			eps=$(awk -v t="$tps" -v a="$acked" -v n="$tx" 'BEGIN {if (t == "NA" || n == 0) print "NA"; else printf "%.0f", t * a / n}')
+			eb_log "P8 round $r/$ROUNDS $c consumer(s): $eps events/s ($tps tx/s, $acked acked in $tx transactions, $left left; cut in $cut s)"
+			record P8 on "$r" "c$c" "$eps" "tps=$tps tx=$tx acked=$acked left=$left cut=$cut"
+		done
+	done
+fi
+
+# ---------------------------------------------------------------- P11
+if want P11; then
+	for k in 3 1; do
+		log=$WORK/P11-subs$k.log
+		"${P[@]}" -d eb_p11 -c "SELECT eventbus.unsubscribe(name) FROM eventbus.subscriptions" \
+			-c "TRUNCATE eventbus.event_log_0, eventbus.event_log_1, eventbus.event_log_2, eventbus.delivery, eventbus.batch" \
+			-c CHECKPOINT >/dev/null
+		eb_log "P11: $k subscription(s), publish_batch of 10 at $P11_RATE tx/s from 4 clients for $P11_SECONDS s"
+		/usr/bin/python3 "$HERE/consumers.py" latency --dsn "dbname=eb_p11" --subs "$k" --prefix p11 --timeout 10 -- \
+			"$EB_PGBIN/pgbench" -n -M prepared -c 4 -j 2 -R "$P11_RATE" -T "$P11_SECONDS" -f "$HERE/p11_publish.sql" eb_p11 \
+			>"$log" 2>&1 || { eb_log "P11 failed ($log):"; grep -E '^(FAILED|Traceback)' "$log" >&2 || tail -n 5 "$log" >&2; }
+		sed 's/^/    /' "$log" >&2
+		read -r p50 p90 p99 mx <<<"$(sed -n 's/^latency ms: p50 \(\S*\) p90 \(\S*\) p99 \(\S*\) max \(\S*\).*/\1 \2 \3 \4/p' "$log")" || true
+		read -r pub rate <<<"$(sed -n 's/^published: \([0-9]*\) events in \S* s: \([0-9]*\) events\/s.*/\1 \2/p' "$log")" || true
+		recv=$(sed -n 's/^received: \([0-9]*\) of.*/\1/p' "$log")
+		poll99=$(sed -n 's/^poll ms: p50 \S* p99 \(\S*\).*/\1/p' "$log")
+		start99=$(sed -n 's/^start ms: p50 \S* p99 \(\S*\).*/\1/p' "$log")
+		lag=$(sed -n 's/^ *rate limit schedule lag: avg \([0-9.]*\).*max \([0-9.]*\).*/\1\/\2/p' "$log")
+		publat=$(sed -n 's/^ *latency average = \([0-9.]*\) ms.*/\1/p' "$log")
+		record P11 on 1 "subs$k" "${p99:-NA}" "p50=${p50:-NA} p90=${p90:-NA} p99=${p99:-NA} max=${mx:-NA} rate=${rate:-NA} published=${pub:-0} received=${recv:-0} expected=$(( ${pub:-0} * k )) poll_p99=${poll99:-NA} start_p99=${start99:-NA} pgbench_latency_avg=${publat:-NA} schedule_lag_avg/max=${lag:-NA}"
+		p50= p90= p99= mx= pub= rate=
+	done
 fi
 
 # ---------------------------------------------------------------- P7
@@ -375,5 +504,5 @@ cp "$META" "$OUT/$NAME.meta"
 # ---------------------------------------------------------------- the table
 /usr/bin/python3 "$HERE/report.py" "$RAW" "$META" "$OUT/$NAME.md" \
 	"T=$T" "ROUNDS=$ROUNDS" "CLIENTS=$CLIENTS" "DRAIN_N=$DRAIN_N" "P7_N=$P7_N" "P7_FIRST=$P7_FIRST" \
-	"P7_RATE=$P7_RATE" "P6_SECONDS=$P6_SECONDS" "SMOKE=$SMOKE"
+	"P7_RATE=$P7_RATE" "P6_SECONDS=$P6_SECONDS" "SMOKE=$SMOKE" "PGQ_TICK=$PGQ_TICK"
 eb_log "table written to $OUT/$NAME.md (raw figures: $NAME.tsv, output: $NAME.log)"
