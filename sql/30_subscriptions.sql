@@ -91,7 +91,8 @@ COMMENT ON TABLE eventbus.delivery IS 'eventbus: leased, waiting and dead delive
 -- transaction, so competing consumers take different batches and a
 -- rollback frees a batch at once. An ack flips bits in "done" and deletes
 -- the row once every event of it is done. Rows are few (the batches cut
--- and not yet finished) and updated in place (HOT). See docs/consuming.md.
+-- and not yet finished) and updated in place (HOT, but for a claim, which
+-- changes the indexed lease end). See docs/consuming.md.
 CREATE TABLE eventbus.batch (
     sub_id      integer NOT NULL,         -- eventbus.subscription.id
     batch_id    bigint NOT NULL,          -- from eventbus.batch_id_seq: the order batches were cut in
@@ -110,6 +111,9 @@ CREATE TABLE eventbus.batch (
     cut_at      timestamptz NOT NULL,     -- when it was cut
     PRIMARY KEY (sub_id, batch_id)
 ) WITH (fillfactor = 50);
+-- The leases that end next, for the worker's ticks (whose leases just
+-- ended, when to look again): an index scan, however many batches wait.
+CREATE INDEX batch_lease_until ON eventbus.batch (lease_until) WHERE leased;
 CREATE SEQUENCE eventbus.batch_id_seq AS bigint;
 COMMENT ON TABLE eventbus.batch IS 'eventbus: batches of events cut from the log per subscription, ready or leased';
 COMMENT ON SEQUENCE eventbus.batch_id_seq IS 'eventbus: batch ids, in the order batches were cut';

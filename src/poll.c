@@ -477,18 +477,23 @@ ClaimBatches(Poll *p)
  * and waits for that cut to commit. Without a worker (or when it does not
  * answer in time), cuts in this transaction. Returns whether to look again
  * (seen_epoch: the subscription's cut epoch before the poll's snapshot).
+ *
+ * A poll that holds events already (!wait) does neither: it only asks the
+ * worker to cut, for the next poll, and returns false.
  */
 static bool
-CutNow(Poll *p, int want, uint64 seen_epoch)
+CutNow(Poll *p, int want, uint64 seen_epoch, bool wait)
 {
 	uint64		seq;
 	bool		caught_up;
 
 	if (eb_cut_by_poll)
-		return EbCut(p->sub, PollLog(p), Max(want, 1), EB_SELF_CUT_MAX, &caught_up) > 0;
+		return wait && EbCut(p->sub, PollLog(p), Max(want, 1), EB_SELF_CUT_MAX, &caught_up) > 0;
 	if (EbWorkerRunning() && EbNotifyCutEpoch(p->sub->id) >= EbCutEpoch())
-		return EbNotifyCutEpoch(p->sub->id) != seen_epoch;	/* a cut committed since our snapshot */
+		return wait && EbNotifyCutEpoch(p->sub->id) != seen_epoch;	/* a cut committed since our snapshot */
 	seq = EbWorkerRequestCut();
+	if (!wait)
+		return false;
 	if (seq != 0)
 	{
 		TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), EB_CUT_WAIT_MS);
@@ -628,7 +633,13 @@ eventbus_poll(PG_FUNCTION_ARGS)
 			TakeDue(&p);
 			if (p.room > 0)
 				ClaimBatches(&p);
-			if (p.room > 0 && CutNow(&p, max_events, seen_epoch))
+			/*
+			 * New events may have committed since the last cut. A poll
+			 * that holds events already returns them rather than wait for
+			 * a cut (as a PgQ batch ends at its tick); the next poll takes
+			 * the rest.
+			 */
+			if (p.room > 0 && CutNow(&p, max_events, seen_epoch, p.got == 0))
 			{
 				/* What the cut made: batches, and deliveries due now. */
 				EbNewSnapshot(true);

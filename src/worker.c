@@ -54,12 +54,16 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/indexing.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
+#include "commands/vacuum.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_node.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
@@ -71,6 +75,7 @@
 #include "utils/fmgroids.h"
 #include "utils/fmgrprotos.h"
 #include "utils/hsearch.h"
+#include "utils/lsyscache.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -552,6 +557,65 @@ Maintain(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
+/*
+ * The tables consuming updates and deletes rows of: batches (claimed,
+ * finished), deliveries (retries, dead letters), cursors (each cut),
+ * expiry counts (folded by maintenance). The worker vacuums them itself,
+ * as pgqd does PgQ's, so that they stay a few pages large whatever
+ * autovacuum is set to.
+ */
+static const char *const ConsumeTables[] = {"batch", "delivery", "cursor", "expiry"};
+
+/* Dead rows that make a consume table worth a VACUUM before maintenance. */
+#define EB_VACUUM_DEAD_ROWS		1000
+
+/* How often the worker looks at the dead rows of those tables. */
+#define EB_VACUUM_CHECK_MS		1000
+
+/*
+ * VACUUMs the consume tables with EB_VACUUM_DEAD_ROWS dead rows or more
+ * (any, when "all"), as the statistics count them. Never waits for a lock
+ * (SKIP_LOCKED: autovacuum or a user may be at it). Outside any
+ * transaction: VACUUM runs its own, as from a client.
+ */
+static void
+VacuumConsumeTables(bool all)
+{
+	List	   *rels = NIL;
+	Oid			nsp;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	nsp = get_namespace_oid("eventbus", true);
+	if (OidIsValid(nsp) && ExtensionPresent() && VersionMatches())
+	{
+		for (int i = 0; i < lengthof(ConsumeTables); i++)
+		{
+			Oid			relid = get_relname_relid(ConsumeTables[i], nsp);
+			PgStat_StatTabEntry *t = OidIsValid(relid) ? pgstat_fetch_stat_tabentry(relid) : NULL;
+
+			if (t != NULL && t->n_dead_tuples >= (all ? 1 : EB_VACUUM_DEAD_ROWS))
+				rels = lappend(rels, makeVacuumRelation(makeRangeVar("eventbus", (char *) ConsumeTables[i], -1),
+														relid, NIL));
+		}
+	}
+	if (rels != NIL)
+	{
+		VacuumStmt *stmt = makeNode(VacuumStmt);
+		ParseState *pstate = make_parsestate(NULL);
+
+		pgstat_report_activity(STATE_RUNNING, "eventbus vacuum");
+		pstate->p_sourcetext = "VACUUM (SKIP_LOCKED) eventbus consume tables";
+		stmt->options = list_make1(makeDefElem("skip_locked", NULL, -1));
+		stmt->rels = rels;
+		stmt->is_vacuumcmd = true;
+		ExecVacuum(pstate, stmt, true);	/* commits, and starts a transaction again */
+	}
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
 /* When maintenance is due after a round at "last" (0: never ran). */
 static TimestampTz
 NextMaintenance(TimestampTz last)
@@ -567,6 +631,7 @@ eventbus_worker_main(Datum arg)
 	ErrorContextCallback errcb;
 	EbTickState ts = {0};
 	volatile TimestampTz last_maintenance = 0;
+	volatile TimestampTz last_vacuum_check = 0;
 	volatile TimestampTz last_tick = 0;
 	volatile int64 last_tick_cost = 0;	/* us */
 	volatile bool present;
@@ -672,7 +737,13 @@ eventbus_worker_main(Datum arg)
 			if (present && now >= NextMaintenance(last_maintenance))
 			{
 				Maintain();
-				last_maintenance = now;
+				VacuumConsumeTables(true);
+				last_maintenance = last_vacuum_check = now;
+			}
+			else if (present && now >= TimestampTzPlusMilliseconds(last_vacuum_check, EB_VACUUM_CHECK_MS))
+			{
+				VacuumConsumeTables(false);
+				last_vacuum_check = now;
 			}
 		}
 		PG_CATCH();
