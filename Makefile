@@ -28,6 +28,7 @@ OBJS = \
 	src/slots.o \
 	src/launcher.o \
 	src/worker.o \
+	src/tick.o \
 	src/handler.o \
 	src/util.o \
 	src/jsonschema/value.o \

@@ -1,9 +1,9 @@
 -- eventbus install script, part 60: background workers and maintenance.
 --
--- The background worker (src/worker.c) calls _tick after publishing commits
--- (and at least every eventbus.tick_interval): it notifies, with at most
--- one NOTIFY each, the subscriptions that have something new. It calls
--- _maintain every eventbus.maintenance_interval: the event log moves on to
+-- The background worker (src/worker.c) ticks after publishing commits (and
+-- at least every eventbus.tick_interval): it notifies, with at most one
+-- NOTIFY each, the subscriptions that have something new (src/tick.c). It
+-- calls _maintain every eventbus.maintenance_interval: the event log moves on to
 -- the next chunk and chunks nobody needs are truncated. run_maintenance()
 -- does one round of both by hand (e.g. from pg_cron, without the worker).
 -- See docs/workers.md and docs/notifications.md.
@@ -43,70 +43,6 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventbus._notify_needed(integer) IS
     'eventbus (internal): whether to NOTIFY a subscription again (it was polled since, or 1 s passed)';
 
-CREATE FUNCTION eventbus._tick(prev pg_snapshot, prev_at timestamptz,
-                               kicked integer[], kick_all boolean,
-                               snap pg_snapshot, topics integer[],
-                               OUT tick_at timestamptz,
-                               OUT next_due timestamptz, OUT notified integer,
-                               OUT handlers text[])
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_topics integer[] := coalesce(topics, '{}');
-    v_leases integer[];
-    r record;
-BEGIN
-    tick_at := clock_timestamp();
-    notified := 0;
-    handlers := '{}';
-    -- Nobody to notify: the snapshot is all this tick has to keep.
-    IF NOT EXISTS (SELECT 1 FROM eventbus.subscription s WHERE NOT s.paused) THEN
-        RETURN;
-    END IF;
-    -- Subscriptions with a batch lease that ended since the previous tick
-    -- (by the index on lease_until: a few rows, however many batches wait).
-    v_leases := ARRAY(SELECT DISTINCT b.sub_id FROM eventbus.batch b
-                       WHERE b.leased AND b.lease_until > prev_at AND b.lease_until <= tick_at);
-    FOR r IN
-        SELECT s.id, s.name, s.handler IS NOT NULL AS has_handler
-          FROM eventbus.subscription s
-         WHERE NOT s.paused
-           AND (prev IS NULL OR kick_all OR s.id = ANY (kicked)
-                OR (cardinality(v_topics) > 0
-                    AND EXISTS (SELECT 1 FROM eventbus.topic t, unnest(s.patterns) p
-                                 WHERE t.id = ANY (v_topics) AND eventbus.topic_matches(t.topic, p)))
-                OR EXISTS (SELECT 1 FROM eventbus.delivery d
-                            WHERE d.sub_id = s.id AND d.state <> 'dead'
-                              AND d.available_at > prev_at AND d.available_at <= tick_at)
-                OR s.id = ANY (v_leases))
-         ORDER BY s.name
-    LOOP
-        -- Not again while the last notification has not been followed by a
-        -- poll (src/stats.c): one notification, one poll, sees it all.
-        IF eventbus._notify_needed(r.id) THEN
-            PERFORM pg_notify('eventbus_' || r.name, r.name);
-            notified := notified + 1;
-        END IF;
-        IF r.has_handler THEN
-            handlers := handlers || r.name;
-        END IF;
-    END LOOP;
-    -- When the worker must look again at the latest: the next retry, delay
-    -- or lease end of a subscription that is not paused.
-    next_due := (SELECT min(q.t)
-                   FROM eventbus.subscription s
-                  CROSS JOIN LATERAL (SELECT d.available_at AS t FROM eventbus.delivery d
-                                       WHERE d.sub_id = s.id AND d.state <> 'dead'
-                                         AND d.available_at > tick_at
-                                       ORDER BY d.available_at LIMIT 1) q
-                  WHERE NOT s.paused);
-    next_due := least(next_due, (SELECT min(b.lease_until) FROM eventbus.batch b
-                                  WHERE b.leased AND b.lease_until > tick_at));
-END
-$$;
-COMMENT ON FUNCTION eventbus._tick(pg_snapshot, timestamptz, integer[], boolean, pg_snapshot, integer[]) IS
-    'eventbus (internal): notify the subscriptions with something new since the previous tick';
 
 -- The subscriptions that still need an event stored in a chunk: one of
 -- their deliveries (leased, waiting or dead) refers to it, one of their
@@ -247,10 +183,18 @@ CREATE FUNCTION eventbus.run_maintenance(OUT reclaimed integer, OUT rotated bool
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    r record;
 BEGIN
     PERFORM eventbus._check_origin();
     SELECT m.reclaimed, m.rotated INTO reclaimed, rotated FROM eventbus._maintain() m;
-    SELECT t.notified INTO notified FROM eventbus._tick(NULL, NULL, '{}', false, pg_current_snapshot(), '{}') t;
+    notified := 0;
+    FOR r IN SELECT s.id, s.name FROM eventbus.subscription s WHERE NOT s.paused ORDER BY s.name LOOP
+        IF eventbus._notify_needed(r.id) THEN
+            PERFORM pg_notify('eventbus_' || r.name, r.name);
+            notified := notified + 1;
+        END IF;
+    END LOOP;
 END
 $$;
 COMMENT ON FUNCTION eventbus.run_maintenance() IS

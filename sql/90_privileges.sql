@@ -42,7 +42,6 @@ FROM PUBLIC;
 -- Workers and maintenance: the extension owner's, granted per role.
 REVOKE EXECUTE ON FUNCTION
     eventbus.run_maintenance(),
-    eventbus._tick(pg_snapshot, timestamptz, integer[], boolean, pg_snapshot, integer[]),
     eventbus._notify_needed(integer),
     eventbus._maintain(),
     eventbus._chunk_pins(regclass),

@@ -275,22 +275,19 @@ EbNotifyInit(void)
 	shmem_startup_hook = NotifyShmemStartup;
 }
 
-PG_FUNCTION_INFO_V1(eventbus_notify_needed);
-
 /*
- * SQL eventbus._notify_needed(sub_id): whether the worker should NOTIFY a
- * subscription that has something new (see the file header). When it says
- * yes it records the notification.
+ * Whether the worker should NOTIFY a subscription that has something new
+ * (see the file header). When it says yes it records the notification.
  */
-Datum
-eventbus_notify_needed(PG_FUNCTION_ARGS)
+bool
+EbNotifyNeeded(int32 sub_id)
 {
 	EbNotifyEntry *e;
 	bool		needed = true;
 
-	if (NotifyHash == NULL || PG_ARGISNULL(0))
-		PG_RETURN_BOOL(true);
-	e = FindEntry(PG_GETARG_INT32(0));
+	if (NotifyHash == NULL)
+		return true;
+	e = FindEntry(sub_id);
 	if (e != NULL)
 	{
 		TimestampTz now = GetCurrentTimestamp();
@@ -303,5 +300,16 @@ eventbus_notify_needed(PG_FUNCTION_ARGS)
 		SpinLockRelease(&e->mutex);
 	}
 	LWLockRelease(NotifyLock);
-	PG_RETURN_BOOL(needed);
+	return needed;
+}
+
+PG_FUNCTION_INFO_V1(eventbus_notify_needed);
+
+/* SQL eventbus._notify_needed(sub_id): EbNotifyNeeded (the 0.1.0 tick called it). */
+Datum
+eventbus_notify_needed(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		PG_RETURN_BOOL(true);
+	PG_RETURN_BOOL(EbNotifyNeeded(PG_GETARG_INT32(0)));
 }

@@ -13,6 +13,7 @@
 
 extern void EbNotifyPolled(int32 sub_id, int want);
 extern bool EbNotifyRecentPoll(int32 sub_id, int ms, int *want);
+extern bool EbNotifyNeeded(int32 sub_id);
 extern uint64 EbNotifyCutEpoch(int32 sub_id);
 extern void EbNotifySetCutEpoch(int32 sub_id, uint64 epoch);
 extern void EbNotifyForgetDatabase(Oid dboid);

@@ -10,9 +10,9 @@
  * subscriptions concerned ("kicks", kept in the database's slot). Each
  * round, the worker ticks: in one short transaction, it reads the topics of
  * the events committed since the previous tick (window.c), cuts batches
- * for the subscriptions that consumers poll (cut.c), and eventbus._tick()
- * sends at most one NOTIFY per subscription with something new (notify.c
- * decides which need one). Polls that found nothing to claim ask it to
+ * for the subscriptions that consumers poll (cut.c), and sends at most one
+ * NOTIFY per subscription with something new (tick.c; notify.c decides
+ * which need one). Polls that found nothing to claim ask it to
  * tick now and wait for that tick to commit (launcher.c). It keeps the
  * handler processes of handler subscriptions running (handler.c), and
  * runs maintenance every eventbus.maintenance_interval. It sleeps until
@@ -45,6 +45,7 @@
 #include "launcher.h"
 #include "notify.h"
 #include "stats.h"
+#include "tick.h"
 #include "worker.h"
 
 #include <signal.h>
@@ -372,7 +373,6 @@ WindowTopics(const char *prev, const EbSnap *snap, int *ntopics)
 }
 
 /* The tick's query, prepared once per worker. */
-static SPIPlanPtr TickPlan = NULL;
 
 /* The state a tick leaves for the next one. */
 typedef struct EbTickState
@@ -380,14 +380,13 @@ typedef struct EbTickState
 	char	   *snapshot;		/* text of the previous tick's snapshot; NULL at first */
 	TimestampTz at;				/* its time */
 	TimestampTz next_due;		/* next retry or lease end; 0: none */
-	List	   *handlers;		/* names of handler subscriptions to run */
 	MemoryContext cxt;			/* holds the above */
 } EbTickState;
 
 /*
- * One tick, in its own transaction: eventbus._tick() notifies the
- * subscriptions with something new. Returns false when the extension is
- * gone.
+ * One tick, in its own transaction: notifies the subscriptions with
+ * something new (tick.c) and cuts batches for those being consumed.
+ * Returns false when the extension is gone.
  */
 static bool
 Tick(EbTickState *ts)
@@ -398,11 +397,6 @@ Tick(EbTickState *ts)
 	uint64		cut_seq;
 	uint64		cut_epoch;
 	TimestampTz now_ts = GetCurrentTimestamp();
-	Oid			argtypes[6] = {TEXTOID, TIMESTAMPTZOID, INT4ARRAYOID, BOOLOID, TEXTOID, INT4ARRAYOID};
-	Datum		args[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
-	Datum	   *kickdatums;
-	Datum	   *topicdatums;
 	int32	   *topics = NULL;
 	int			ntopics = 0;
 	EbSnap	   *snap;
@@ -417,7 +411,8 @@ Tick(EbTickState *ts)
 	present = ExtensionPresent();
 	if (present && VersionMatches())
 	{
-		int			ret;
+		EbTickResult res;
+		MemoryContext old;
 
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
@@ -426,70 +421,17 @@ Tick(EbTickState *ts)
 		/* The topics of the new events: read once, here (window.c). */
 		if (ts->snapshot != NULL)
 			topics = WindowTopics(ts->snapshot, snap, &ntopics);
+		EbTickNotify(ts->snapshot != NULL ? ts->at : 0, kicks, nkicks, kick_all,
+					 topics, ntopics, &res);
+		EbSlotCountTick(res.notified, res.tick_at);
 
-		args[0] = ts->snapshot ? CStringGetTextDatum(ts->snapshot) : (Datum) 0;
-		nulls[0] = ts->snapshot ? ' ' : 'n';
-		args[1] = TimestampTzGetDatum(ts->at);
-		nulls[1] = ts->snapshot ? ' ' : 'n';
-		kickdatums = palloc(sizeof(Datum) * Max(nkicks, 1));
-		for (int i = 0; i < nkicks; i++)
-			kickdatums[i] = Int32GetDatum(kicks[i]);
-		args[2] = PointerGetDatum(construct_array(kickdatums, nkicks, INT4OID, 4, true, TYPALIGN_INT));
-		args[3] = BoolGetDatum(kick_all);
-		args[4] = DirectFunctionCall1(textin, DirectFunctionCall1(pg_snapshot_out, EbSnapToDatum(snap)));
-		topicdatums = palloc(sizeof(Datum) * Max(ntopics, 1));
-		for (int i = 0; i < ntopics; i++)
-			topicdatums[i] = Int32GetDatum(topics[i]);
-		args[5] = PointerGetDatum(construct_array(topicdatums, ntopics, INT4OID, 4, true, TYPALIGN_INT));
+		MemoryContextReset(ts->cxt);
+		old = MemoryContextSwitchTo(ts->cxt);
+		ts->snapshot = pstrdup(DatumGetCString(DirectFunctionCall1(pg_snapshot_out, EbSnapToDatum(snap))));
+		MemoryContextSwitchTo(old);
+		ts->at = res.tick_at;
+		ts->next_due = res.next_due;
 
-		/* Parsed and planned once per worker (the plan cache revalidates it). */
-		if (TickPlan == NULL)
-		{
-			SPIPlanPtr	plan = SPI_prepare("SELECT tick_at, next_due, notified, handlers "
-										   "FROM eventbus._tick($1::pg_snapshot, $2, $3, $4, "
-										   "$5::pg_snapshot, $6)",
-										   6, argtypes);
-
-			if (plan == NULL || SPI_keepplan(plan) != 0)
-				elog(ERROR, "could not prepare the tick: %s", SPI_result_code_string(SPI_result));
-			TickPlan = plan;
-		}
-		ret = SPI_execute_plan(TickPlan, args, nulls, false, 1);
-		if (ret != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "eventbus._tick() failed");
-		else
-		{
-			HeapTuple	tup = SPI_tuptable->vals[0];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			bool		isnull;
-			Datum		d;
-			MemoryContext old;
-
-			MemoryContextReset(ts->cxt);
-			old = MemoryContextSwitchTo(ts->cxt);
-			ts->snapshot = TextDatumGetCString(args[4]);
-			ts->at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 1, &isnull));
-			d = SPI_getbinval(tup, desc, 2, &isnull);
-			ts->next_due = isnull ? 0 : DatumGetTimestampTz(d);
-			d = SPI_getbinval(tup, desc, 3, &isnull);
-			if (!isnull)
-				EbSlotCountTick(DatumGetInt32(d), ts->at);
-			d = SPI_getbinval(tup, desc, 4, &isnull);
-			ts->handlers = NIL;
-			if (!isnull)
-			{
-				Datum	   *elems;
-				bool	   *enulls;
-				int			n;
-
-				deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
-								  &elems, &enulls, &n);
-				for (int i = 0; i < n; i++)
-					if (!enulls[i])
-						ts->handlers = lappend(ts->handlers, TextDatumGetCString(elems[i]));
-			}
-			MemoryContextSwitchTo(old);
-		}
 		/* Handler processes: every half second, or when named. */
 		if (nkicks > 0 || kick_all || now_ts >= NextHandlerCheck)
 		{
@@ -566,15 +508,19 @@ Maintain(void)
  */
 static const char *const ConsumeTables[] = {"batch", "delivery", "cursor", "expiry"};
 
-/* Dead rows that make a consume table worth a VACUUM before maintenance. */
-#define EB_VACUUM_DEAD_ROWS		1000
+/*
+ * Dead rows that make a consume table worth a VACUUM before maintenance:
+ * this many plus a fifth of its live rows (a batch row holds up to
+ * max_events ids: a hundred of them are a few hundred kB).
+ */
+#define EB_VACUUM_DEAD_ROWS		100
 
 /* How often the worker looks at the dead rows of those tables. */
 #define EB_VACUUM_CHECK_MS		1000
 
 /*
- * VACUUMs the consume tables with EB_VACUUM_DEAD_ROWS dead rows or more
- * (any, when "all"), as the statistics count them. Never waits for a lock
+ * VACUUMs the consume tables with enough dead rows (any, when "all"), as
+ * the statistics count them. Never waits for a lock
  * (SKIP_LOCKED: autovacuum or a user may be at it). Outside any
  * transaction: VACUUM runs its own, as from a client.
  */
@@ -594,7 +540,7 @@ VacuumConsumeTables(bool all)
 			Oid			relid = get_relname_relid(ConsumeTables[i], nsp);
 			PgStat_StatTabEntry *t = OidIsValid(relid) ? pgstat_fetch_stat_tabentry(relid) : NULL;
 
-			if (t != NULL && t->n_dead_tuples >= (all ? 1 : EB_VACUUM_DEAD_ROWS))
+			if (t != NULL && t->n_dead_tuples >= (all ? 1 : EB_VACUUM_DEAD_ROWS + t->n_live_tuples / 5))
 				rels = lappend(rels, makeVacuumRelation(makeRangeVar("eventbus", (char *) ConsumeTables[i], -1),
 														relid, NIL));
 		}
