@@ -37,11 +37,13 @@ SELECT eventbus.ack('billing', array(SELECT id FROM eventbus.events WHERE payloa
 SELECT name, patterns, channel, leased, waiting, dead FROM eventbus.subscriptions;
 
 -- 7. LISTEN: the background worker notifies each subscription at most once per
---    tick; publishers never call NOTIFY. psql shows the notification after
---    the next statement.
+--    tick, and not again until it is polled; publishers never call NOTIFY.
+--    A consumer LISTENs, polls once for what came before, then waits. psql
+--    shows the notification after the next statement.
 LISTEN eventbus_billing;
+SELECT count(*) FROM eventbus.poll('billing', 10);   -- nothing new yet
 SELECT eventbus.publish('orders.eu.created', '{"order_id": 46}');
-SELECT pg_sleep(0.2);
+SELECT pg_sleep(0.5);
 SELECT event_id, payload FROM eventbus.poll('billing', 10);
 SELECT eventbus.ack('billing', array(SELECT id FROM eventbus.events WHERE payload->>'order_id' = '46'));
 UNLISTEN *;
@@ -54,7 +56,13 @@ CREATE FUNCTION demo_on_order(e eventbus.event) RETURNS void LANGUAGE sql
 SELECT eventbus.subscribe('invoicing', array['orders.*.created'],
                           handler => 'demo_on_order(eventbus.event)');
 SELECT eventbus.publish('orders.us.created', '{"order_id": 47}');
-SELECT pg_sleep(0.5);
+-- (a handler process starts for the new subscription: wait up to 10 s for it)
+DO $$ BEGIN
+    FOR i IN 1..100 LOOP
+        EXIT WHEN EXISTS (SELECT FROM demo_invoices);
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+END $$;
 SELECT order_id FROM demo_invoices;
 
 -- 9. Invalid topics are refused with SQLSTATE 22023, a detail and a hint.
