@@ -20,7 +20,10 @@ CREATE TABLE eventbus.subscription (
     paused          boolean NOT NULL DEFAULT false,
     created_at      timestamptz NOT NULL DEFAULT now(),
     handler         regprocedure,           -- called by handler processes per event
-    concurrency     integer NOT NULL DEFAULT 1  -- handler processes for it
+    concurrency     integer NOT NULL DEFAULT 1, -- handler processes for it
+    owner           regrole NOT NULL,           -- the role that created it (docs/security.md)
+    consumers       regrole[] NOT NULL DEFAULT '{}',  -- granted consume
+    managers        regrole[] NOT NULL DEFAULT '{}'   -- granted manage
 );
 COMMENT ON TABLE eventbus.subscription IS 'eventbus: subscriptions (configuration)';
 COMMENT ON SEQUENCE eventbus.subscription_id_seq IS 'eventbus: subscription ids';
@@ -68,7 +71,7 @@ CREATE TABLE eventbus.delivery (
     attempt      integer NOT NULL,        -- handed out this many times
     available_at timestamptz NOT NULL,    -- leased: lease end; waiting: next try
     last_error   text,
-    reason       text CHECK (reason IN ('failed', 'lease_expired', 'redriven', 'overflow', 'schema')),
+    reason       text CHECK (reason IN ('failed', 'lease_expired', 'redriven', 'overflow', 'schema', 'timeout', 'crashed')),
     dead_at      timestamptz,
     key          text,                    -- ordered subscriptions only
     ord          bigint,                  -- ordered subscriptions only: place in the key's queue
@@ -215,8 +218,9 @@ $$;
 COMMENT ON FUNCTION eventbus._check_name(text) IS
     'eventbus (internal): raise 22023 unless the text is a valid subscription name';
 
--- Returns the subscription row, or raises 42704 naming it.
-CREATE FUNCTION eventbus._subscription(name text)
+-- Returns the subscription row, or raises 42704 naming it, or 42501 unless
+-- the caller holds the right "needs" on it (consume, manage or own).
+CREATE FUNCTION eventbus._subscription(name text, caller regrole, needs text)
 RETURNS eventbus.subscription
 LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -230,11 +234,31 @@ BEGIN
             USING ERRCODE = 'undefined_object',
                   HINT = 'Create it with eventbus.subscribe(name, patterns); list them in eventbus.subscriptions.';
     END IF;
+    PERFORM eventbus._check_right(caller, s.name, s.owner, s.consumers, s.managers, needs);
     RETURN s;
 END
 $$;
-COMMENT ON FUNCTION eventbus._subscription(text) IS
-    'eventbus (internal): the subscription of that name, or error 42704';
+COMMENT ON FUNCTION eventbus._subscription(text, regrole, text) IS
+    'eventbus (internal): the subscription of that name, or error 42704, or 42501 unless the caller holds the right';
+
+-- Raises 42501 unless caller holds the right on a subscription with these
+-- columns (access.c).
+CREATE FUNCTION eventbus._check_right(caller regrole, name text, owner regrole,
+                                      consumers regrole[], managers regrole[], needs text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_check_right'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION eventbus._check_right(regrole, text, regrole, regrole[], regrole[], text) IS
+    'eventbus (internal): raise 42501 unless the role holds the right on the subscription';
+
+-- Whether current_user holds a right on a subscription with these columns:
+-- the views show only those.
+CREATE FUNCTION eventbus._visible(owner regrole, consumers regrole[], managers regrole[])
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'eventbus_visible'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION eventbus._visible(regrole, regrole[], regrole[]) IS
+    'eventbus (internal): whether current_user holds a right on a subscription (views filter by it)';
 
 -- Raises 22023 unless an interval is positive and at most the given limit.
 CREATE FUNCTION eventbus._check_interval(what text, value interval, lim interval)
@@ -256,16 +280,8 @@ $$;
 COMMENT ON FUNCTION eventbus._check_interval(text, interval, interval) IS
     'eventbus (internal): raise 22023 unless the interval is positive and within the limit';
 
--- The calling role, also inside SECURITY DEFINER functions.
-CREATE FUNCTION eventbus._caller()
-RETURNS oid
-AS 'MODULE_PATHNAME', 'eventbus_caller'
-LANGUAGE C STABLE PARALLEL SAFE;
-COMMENT ON FUNCTION eventbus._caller() IS
-    'eventbus (internal): the role calling (current_user outside SECURITY DEFINER functions)';
-
 -- Raises a clear error unless every option of the subscription row is valid.
-CREATE FUNCTION eventbus._check_subscription(s eventbus.subscription)
+CREATE FUNCTION eventbus._check_subscription(s eventbus.subscription, caller regrole)
 RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -276,6 +292,11 @@ BEGIN
     PERFORM eventbus._check_name(s.name);
     IF s.patterns IS NULL OR cardinality(s.patterns) = 0 THEN
         RAISE EXCEPTION 'subscription "%" needs at least one pattern', s.name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass e.g. array[''orders.*.created'', ''refunds.#''].';
+    END IF;
+    IF array_ndims(s.patterns) > 1 OR cardinality(s.patterns) > 100 THEN
+        RAISE EXCEPTION 'patterns of subscription "%" must be a one-dimensional array of at most 100 patterns', s.name
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Pass e.g. array[''orders.*.created'', ''refunds.#''].';
     END IF;
@@ -331,9 +352,9 @@ BEGIN
     -- may choose it, or anyone could run a superuser's function on
     -- payloads of their choosing.
     IF s.handler IS NOT NULL
-       AND NOT (pg_has_role(eventbus._caller(),
+       AND NOT (pg_has_role(caller,
                             (SELECT p.proowner FROM pg_proc p WHERE p.oid = s.handler), 'USAGE')
-                AND has_function_privilege(eventbus._caller(), s.handler, 'EXECUTE')) THEN
+                AND has_function_privilege(caller, s.handler, 'EXECUTE')) THEN
         RAISE EXCEPTION 'permission denied for handler function %', s.handler
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = 'The worker runs a handler as the owner of the function.',
@@ -341,7 +362,7 @@ BEGIN
     END IF;
 END
 $$;
-COMMENT ON FUNCTION eventbus._check_subscription(eventbus.subscription) IS
+COMMENT ON FUNCTION eventbus._check_subscription(eventbus.subscription, regrole) IS
     'eventbus (internal): raise a clear error unless every option of a subscription is valid';
 
 -- Parses start_at ('now', 'earliest' or a time) into the cursor's start.
@@ -372,6 +393,59 @@ $$;
 COMMENT ON FUNCTION eventbus._start_time(text) IS
     'eventbus (internal): the time a start_at names, NULL for ''now'' and ''earliest'', or error 22023';
 
+CREATE FUNCTION eventbus._subscribe(
+    caller          regrole,
+    name            text,
+    patterns        text[],
+    max_attempts    integer,
+    backoff_initial interval,
+    backoff_max     interval,
+    lease           interval,
+    ordered         boolean,
+    start_at        text,
+    filter          jsonpath,
+    max_backlog     bigint,
+    on_overflow     text,
+    handler         regprocedure,
+    concurrency     integer)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s       eventbus.subscription;
+    t       timestamptz;
+BEGIN
+    PERFORM eventbus._check_origin();
+    s.name := name; s.patterns := patterns; s.max_attempts := max_attempts;
+    s.backoff_initial := backoff_initial; s.backoff_max := backoff_max; s.lease := lease;
+    s.ordered := ordered; s.filter := filter; s.max_backlog := max_backlog;
+    s.on_overflow := on_overflow; s.handler := handler; s.concurrency := concurrency;
+    PERFORM eventbus._check_subscription(s, caller);
+    t := eventbus._start_time(start_at);
+
+    INSERT INTO eventbus.subscription AS sb (name, patterns, max_attempts, backoff_initial,
+                                             backoff_max, lease, ordered, filter, max_backlog,
+                                             on_overflow, handler, concurrency, owner)
+    VALUES (s.name, s.patterns, s.max_attempts, s.backoff_initial, s.backoff_max, s.lease,
+            s.ordered, s.filter, s.max_backlog, s.on_overflow, s.handler, s.concurrency, caller)
+    ON CONFLICT ON CONSTRAINT subscription_name_key DO NOTHING
+    RETURNING sb.id INTO s.id;
+    IF s.id IS NULL THEN
+        RAISE EXCEPTION 'subscription "%" already exists', name
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'Choose another name, change it with eventbus.alter_subscription(), or eventbus.unsubscribe() it first.';
+    END IF;
+    -- 'now': the events committed after this snapshot. Otherwise from the
+    -- start of the log ('1:1:' sees nothing, so every event is after it).
+    INSERT INTO eventbus.cursor (sub_id, win_lo, start_time)
+    VALUES (s.id, CASE WHEN start_at = 'now' THEN eventbus._snapshot() ELSE '1:1:' END, t);
+    PERFORM eventbus._subscriptions_changed();
+END
+$$;
+COMMENT ON FUNCTION eventbus._subscribe(regrole, text, text[], integer, interval, interval, interval, boolean, text, jsonpath, bigint, text, regprocedure, integer) IS
+    'eventbus (internal): subscribe for the role that called eventbus.subscribe (access.c)';
+
 CREATE FUNCTION eventbus.subscribe(
     name            text,
     patterns        text[],
@@ -387,63 +461,32 @@ CREATE FUNCTION eventbus.subscribe(
     handler         regprocedure DEFAULT NULL,
     concurrency     integer  DEFAULT 1)
 RETURNS void
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    s       eventbus.subscription;
-    t       timestamptz;
-BEGIN
-    PERFORM eventbus._check_origin();
-    s.name := name; s.patterns := patterns; s.max_attempts := max_attempts;
-    s.backoff_initial := backoff_initial; s.backoff_max := backoff_max; s.lease := lease;
-    s.ordered := ordered; s.filter := filter; s.max_backlog := max_backlog;
-    s.on_overflow := on_overflow; s.handler := handler; s.concurrency := concurrency;
-    PERFORM eventbus._check_subscription(s);
-    t := eventbus._start_time(start_at);
-
-    INSERT INTO eventbus.subscription AS sb (name, patterns, max_attempts, backoff_initial,
-                                             backoff_max, lease, ordered, filter, max_backlog,
-                                             on_overflow, handler, concurrency)
-    VALUES (s.name, s.patterns, s.max_attempts, s.backoff_initial, s.backoff_max, s.lease,
-            s.ordered, s.filter, s.max_backlog, s.on_overflow, s.handler, s.concurrency)
-    ON CONFLICT ON CONSTRAINT subscription_name_key DO NOTHING
-    RETURNING sb.id INTO s.id;
-    IF s.id IS NULL THEN
-        RAISE EXCEPTION 'subscription "%" already exists', name
-            USING ERRCODE = 'duplicate_object',
-                  HINT = 'Choose another name, change it with eventbus.alter_subscription(), or eventbus.unsubscribe() it first.';
-    END IF;
-    -- 'now': the events committed after this snapshot. Otherwise from the
-    -- start of the log ('1:1:' sees nothing, so every event is after it).
-    INSERT INTO eventbus.cursor (sub_id, win_lo, start_time)
-    VALUES (s.id, CASE WHEN start_at = 'now' THEN eventbus._snapshot() ELSE '1:1:' END, t);
-    PERFORM eventbus._subscriptions_changed();
-END
-$$;
+AS 'MODULE_PATHNAME', 'eventbus_gate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventbus.subscribe(text, text[], integer, interval, interval, interval, boolean, text, jsonpath, bigint, text, regprocedure, integer) IS
     'eventbus: create a durable subscription to every event whose topic matches one of the patterns';
 
-CREATE FUNCTION eventbus.alter_subscription(
+CREATE FUNCTION eventbus._alter_subscription(
+    caller          regrole,
     name            text,
-    patterns        text[]   DEFAULT NULL,
-    max_attempts    integer  DEFAULT NULL,
-    backoff_initial interval DEFAULT NULL,
-    backoff_max     interval DEFAULT NULL,
-    lease           interval DEFAULT NULL,
-    ordered         boolean  DEFAULT NULL,
-    filter          jsonpath DEFAULT NULL,
-    max_backlog     bigint   DEFAULT NULL,
-    on_overflow     text     DEFAULT NULL,
-    reset           text[]   DEFAULT NULL,
-    handler         regprocedure DEFAULT NULL,
-    concurrency     integer  DEFAULT NULL)
+    patterns        text[],
+    max_attempts    integer,
+    backoff_initial interval,
+    backoff_max     interval,
+    lease           interval,
+    ordered         boolean,
+    filter          jsonpath,
+    max_backlog     bigint,
+    on_overflow     text,
+    reset           text[],
+    handler         regprocedure,
+    concurrency     integer)
 RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    s eventbus.subscription := eventbus._subscription(alter_subscription.name);
+    s eventbus.subscription := eventbus._subscription(_alter_subscription.name, caller, 'manage');
     r text;
 BEGIN
     -- Concurrent alters apply one after the other, each to the other's result.
@@ -477,7 +520,7 @@ BEGIN
     s.on_overflow := coalesce(on_overflow, s.on_overflow);
     s.handler := coalesce(handler, s.handler);
     s.concurrency := coalesce(concurrency, s.concurrency);
-    PERFORM eventbus._check_subscription(s);
+    PERFORM eventbus._check_subscription(s, caller);
     UPDATE eventbus.subscription sb
        SET patterns = s.patterns, max_attempts = s.max_attempts, backoff_initial = s.backoff_initial,
            backoff_max = s.backoff_max, lease = s.lease, ordered = s.ordered, filter = s.filter,
@@ -488,16 +531,36 @@ BEGIN
     PERFORM eventbus._wake(s.id);       -- the worker looks at it again (handler, patterns)
 END
 $$;
+COMMENT ON FUNCTION eventbus._alter_subscription(regrole, text, text[], integer, interval, interval, interval, boolean, jsonpath, bigint, text, text[], regprocedure, integer) IS
+    'eventbus (internal): alter_subscription for the role that called eventbus.alter_subscription (access.c)';
+
+CREATE FUNCTION eventbus.alter_subscription(
+    name            text,
+    patterns        text[]   DEFAULT NULL,
+    max_attempts    integer  DEFAULT NULL,
+    backoff_initial interval DEFAULT NULL,
+    backoff_max     interval DEFAULT NULL,
+    lease           interval DEFAULT NULL,
+    ordered         boolean  DEFAULT NULL,
+    filter          jsonpath DEFAULT NULL,
+    max_backlog     bigint   DEFAULT NULL,
+    on_overflow     text     DEFAULT NULL,
+    reset           text[]   DEFAULT NULL,
+    handler         regprocedure DEFAULT NULL,
+    concurrency     integer  DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_gate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventbus.alter_subscription(text, text[], integer, interval, interval, interval, boolean, jsonpath, bigint, text, text[], regprocedure, integer) IS
     'eventbus: change options of a subscription (NULL keeps an option; reset => names puts options back to their defaults)';
 
-CREATE FUNCTION eventbus.unsubscribe(name text)
+CREATE FUNCTION eventbus._unsubscribe(caller regrole, name text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_sub integer := (eventbus._subscription(unsubscribe.name)).id;
+    v_sub integer := (eventbus._subscription(_unsubscribe.name, caller, 'manage')).id;
 BEGIN
     DELETE FROM eventbus.delivery d WHERE d.sub_id = v_sub;
     DELETE FROM eventbus.batch b WHERE b.sub_id = v_sub;
@@ -508,29 +571,174 @@ BEGIN
     PERFORM eventbus._stats_drop_sub(v_sub);
 END
 $$;
+COMMENT ON FUNCTION eventbus._unsubscribe(regrole, text) IS
+    'eventbus (internal): unsubscribe for the role that called eventbus.unsubscribe (access.c)';
+
+CREATE FUNCTION eventbus.unsubscribe(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_gate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventbus.unsubscribe(text) IS
     'eventbus: drop a subscription with its position, leases and dead letters';
 
-CREATE FUNCTION eventbus.pause(name text)
+CREATE FUNCTION eventbus._pause(caller regrole, name text)
 RETURNS void
 LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    UPDATE eventbus.subscription s SET paused = true WHERE s.id = (eventbus._subscription(pause.name)).id;
+    UPDATE eventbus.subscription s SET paused = true WHERE s.id = (eventbus._subscription(_pause.name, caller, 'manage')).id;
     SELECT eventbus._subscriptions_changed();
 $$;
+COMMENT ON FUNCTION eventbus._pause(regrole, text) IS
+    'eventbus (internal): pause for the role that called eventbus.pause (access.c)';
+
+CREATE FUNCTION eventbus.pause(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_gate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventbus.pause(text) IS
     'eventbus: stop handing out events of a subscription (they keep accumulating)';
 
-CREATE FUNCTION eventbus.resume(name text)
+CREATE FUNCTION eventbus._resume(caller regrole, name text)
 RETURNS void
 LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    UPDATE eventbus.subscription s SET paused = false WHERE s.id = (eventbus._subscription(resume.name)).id;
-    SELECT eventbus._wake((eventbus._subscription(resume.name)).id);  -- waiting pollers and LISTENers look again
+    UPDATE eventbus.subscription s SET paused = false WHERE s.id = (eventbus._subscription(_resume.name, caller, 'manage')).id;
+    SELECT eventbus._wake((eventbus._subscription(_resume.name, caller, 'manage')).id);  -- waiting pollers and LISTENers look again
 $$;
+COMMENT ON FUNCTION eventbus._resume(regrole, text) IS
+    'eventbus (internal): resume for the role that called eventbus.resume (access.c)';
+
+CREATE FUNCTION eventbus.resume(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_gate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventbus.resume(text) IS 'eventbus: hand out events of a paused subscription again';
+
+-- Rights on a subscription (docs/security.md): its owner, superusers and
+-- roles with the owner's privileges grant consume or manage to other roles.
+CREATE FUNCTION eventbus._check_right_name(r text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF r IS NULL OR r NOT IN ('consume', 'manage') THEN
+        RAISE EXCEPTION 'invalid subscription right "%"', coalesce(r, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The rights are ''consume'' (poll, ack, nack, extend_lease) and ''manage'' (alter, pause, resume, seek, redrive, purge, unsubscribe).';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION eventbus._check_right_name(text) IS
+    'eventbus (internal): raise 22023 unless the text names a subscription right';
+
+CREATE FUNCTION eventbus._check_grantee(role regrole)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF role IS NULL OR role = 0 THEN
+        RAISE EXCEPTION 'a subscription right is granted to a role, not to %', CASE WHEN role IS NULL THEN 'NULL' ELSE 'PUBLIC' END
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Name a role, e.g. ''billing_worker''; to let many roles consume, grant the right to a group role they are members of.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION eventbus._check_grantee(regrole) IS
+    'eventbus (internal): raise 22023 unless the role can hold a subscription right';
+
+CREATE FUNCTION eventbus._grant_subscription(caller regrole, name text, role regrole, "right" text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s eventbus.subscription := eventbus._subscription(_grant_subscription.name, caller, 'own');
+BEGIN
+    PERFORM eventbus._check_right_name("right");
+    PERFORM eventbus._check_grantee(role);
+    UPDATE eventbus.subscription sb
+       SET consumers = CASE WHEN "right" = 'consume' AND NOT role = ANY (sb.consumers)
+                            THEN sb.consumers || role ELSE sb.consumers END,
+           managers = CASE WHEN "right" = 'manage' AND NOT role = ANY (sb.managers)
+                           THEN sb.managers || role ELSE sb.managers END
+     WHERE sb.id = s.id;
+    PERFORM eventbus._subscriptions_changed();
+END
+$$;
+COMMENT ON FUNCTION eventbus._grant_subscription(regrole, text, regrole, text) IS
+    'eventbus (internal): grant_subscription for the role that called eventbus.grant_subscription (access.c)';
+
+CREATE FUNCTION eventbus.grant_subscription(name text, role regrole, "right" text DEFAULT 'consume')
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_gate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus.grant_subscription(text, regrole, text) IS
+    'eventbus: let a role consume (poll, ack, nack, extend_lease) or manage (alter, pause, resume, seek, redrive, purge, unsubscribe) a subscription';
+
+CREATE FUNCTION eventbus._revoke_subscription(caller regrole, name text, role regrole, "right" text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s eventbus.subscription := eventbus._subscription(_revoke_subscription.name, caller, 'own');
+BEGIN
+    IF "right" IS NOT NULL THEN
+        PERFORM eventbus._check_right_name("right");
+    END IF;
+    PERFORM eventbus._check_grantee(role);
+    UPDATE eventbus.subscription sb
+       SET consumers = CASE WHEN coalesce("right", 'consume') = 'consume'
+                            THEN array_remove(sb.consumers, role) ELSE sb.consumers END,
+           managers = CASE WHEN coalesce("right", 'manage') = 'manage'
+                           THEN array_remove(sb.managers, role) ELSE sb.managers END
+     WHERE sb.id = s.id;
+    PERFORM eventbus._subscriptions_changed();
+END
+$$;
+COMMENT ON FUNCTION eventbus._revoke_subscription(regrole, text, regrole, text) IS
+    'eventbus (internal): revoke_subscription for the role that called eventbus.revoke_subscription (access.c)';
+
+CREATE FUNCTION eventbus.revoke_subscription(name text, role regrole, "right" text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_gate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus.revoke_subscription(text, regrole, text) IS
+    'eventbus: take a right on a subscription back from a role (both rights when right is NULL)';
+
+CREATE FUNCTION eventbus._alter_subscription_owner(caller regrole, name text, owner regrole)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s eventbus.subscription := eventbus._subscription(_alter_subscription_owner.name, caller, 'own');
+BEGIN
+    PERFORM eventbus._check_grantee(owner);
+    -- As ALTER ... OWNER TO: the caller must be able to become the new owner.
+    IF NOT pg_has_role(caller, owner, 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to give subscription "%" to role %', s.name, owner
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = format('Role %s is not a member of role %s.', caller, owner),
+                  HINT = 'A superuser, or a member of both the current and the new owner, may give a subscription away.';
+    END IF;
+    UPDATE eventbus.subscription sb SET owner = _alter_subscription_owner.owner WHERE sb.id = s.id;
+    PERFORM eventbus._subscriptions_changed();
+END
+$$;
+COMMENT ON FUNCTION eventbus._alter_subscription_owner(regrole, text, regrole) IS
+    'eventbus (internal): alter_subscription_owner for the role that called eventbus.alter_subscription_owner (access.c)';
+
+CREATE FUNCTION eventbus.alter_subscription_owner(name text, owner regrole)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_gate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus.alter_subscription_owner(text, regrole) IS
+    'eventbus: give a subscription to another owner';
 
 CREATE VIEW eventbus.subscriptions AS
 SELECT s.name, s.patterns, s.max_attempts, s.backoff_initial, s.backoff_max, s.lease,
@@ -541,16 +749,18 @@ SELECT s.name, s.patterns, s.max_attempts, s.backoff_initial, s.backoff_max, s.l
                     WHERE b.sub_id = s.id AND b.leased), 0) AS leased,
        (SELECT count(*) FROM eventbus.delivery d WHERE d.sub_id = s.id AND d.state = 'waiting') AS waiting,
        (SELECT count(*) FROM eventbus.delivery d WHERE d.sub_id = s.id AND d.state = 'dead') AS dead,
-       c.expired + coalesce((SELECT sum(x.n) FROM eventbus.expiry x WHERE x.sub_id = s.id), 0) AS expired
-  FROM eventbus.subscription s JOIN eventbus.cursor c ON c.sub_id = s.id;
+       c.expired + coalesce((SELECT sum(x.n) FROM eventbus.expiry x WHERE x.sub_id = s.id), 0) AS expired,
+       s.owner, s.consumers, s.managers
+  FROM eventbus.subscription s JOIN eventbus.cursor c ON c.sub_id = s.id
+ WHERE eventbus._visible(s.owner, s.consumers, s.managers);
 COMMENT ON VIEW eventbus.subscriptions IS
-    'eventbus: every subscription with its options, LISTEN channel and delivery counts';
+    'eventbus: the subscriptions the current role holds a right on, with their options, LISTEN channel, delivery counts, owner and grantees';
 
 -- Moves the subscription back (or forward) to a point of the log: from
 -- then on, poll hands out again every retained event from that point.
 -- Deliveries in flight (leased or waiting) stay as they are: the replay
 -- skips their events. Dead letters from the point on are handed out again.
-CREATE FUNCTION eventbus._seek(sub_id integer, since timestamptz, from_event bigint)
+CREATE FUNCTION eventbus._seek_to(sub_id integer, since timestamptz, from_event bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
@@ -560,16 +770,16 @@ BEGIN
     UPDATE eventbus.cursor c
        SET win_lo = '1:1:', win_hi = NULL, pos_txid = NULL, pos_id = NULL,
            start_time = since, start_id = from_event
-     WHERE c.sub_id = _seek.sub_id;
+     WHERE c.sub_id = _seek_to.sub_id;
     -- Batches not handed out yet are read again by the replay (or skipped).
-    DELETE FROM eventbus.batch b WHERE b.sub_id = _seek.sub_id AND NOT b.leased;
+    DELETE FROM eventbus.batch b WHERE b.sub_id = _seek_to.sub_id AND NOT b.leased;
     PERFORM eventbus._wake(sub_id);
 END
 $$;
-COMMENT ON FUNCTION eventbus._seek(integer, timestamptz, bigint) IS
+COMMENT ON FUNCTION eventbus._seek_to(integer, timestamptz, bigint) IS
     'eventbus (internal): move a subscription to a time or an event id';
 
-CREATE FUNCTION eventbus.seek(name text, since timestamptz)
+CREATE FUNCTION eventbus._seek(caller regrole, name text, since timestamptz)
 RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -580,13 +790,20 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Pass a finite time, e.g. now() - interval ''1 hour''.';
     END IF;
-    PERFORM eventbus._seek((eventbus._subscription(seek.name)).id, since, NULL);
+    PERFORM eventbus._seek_to((eventbus._subscription(_seek.name, caller, 'manage')).id, since, NULL);
 END
 $$;
+COMMENT ON FUNCTION eventbus._seek(regrole, text, timestamptz) IS
+    'eventbus (internal): seek for the role that called eventbus.seek (access.c)';
+
+CREATE FUNCTION eventbus.seek(name text, since timestamptz)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_gate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventbus.seek(text, timestamptz) IS
     'eventbus: replay every retained event published at or after a time (or skip those before it)';
 
-CREATE FUNCTION eventbus.seek(name text, from_event bigint)
+CREATE FUNCTION eventbus._seek(caller regrole, name text, from_event bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -597,8 +814,15 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Pass an event id, e.g. one returned by eventbus.publish.';
     END IF;
-    PERFORM eventbus._seek((eventbus._subscription(seek.name)).id, NULL, from_event);
+    PERFORM eventbus._seek_to((eventbus._subscription(_seek.name, caller, 'manage')).id, NULL, from_event);
 END
 $$;
+COMMENT ON FUNCTION eventbus._seek(regrole, text, bigint) IS
+    'eventbus (internal): seek for the role that called eventbus.seek (access.c)';
+
+CREATE FUNCTION eventbus.seek(name text, from_event bigint)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_gate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventbus.seek(text, bigint) IS
     'eventbus: replay every retained event from an event id on (or skip those before it)';

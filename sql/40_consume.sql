@@ -85,7 +85,7 @@ RETURNS TABLE (event_id bigint, topic text, key text, payload jsonb, headers jso
                published_at timestamptz, attempt integer, lease_until timestamptz,
                lease_token bigint)
 AS 'MODULE_PATHNAME', 'eventbus_poll'
-LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+LANGUAGE C VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION eventbus.poll(text, integer, interval, interval, bigint) IS
     'eventbus: lease up to max_events events of a subscription: due retries first, then new events in commit order; wait for them up to "wait"; first ack what is still leased under ack_lease';
@@ -93,7 +93,7 @@ COMMENT ON FUNCTION eventbus.poll(text, integer, interval, interval, bigint) IS
 CREATE FUNCTION eventbus.ack(subscription text, event_ids bigint[], lease_token bigint DEFAULT NULL)
 RETURNS integer
 AS 'MODULE_PATHNAME', 'eventbus_ack'
-LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+LANGUAGE C VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION eventbus.ack(text, bigint[], bigint) IS
     'eventbus: finish leased events (under lease_token, if given; all of that lease when event_ids is NULL); returns how many are now done';
@@ -102,7 +102,7 @@ CREATE FUNCTION eventbus.nack(subscription text, event_id bigint, error text DEF
                               retry_in interval DEFAULT NULL, lease_token bigint DEFAULT NULL)
 RETURNS text
 AS 'MODULE_PATHNAME', 'eventbus_nack'
-LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+LANGUAGE C VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION eventbus.nack(text, bigint, text, interval, bigint) IS
     'eventbus: give a leased event back: retried after backoff (or retry_in), dead after max_attempts';
@@ -111,7 +111,7 @@ CREATE FUNCTION eventbus.extend_lease(subscription text, event_ids bigint[], lea
                                       lease_token bigint DEFAULT NULL)
 RETURNS integer
 AS 'MODULE_PATHNAME', 'eventbus_extend_lease'
-LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+LANGUAGE C VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION eventbus.extend_lease(text, bigint[], interval, bigint) IS
     'eventbus: make leases of events still being worked on end "lease" from now';
@@ -123,7 +123,7 @@ SELECT s.name AS subscription, d.event_id, t.topic, e.key, e.payload,
   JOIN eventbus.subscription s ON s.id = d.sub_id
   LEFT JOIN eventbus.event_log e ON e.txid = d.txid AND e.id = d.event_id
   LEFT JOIN eventbus.topic t ON t.id = e.topic_id
- WHERE d.state = 'dead';
+ WHERE d.state = 'dead' AND eventbus._visible(s.owner, s.consumers, s.managers);
 COMMENT ON VIEW eventbus.dead_letters IS
     'eventbus: events a subscription gave up on, with the last error, until redriven or purged';
 
@@ -138,45 +138,56 @@ SELECT s.name AS subscription, b.ids[o.i] AS event_id,
   FROM eventbus.batch b
   JOIN eventbus.subscription s ON s.id = b.sub_id
  CROSS JOIN LATERAL generate_subscripts(b.ids, 1) AS o (i)
- WHERE b.done IS NULL OR get_bit(b.done, o.i - 1) = 0
+ WHERE (b.done IS NULL OR get_bit(b.done, o.i - 1) = 0)
+   AND eventbus._visible(s.owner, s.consumers, s.managers)
 UNION ALL
 SELECT s.name, d.event_id, d.state, d.attempt, d.available_at, NULL::bigint, d.last_error
   FROM eventbus.delivery d
-  JOIN eventbus.subscription s ON s.id = d.sub_id;
+  JOIN eventbus.subscription s ON s.id = d.sub_id
+ WHERE eventbus._visible(s.owner, s.consumers, s.managers);
 COMMENT ON VIEW eventbus.deliveries IS
     'eventbus: every event a subscription holds state for: ready or leased in a batch, leased, waiting or dead on its own';
 
-CREATE FUNCTION eventbus.redrive(subscription text, event_ids bigint[] DEFAULT NULL)
+CREATE FUNCTION eventbus._redrive(caller regrole, subscription text, event_ids bigint[])
 RETURNS integer
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    v_sub integer := (eventbus._subscription(subscription, caller, 'manage')).id;
     n integer;
 BEGIN
     UPDATE eventbus.delivery d
        SET state = 'waiting', attempt = 0, available_at = clock_timestamp(),
            reason = 'redriven', dead_at = NULL,      -- marks its next hand-out as a retry
            ord = CASE WHEN d.key IS NOT NULL THEN nextval('eventbus.delivery_ord_seq') END
-     WHERE d.sub_id = (eventbus._subscription(subscription)).id AND d.state = 'dead'
+     WHERE d.sub_id = v_sub AND d.state = 'dead'
        AND (event_ids IS NULL OR d.event_id = ANY (event_ids));
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n > 0 THEN
-        PERFORM eventbus._wake((eventbus._subscription(subscription)).id);
-        PERFORM eventbus._stats_sub((eventbus._subscription(subscription)).id, redriven => n);
+        PERFORM eventbus._wake(v_sub);
+        PERFORM eventbus._stats_sub(v_sub, redriven => n);
     END IF;
     RETURN n;
 END
 $$;
+COMMENT ON FUNCTION eventbus._redrive(regrole, text, bigint[]) IS
+    'eventbus (internal): redrive for the role that called eventbus.redrive (access.c)';
+
+CREATE FUNCTION eventbus.redrive(subscription text, event_ids bigint[] DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'eventbus_gate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventbus.redrive(text, bigint[]) IS
     'eventbus: put dead letters back, with fresh attempts (all of them when event_ids is NULL)';
 
-CREATE FUNCTION eventbus.purge_dead_letters(subscription text, older_than interval DEFAULT NULL)
+CREATE FUNCTION eventbus._purge_dead_letters(caller regrole, subscription text, older_than interval)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    v_sub integer := (eventbus._subscription(subscription, caller, 'manage')).id;
     n integer;
 BEGIN
     IF older_than < interval '0' THEN
@@ -184,12 +195,19 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass e.g. interval ''7 days'', or NULL for all.';
     END IF;
     DELETE FROM eventbus.delivery d
-     WHERE d.sub_id = (eventbus._subscription(subscription)).id AND d.state = 'dead'
+     WHERE d.sub_id = v_sub AND d.state = 'dead'
        AND (older_than IS NULL OR d.dead_at <= clock_timestamp() - older_than);
     GET DIAGNOSTICS n = ROW_COUNT;
-    PERFORM eventbus._stats_sub((eventbus._subscription(subscription)).id, discarded => n);
+    PERFORM eventbus._stats_sub(v_sub, discarded => n);
     RETURN n;
 END
 $$;
+COMMENT ON FUNCTION eventbus._purge_dead_letters(regrole, text, interval) IS
+    'eventbus (internal): purge_dead_letters for the role that called eventbus.purge_dead_letters (access.c)';
+
+CREATE FUNCTION eventbus.purge_dead_letters(subscription text, older_than interval DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'eventbus_gate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventbus.purge_dead_letters(text, interval) IS
     'eventbus: discard dead letters for good (all, or those dead longer than older_than)';

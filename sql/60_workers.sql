@@ -229,8 +229,8 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'Pass e.g. eventbus.schedule(''nightly'', ''0 3 * * *'', ''reports.nightly'', ''{}'').';
     END IF;
-    IF NOT eventbus.is_valid_topic(topic) THEN
-        RAISE EXCEPTION 'invalid topic "%"', topic
+    IF topic IS NULL OR NOT eventbus.is_valid_topic(topic) THEN
+        RAISE EXCEPTION 'invalid topic "%"', coalesce(topic, 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'A topic is dot-separated words, e.g. ''reports.nightly''.';
     END IF;
@@ -251,6 +251,15 @@ BEGIN
         RAISE EXCEPTION 'eventbus.unschedule needs the extension pg_cron'
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Jobs are kept by pg_cron; without it there is nothing to unschedule.';
+    END IF;
+    -- Only the caller's jobs that eventbus.schedule made: the others are
+    -- pg_cron's business (cron.unschedule).
+    IF NOT EXISTS (SELECT 1 FROM cron.job j
+                    WHERE j.jobname = unschedule.job AND j.username = current_user
+                      AND j.command LIKE 'SELECT eventbus.publish(%') THEN
+        RAISE EXCEPTION 'no eventbus job "%" of role %', job, current_user
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'eventbus.unschedule removes the jobs eventbus.schedule made; remove other pg_cron jobs with cron.unschedule().';
     END IF;
     RETURN cron.unschedule(job);
 END

@@ -13,6 +13,7 @@ CREATE TABLE eventbus.schema (
     schema      jsonb NOT NULL,
     on_invalid  text NOT NULL DEFAULT 'reject' CHECK (on_invalid IN ('reject', 'dead_letter')),
     created_at  timestamptz NOT NULL DEFAULT now(),
+    owner       regrole NOT NULL,         -- who registered it: only that role replaces or drops it
     CHECK (pattern IS NOT NULL OR uri IS NOT NULL)
 );
 COMMENT ON TABLE eventbus.schema IS 'eventbus: registered JSON Schemas';
@@ -54,17 +55,35 @@ $$;
 COMMENT ON FUNCTION eventbus._with_base(jsonb, text) IS
     'eventbus (internal): the schema with "$id" set to uri unless it has one';
 
+-- Raises 42501 unless the caller may replace or drop a registered schema:
+-- its owner, a role with the owner's privileges, or a superuser.
+CREATE FUNCTION eventbus._check_schema_owner(caller regrole, owner regrole, what text)
+RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF owner IS NOT NULL AND NOT pg_has_role(caller, owner, 'USAGE') THEN
+        RAISE EXCEPTION 'permission denied for the schema of "%"', what
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = format('It was registered by role %s; role %s may not replace or drop it.', owner, caller),
+                  HINT = format('Ask %s or a superuser.', owner);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION eventbus._check_schema_owner(regrole, regrole, text) IS
+    'eventbus (internal): raise 42501 unless the role may replace or drop a schema of that owner';
+
 -- Registers (or replaces) the schema of a topic pattern, and/or a schema
 -- other schemas refer to by URI: "uri" if given, else the schema's "$id".
-CREATE FUNCTION eventbus.register_schema(pattern text, schema jsonb,
-                                         on_invalid text DEFAULT 'reject',
-                                         uri text DEFAULT NULL)
+CREATE FUNCTION eventbus._register_schema(caller regrole, pattern text, schema jsonb, on_invalid text, uri text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_uri text := coalesce(uri, CASE WHEN jsonb_typeof(schema) = 'object' THEN schema->>'$id' END);
+    v_owner regrole;
 BEGIN
     IF schema IS NULL THEN
         RAISE EXCEPTION 'schema must not be NULL'
@@ -86,9 +105,9 @@ BEGIN
     END IF;
     IF EXISTS (SELECT 1 FROM eventbus.schema s
                 WHERE s.uri = v_uri
-                  AND (register_schema.pattern IS NULL AND s.pattern IS NOT NULL
-                       OR register_schema.pattern IS NOT NULL
-                          AND s.pattern IS DISTINCT FROM register_schema.pattern)) THEN
+                  AND (_register_schema.pattern IS NULL AND s.pattern IS NOT NULL
+                       OR _register_schema.pattern IS NOT NULL
+                          AND s.pattern IS DISTINCT FROM _register_schema.pattern)) THEN
         RAISE EXCEPTION 'a schema with URI "%" is already registered', v_uri
             USING ERRCODE = 'duplicate_object',
                   HINT = 'Drop it first with eventbus.drop_schema(), or give this one another "$id" or uri.';
@@ -97,14 +116,18 @@ BEGIN
     -- Its relative references resolve against its URI, as they will when
     -- another schema refers to it.
     PERFORM eventbus.validate(eventbus._with_base(schema, v_uri), 'null');
+    SELECT s.owner INTO v_owner FROM eventbus.schema s
+     WHERE CASE WHEN _register_schema.pattern IS NULL THEN s.uri = v_uri AND s.pattern IS NULL
+                ELSE s.pattern = _register_schema.pattern END;
+    PERFORM eventbus._check_schema_owner(caller, v_owner, coalesce(pattern, v_uri));
     IF pattern IS NULL THEN
-        INSERT INTO eventbus.schema AS s (pattern, uri, schema, on_invalid)
-        VALUES (NULL, v_uri, register_schema.schema, register_schema.on_invalid)
+        INSERT INTO eventbus.schema AS s (pattern, uri, schema, on_invalid, owner)
+        VALUES (NULL, v_uri, _register_schema.schema, _register_schema.on_invalid, caller)
         ON CONFLICT ON CONSTRAINT schema_uri_key DO UPDATE
            SET schema = excluded.schema, on_invalid = excluded.on_invalid, created_at = now();
     ELSE
-        INSERT INTO eventbus.schema AS s (pattern, uri, schema, on_invalid)
-        VALUES (register_schema.pattern, v_uri, register_schema.schema, register_schema.on_invalid)
+        INSERT INTO eventbus.schema AS s (pattern, uri, schema, on_invalid, owner)
+        VALUES (_register_schema.pattern, v_uri, _register_schema.schema, _register_schema.on_invalid, caller)
         ON CONFLICT ON CONSTRAINT schema_pattern_key DO UPDATE
            SET uri = excluded.uri, schema = excluded.schema, on_invalid = excluded.on_invalid,
                created_at = now();
@@ -112,20 +135,36 @@ BEGIN
     PERFORM eventbus._schemas_changed();
 END
 $$;
+COMMENT ON FUNCTION eventbus._register_schema(regrole, text, jsonb, text, text) IS
+    'eventbus (internal): register_schema for the role that called eventbus.register_schema (access.c)';
+
+CREATE FUNCTION eventbus.register_schema(pattern text, schema jsonb,
+                                         on_invalid text DEFAULT 'reject',
+                                         uri text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_gate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventbus.register_schema(text, jsonb, text, text) IS
     'eventbus: check payloads published on topics matching the pattern against a JSON Schema (replaces the pattern''s schema)';
 
 -- Drops the schema of a pattern, or (given no such pattern) the one with
 -- that URI.
-CREATE FUNCTION eventbus.drop_schema(pattern text)
+CREATE FUNCTION eventbus._drop_schema(caller regrole, pattern text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_owner regrole;
 BEGIN
-    DELETE FROM eventbus.schema s WHERE s.pattern = drop_schema.pattern;
+    SELECT s.owner INTO v_owner FROM eventbus.schema s
+     WHERE s.pattern = _drop_schema.pattern
+        OR s.pattern IS NULL AND s.uri = _drop_schema.pattern
+           AND NOT EXISTS (SELECT 1 FROM eventbus.schema p WHERE p.pattern = _drop_schema.pattern);
+    PERFORM eventbus._check_schema_owner(caller, v_owner, pattern);
+    DELETE FROM eventbus.schema s WHERE s.pattern = _drop_schema.pattern;
     IF NOT FOUND THEN
-        DELETE FROM eventbus.schema s WHERE s.pattern IS NULL AND s.uri = drop_schema.pattern;
+        DELETE FROM eventbus.schema s WHERE s.pattern IS NULL AND s.uri = _drop_schema.pattern;
     END IF;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no schema is registered for "%"', pattern
@@ -135,11 +174,18 @@ BEGIN
     PERFORM eventbus._schemas_changed();
 END
 $$;
+COMMENT ON FUNCTION eventbus._drop_schema(regrole, text) IS
+    'eventbus (internal): drop_schema for the role that called eventbus.drop_schema (access.c)';
+
+CREATE FUNCTION eventbus.drop_schema(pattern text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_gate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventbus.drop_schema(text) IS
     'eventbus: stop checking payloads against the schema of a pattern (or drop a schema registered by URI)';
 
 CREATE VIEW eventbus.schemas AS
-SELECT s.pattern, s.uri, s.on_invalid, s.schema, s.created_at
+SELECT s.pattern, s.uri, s.on_invalid, s.schema, s.created_at, s.owner
   FROM eventbus.schema s;
 COMMENT ON VIEW eventbus.schemas IS 'eventbus: the registered JSON Schemas';
 

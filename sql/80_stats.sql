@@ -342,7 +342,8 @@ BEGIN
                        'loop_seconds', w.total_loop_time / 1000,
                        'last_tick_at', extract(epoch FROM w.last_tick_at))
                      ORDER BY w.database)
-              INTO v_rows FROM eventbus.worker_stats w;
+              INTO v_rows FROM eventbus.worker_stats w
+             WHERE w.database = current_database();   -- other databases are not this scrape's to name
         END IF;
         v_out := v_out || format(E'# HELP %s %s\n# TYPE %s %s\n', m.name, m.help, m.name, m.kind)
               || coalesce((SELECT string_agg(format(E'%s{%s} %s\n', m.name, r ->> 'l',

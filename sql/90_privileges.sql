@@ -13,7 +13,9 @@ REVOKE EXECUTE ON FUNCTION
     eventbus.publish_batch(text[], jsonb[], text[], jsonb[], timestamptz, interval)
 FROM PUBLIC;
 
--- Subscriptions and consuming: granted per role, never to PUBLIC.
+-- Subscriptions and consuming: granted per role, never to PUBLIC. A role
+-- that may call them still needs a right on the subscription (owner,
+-- consume or manage: docs/security.md).
 REVOKE EXECUTE ON FUNCTION
     eventbus.subscribe(text, text[], integer, interval, interval, interval, boolean, text, jsonpath, bigint, text, regprocedure, integer),
     eventbus.alter_subscription(text, text[], integer, interval, interval, interval, boolean, jsonpath, bigint, text, text[], regprocedure, integer),
@@ -22,6 +24,9 @@ REVOKE EXECUTE ON FUNCTION
     eventbus.resume(text),
     eventbus.seek(text, timestamptz),
     eventbus.seek(text, bigint),
+    eventbus.grant_subscription(text, regrole, text),
+    eventbus.revoke_subscription(text, regrole, text),
+    eventbus.alter_subscription_owner(text, regrole),
     eventbus.poll(text, integer, interval, interval, bigint),
     eventbus.ack(text, bigint[], bigint),
     eventbus.nack(text, bigint, text, interval, bigint),
@@ -29,8 +34,8 @@ REVOKE EXECUTE ON FUNCTION
     eventbus.redrive(text, bigint[]),
     eventbus.purge_dead_letters(text, interval),
     eventbus._snapshot(),
-    eventbus._subscription(text),
-    eventbus._seek(integer, timestamptz, bigint),
+    eventbus._subscription(text, regrole, text),
+    eventbus._seek_to(integer, timestamptz, bigint),
     eventbus._backlog(integer, bigint),
     eventbus._subscriptions_changed(),
     eventbus._wake(integer),
@@ -38,6 +43,23 @@ REVOKE EXECUTE ON FUNCTION
     eventbus._wake_count(),
     eventbus._wait(timestamptz, bigint)
 FROM PUBLIC;
+
+-- What the public management functions call with the caller as first
+-- argument (access.c): only the extension's owner may call them directly,
+-- or anyone could name someone else as the caller.
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid FROM pg_catalog.pg_proc p
+              WHERE p.pronamespace = 'eventbus'::regnamespace AND p.proname LIKE '\_%'
+                AND p.pronargs > 0 AND p.proargtypes[0] = 'regrole'::regtype
+                AND p.proname <> '_check_right' AND p.proname <> '_check_grantee'
+                AND p.proname <> '_visible' LOOP
+        EXECUTE pg_catalog.format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
+    END LOOP;
+END
+$$;
 
 -- Workers and maintenance: the extension owner's, granted per role.
 REVOKE EXECUTE ON FUNCTION

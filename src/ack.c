@@ -337,25 +337,25 @@ eventbus_ack(PG_FUNCTION_ARGS)
 	bool		has_token = !PG_ARGISNULL(2);
 	int64		token = has_token ? PG_GETARG_INT64(2) : 0;
 	int			n;
+	EbUserSave	save;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("subscription \"%s\" does not exist", "(null)")));
+	sub = EbConsumeBegin(text_to_cstring(PG_GETARG_TEXT_PP(0)), &save);
 	if (PG_ARGISNULL(1) && !has_token)
+	{
+		EbConsumeEnd(&save);
 		PG_RETURN_INT32(0);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	EbNewSnapshot(false);
-	sub = EbSubByName(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	}
 	if (!PG_ARGISNULL(1))
 		ids = EbSortedIds(PG_GETARG_ARRAYTYPE_P(1), &nids);
 	n = EbAckDeliveries(sub, ids, nids, has_token, token);
 	n += EbAckBatches(sub, ids, nids, has_token, token);
 	if (sub->ordered && n > 0)
 		EbWakeSub(sub->id);		/* the next event of each key is pollable now */
-	PopActiveSnapshot();
-	SPI_finish();
+	EbConsumeEnd(&save);
 	PG_RETURN_INT32(n);
 }
 
@@ -419,7 +419,7 @@ eventbus_nack(PG_FUNCTION_ARGS)
 {
 	EbSub	   *sub;
 	int64		id;
-	char	   *error = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	char	   *error = PG_ARGISNULL(2) ? NULL : EbClipError(text_to_cstring(PG_GETARG_TEXT_PP(2)));
 	Interval   *retry_in = PG_ARGISNULL(3) ? NULL : PG_GETARG_INTERVAL_P(3);
 	bool		has_token = !PG_ARGISNULL(4);
 	int64		token = has_token ? PG_GETARG_INT64(4) : 0;
@@ -428,15 +428,13 @@ eventbus_nack(PG_FUNCTION_ARGS)
 	char		nulls[3] = {' ', ' ', ' '};
 	NackArg		na = {0};
 	char	   *result;
+	EbUserSave	save;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("subscription \"%s\" does not exist", "(null)")));
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	EbNewSnapshot(false);
-	sub = EbSubByName(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	sub = EbConsumeBegin(text_to_cstring(PG_GETARG_TEXT_PP(0)), &save);
 	if (retry_in != NULL)
 	{
 		Interval	zero = {0};
@@ -526,8 +524,7 @@ eventbus_nack(PG_FUNCTION_ARGS)
 		EbWakeDueAt(sub->id, na.at);	/* due by commit (retry_in => 0): notify then */
 		result = "retry";
 	}
-	PopActiveSnapshot();
-	SPI_finish();
+	EbConsumeEnd(&save);
 	PG_RETURN_TEXT_P(cstring_to_text(result));
 }
 
@@ -595,6 +592,7 @@ eventbus_extend_lease(PG_FUNCTION_ARGS)
 	char		nulls[4] = {' ', ' ', ' ', ' '};
 	ExtendArg	ea = {0};
 	int			n;
+	EbUserSave	save;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -602,14 +600,10 @@ eventbus_extend_lease(PG_FUNCTION_ARGS)
 				 errmsg("subscription \"%s\" does not exist", "(null)")));
 	lease = PG_ARGISNULL(2) ? NULL : PG_GETARG_INTERVAL_P(2);
 	EbCheckLease("lease", lease);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	EbNewSnapshot(false);
-	sub = EbSubByName(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	sub = EbConsumeBegin(text_to_cstring(PG_GETARG_TEXT_PP(0)), &save);
 	if (PG_ARGISNULL(1))
 	{
-		PopActiveSnapshot();
-		SPI_finish();
+		EbConsumeEnd(&save);
 		PG_RETURN_INT32(0);
 	}
 	ids = EbSortedIds(PG_GETARG_ARRAYTYPE_P(1), &nids);
@@ -657,8 +651,7 @@ eventbus_extend_lease(PG_FUNCTION_ARGS)
 			elog(ERROR, "eventbus: could not extend leases");
 		(void) ForLeasedBatches(sub, NULL, 0, true, tok, ExtendEvents, &ea);
 	}
-	PopActiveSnapshot();
-	SPI_finish();
+	EbConsumeEnd(&save);
 	PG_RETURN_INT32(n);
 }
 

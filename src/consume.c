@@ -62,6 +62,7 @@
 #include "common/pg_prng.h"
 #include "executor/spi.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -175,6 +176,53 @@ EbNewSnapshot(bool pop)
 		PopActiveSnapshot();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	UpdateActiveSnapshotCommandId();
+}
+
+/*
+ * An error text as a delivery keeps it (last_error): at most
+ * EB_MAX_ERROR_BYTES, cut at a character boundary and marked.
+ */
+char *
+EbClipError(const char *error)
+{
+	int			len;
+
+	if (error == NULL)
+		return NULL;
+	len = strlen(error);
+	if (len <= EB_MAX_ERROR_BYTES)
+		return (char *) error;
+	len = pg_mbcliplen(error, len, EB_MAX_ERROR_BYTES - 16);
+	return psprintf("%.*s... (truncated)", len, error);
+}
+
+/*
+ * The start of poll, ack, nack and extend_lease: as the extension's owner
+ * (access.c), connected to SPI, with a fresh snapshot, the subscription of
+ * that name, on which the caller (current_user as the function started)
+ * must hold the consume right. EbConsumeEnd undoes it.
+ */
+EbSub *
+EbConsumeBegin(const char *name, EbUserSave *save)
+{
+	Oid			caller = GetUserId();
+	EbSub	   *sub;
+
+	EbBecomeOwner(save);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	EbNewSnapshot(false);
+	sub = EbSubByName(name);
+	EbCheckRight(&sub->rights, sub->name, caller, EB_RIGHT_CONSUME);
+	return sub;
+}
+
+void
+EbConsumeEnd(const EbUserSave *save)
+{
+	PopActiveSnapshot();
+	SPI_finish();
+	EbRestoreUser(save);
 }
 
 /*

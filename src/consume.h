@@ -15,6 +15,9 @@
 #include "utils/array.h"
 #include "utils/timestamp.h"
 
+/* Longest error text a delivery keeps (nack's error, a handler's message). */
+#define EB_MAX_ERROR_BYTES	8192
+
 /* Batches a backend remembers having claimed (for ack by primary key). */
 #define EB_CLAIM_CACHE		1024
 
@@ -27,6 +30,9 @@ extern void EbCheckLease(const char *what, Interval *lease);
 extern TimestampTz EbAddInterval(TimestampTz t, Interval *iv);
 extern Datum EbIdArray(const int64 *ids, int n);
 extern void EbNewSnapshot(bool pop);
+extern char *EbClipError(const char *error);
+extern EbSub *EbConsumeBegin(const char *name, EbUserSave *save);
+extern void EbConsumeEnd(const EbUserSave *save);
 
 extern void EbRememberClaim(int32 sub_id, int64 batch_id, int64 token);
 extern int	EbRecentClaims(int32 sub_id, bool has_token, int64 token, int64 *batch_ids, int max);

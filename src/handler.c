@@ -25,8 +25,18 @@
  * run side by side; the database's worker never waits for a handler.
  * SIGTERM ends a handler process at once (die): a handler cannot catch it.
  *
- * Locking: what poll, ack and nack take; the worker's bookkeeping of its
- * handler processes is its own memory.
+ * A handler that ignores its statement timeout (it catches the cancel, or
+ * loops in C) would hold its process forever. Each process shows in a
+ * shared slot which event its handler is running since when; the worker
+ * terminates a process whose call overran eventbus.handler_timeout by
+ * EB_HANDLER_GRACE_MS, and when a process ended in the middle of a call
+ * (terminated so, or exited by itself), nacks that event with reason
+ * 'timeout' or 'crashed' (a dead letter at max_attempts), in a
+ * subtransaction whose failure is only logged.
+ *
+ * Locking: what poll, ack and nack take; a slot's fields are under its
+ * spinlock, claimed and released by the worker that started the process;
+ * the worker's list of its handler processes is its own memory.
  *
  *-------------------------------------------------------------------------
  */
@@ -47,6 +57,9 @@
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "storage/lwlock.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -62,13 +75,127 @@ static int	eb_handler_batch = 100;
 /* A handler process restarts no sooner than this after it stopped. */
 #define EB_HANDLER_RESTART_MS	1000
 
+/* A call that overruns eventbus.handler_timeout by this much gets its process terminated. */
+#define EB_HANDLER_GRACE_MS		2000
+
 /* What a handler process is for (its bgw_extra). */
 typedef struct HandlerArgs
 {
 	Oid			dboid;
 	int32		sub_id;
 	int32		index;			/* 0 .. concurrency - 1 */
+	int32		slot;			/* its HandlerSlot */
 } HandlerArgs;
+
+/* What a handler process is doing, for the worker that started it. */
+typedef struct HandlerSlot
+{
+	slock_t		mutex;			/* protects the fields below */
+	bool		in_use;			/* claimed by a worker for one of its processes */
+	int64		event_id;		/* the event a handler runs on now; 0: none */
+	int64		token;			/* its lease token */
+	TimestampTz call_start;		/* when that call began */
+} HandlerSlot;
+
+static HandlerSlot *Slots = NULL;
+static int	NSlots = 0;
+static shmem_request_hook_type PrevShmemRequest = NULL;
+static shmem_startup_hook_type PrevShmemStartup = NULL;
+
+/* Two slots per background worker: a stopped process's slot is released a little later. */
+static int
+SlotCount(void)
+{
+	return 2 * max_worker_processes;
+}
+
+static void
+HandlerShmemRequest(void)
+{
+	if (PrevShmemRequest)
+		PrevShmemRequest();
+	RequestAddinShmemSpace(mul_size(SlotCount(), sizeof(HandlerSlot)));
+}
+
+static void
+HandlerShmemStartup(void)
+{
+	bool		found;
+
+	if (PrevShmemStartup)
+		PrevShmemStartup();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	NSlots = SlotCount();
+	Slots = ShmemInitStruct("eventbus handler slots", mul_size(NSlots, sizeof(HandlerSlot)), &found);
+	if (!found)
+		for (int i = 0; i < NSlots; i++)
+		{
+			SpinLockInit(&Slots[i].mutex);
+			Slots[i].in_use = false;
+			Slots[i].event_id = 0;
+		}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* Claims a free slot; -1 when none is (or eventbus is not preloaded). */
+static int
+ClaimSlot(void)
+{
+	for (int i = 0; Slots != NULL && i < NSlots; i++)
+	{
+		bool		got = false;
+
+		SpinLockAcquire(&Slots[i].mutex);
+		if (!Slots[i].in_use)
+		{
+			Slots[i].in_use = true;
+			Slots[i].event_id = 0;
+			got = true;
+		}
+		SpinLockRelease(&Slots[i].mutex);
+		if (got)
+			return i;
+	}
+	return -1;
+}
+
+/* Reads what a slot says its process is running (event 0: nothing). */
+static void
+ReadSlot(int slot, int64 *event_id, int64 *token, TimestampTz *since)
+{
+	*event_id = 0;
+	if (slot < 0)
+		return;
+	SpinLockAcquire(&Slots[slot].mutex);
+	*event_id = Slots[slot].event_id;
+	*token = Slots[slot].token;
+	*since = Slots[slot].call_start;
+	SpinLockRelease(&Slots[slot].mutex);
+}
+
+/* The handler process: shows the event its handler runs on (0: none). */
+static void
+SetSlot(int slot, int64 event_id, int64 token)
+{
+	if (slot < 0 || Slots == NULL)
+		return;
+	SpinLockAcquire(&Slots[slot].mutex);
+	Slots[slot].event_id = event_id;
+	Slots[slot].token = token;
+	Slots[slot].call_start = GetCurrentTimestamp();
+	SpinLockRelease(&Slots[slot].mutex);
+}
+
+static void
+ReleaseSlot(int slot)
+{
+	if (slot < 0)
+		return;
+	SpinLockAcquire(&Slots[slot].mutex);
+	Slots[slot].in_use = false;
+	Slots[slot].event_id = 0;
+	SpinLockRelease(&Slots[slot].mutex);
+}
 
 void		eventbus_handler_main(Datum arg);
 
@@ -82,6 +209,8 @@ typedef struct HandlerProc
 	BackgroundWorkerHandle *handle; /* NULL: stopped, start again at restart_at */
 	TimestampTz restart_at;
 	bool		wanted;			/* still wanted by this round */
+	int			slot;			/* its HandlerSlot; -1: none */
+	bool		timed_out;		/* terminated for overrunning handler_timeout */
 } HandlerProc;
 
 static List *Procs = NIL;		/* of HandlerProc, in TopMemoryContext */
@@ -105,9 +234,12 @@ StartHandler(HandlerProc *hp)
 	snprintf(worker.bgw_name, BGW_MAXLEN, "eventbus handler %d/%d for database %u",
 			 hp->sub_id, hp->index, MyDatabaseId);
 	snprintf(worker.bgw_type, BGW_MAXLEN, "eventbus handler");
+	hp->slot = ClaimSlot();
+	hp->timed_out = false;
 	args.dboid = MyDatabaseId;
 	args.sub_id = hp->sub_id;
 	args.index = hp->index;
+	args.slot = hp->slot;
 	memcpy(worker.bgw_extra, &args, sizeof(args));
 	worker.bgw_notify_pid = MyProcPid;
 	old = MemoryContextSwitchTo(TopMemoryContext);
@@ -116,6 +248,8 @@ StartHandler(HandlerProc *hp)
 	if (!ok)
 	{
 		hp->handle = NULL;
+		ReleaseSlot(hp->slot);
+		hp->slot = -1;
 		if (!WarnedNoSlot)
 			ereport(WARNING,
 					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
@@ -129,7 +263,7 @@ StartHandler(HandlerProc *hp)
 	return ok;
 }
 
-/* Stops a handler process (it ends at once: die). */
+/* Stops a handler process that is no longer wanted (it ends at once: die). */
 static void
 StopHandler(HandlerProc *hp)
 {
@@ -139,6 +273,98 @@ StopHandler(HandlerProc *hp)
 		pfree(hp->handle);
 		hp->handle = NULL;
 	}
+	ReleaseSlot(hp->slot);
+	hp->slot = -1;
+}
+
+/*
+ * A handler process ended in the middle of a call: nacks that event with
+ * the reason (a retry, or a dead letter at max_attempts), in a
+ * subtransaction of the worker's transaction. Should that fail (the event
+ * was acked or its lease ended meanwhile), it is logged and the worker
+ * goes on: the event's lease ends and the attempt counts.
+ */
+static void
+FailCall(HandlerProc *hp, int64 event_id, int64 token, const char *reason)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	char	   *error = strcmp(reason, "timeout") == 0
+		? psprintf("handler overran eventbus.handler_timeout (%d ms) and ignored the cancel: its process was terminated",
+				   eb_handler_timeout)
+		: pstrdup("the handler process exited during the call");
+
+	ereport(WARNING,
+			(errmsg("eventbus: %s (subscription %d, event " INT64_FORMAT ")", error, hp->sub_id, event_id)));
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		Oid			types[5] = {INT4OID, INT8OID, TEXTOID, INT8OID, TEXTOID};
+		Datum		values[5];
+
+		values[0] = Int32GetDatum(hp->sub_id);
+		values[1] = Int64GetDatum(event_id);
+		values[2] = CStringGetTextDatum(error);
+		values[3] = Int64GetDatum(token);
+		values[4] = CStringGetTextDatum(reason);
+		if (SPI_execute_with_args("WITH n AS (SELECT eventbus.nack(s.name, $2, $3, lease_token => $4) AS r "
+								  "             FROM eventbus.subscription s WHERE s.id OPERATOR(pg_catalog.=) $1) "
+								  "UPDATE eventbus.delivery d SET reason = $5 FROM n "
+								  " WHERE n.r OPERATOR(pg_catalog.=) 'dead' AND d.sub_id OPERATOR(pg_catalog.=) $1 "
+								  "   AND d.event_id OPERATOR(pg_catalog.=) $2 AND d.state OPERATOR(pg_catalog.=) 'dead'",
+								  5, types, values, NULL, false, 0) < 0)
+			elog(ERROR, "eventbus: could not nack the event");
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		ereport(LOG,
+				(errmsg("eventbus: could not nack event " INT64_FORMAT " of subscription %d after its handler process ended: %s",
+						event_id, hp->sub_id, edata->message)));
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+}
+
+/*
+ * Looks at a running handler process: terminates it when its call overran
+ * handler_timeout by EB_HANDLER_GRACE_MS; when it has stopped, nacks the
+ * event it stopped on, if any, and releases its slot.
+ */
+static void
+WatchHandler(HandlerProc *hp, TimestampTz now)
+{
+	pid_t		pid;
+	int64		event_id;
+	int64		token = 0;
+	TimestampTz since = 0;
+
+	ReadSlot(hp->slot, &event_id, &token, &since);
+	if (GetBackgroundWorkerPid(hp->handle, &pid) != BGWH_STOPPED)
+	{
+		if (event_id != 0 && eb_handler_timeout > 0 && !hp->timed_out &&
+			now - since > ((int64) eb_handler_timeout + EB_HANDLER_GRACE_MS) * 1000)
+		{
+			TerminateBackgroundWorker(hp->handle);
+			hp->timed_out = true;
+		}
+		return;
+	}
+	if (event_id != 0)
+		FailCall(hp, event_id, token, hp->timed_out ? "timeout" : "crashed");
+	ReleaseSlot(hp->slot);
+	hp->slot = -1;
+	pfree(hp->handle);
+	hp->handle = NULL;
+	hp->restart_at = TimestampTzPlusMilliseconds(now, EB_HANDLER_RESTART_MS);
 }
 
 /*
@@ -194,6 +420,7 @@ EbHandlersEnsure(void)
 				hp = palloc0(sizeof(HandlerProc));
 				hp->sub_id = sub_id;
 				hp->index = k;
+				hp->slot = -1;
 				Procs = lappend(Procs, hp);
 				MemoryContextSwitchTo(old);
 			}
@@ -204,7 +431,6 @@ EbHandlersEnsure(void)
 	foreach(lc, Procs)
 	{
 		HandlerProc *hp = lfirst(lc);
-		pid_t		pid;
 
 		if (!hp->wanted)
 		{
@@ -213,12 +439,8 @@ EbHandlersEnsure(void)
 			pfree(hp);
 			continue;
 		}
-		if (hp->handle != NULL && GetBackgroundWorkerPid(hp->handle, &pid) == BGWH_STOPPED)
-		{
-			pfree(hp->handle);
-			hp->handle = NULL;
-			hp->restart_at = TimestampTzPlusMilliseconds(now, EB_HANDLER_RESTART_MS);
-		}
+		if (hp->handle != NULL)
+			WatchHandler(hp, now);
 		if (hp->handle == NULL && now >= hp->restart_at)
 			(void) StartHandler(hp);
 	}
@@ -259,6 +481,7 @@ typedef struct Round
 	Datum	   *events;			/* eventbus.event values */
 	int64	   *ids;
 	int64		token;			/* the poll's lease token */
+	int			slot;			/* the process's HandlerSlot */
 } Round;
 
 /*
@@ -460,7 +683,9 @@ HandleRound(Round *r)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	for (int i = 0; i < r->n; i++)
 	{
+		SetSlot(r->slot, r->ids[i], r->token);
 		errors[i] = CallHandler(r, r->events[i]);
+		SetSlot(r->slot, 0, 0);
 		if (errors[i] == NULL)
 			ok[nok++] = Int64GetDatum(r->ids[i]);
 	}
@@ -519,6 +744,7 @@ eventbus_handler_main(Datum arg)
 	{
 		Round		r = {0};
 
+		r.slot = a.slot;
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
@@ -540,10 +766,17 @@ eventbus_handler_main(Datum arg)
 	proc_exit(0);
 }
 
-/* Defines the settings of handler subscriptions. */
+/* Defines the settings of handler subscriptions; with preloading, the slots. */
 void
 EbHandlerInit(void)
 {
+	if (process_shared_preload_libraries_in_progress)
+	{
+		PrevShmemRequest = shmem_request_hook;
+		shmem_request_hook = HandlerShmemRequest;
+		PrevShmemStartup = shmem_startup_hook;
+		shmem_startup_hook = HandlerShmemStartup;
+	}
 	DefineCustomIntVariable("eventbus.handler_timeout",
 							"Longest time one call of a subscription's handler may take; 0 means no limit.",
 							"A call that takes longer is cancelled and the event nacked. Valid range: 0 to 2147483647 ms.",

@@ -13,11 +13,12 @@
  *	 anything else 404 (unknown path) or 405 (other method)
  *
  * It is its own process, so a slow scrape never delays the per-database
- * workers, and it serves one connection at a time with bounded waits: a
- * request must arrive within EB_HTTP_READ_MS, a response leave within
- * EB_HTTP_WRITE_MS, and the query finish within EB_HTTP_QUERY_MS
- * (statement_timeout). A client that stalls costs other scrapes at most
- * that long.
+ * workers. It reads the requests of every open connection at once (one
+ * wait on all their sockets: a connection that sends nothing delays no
+ * other), and answers one request at a time with bounded waits: a request
+ * must arrive within EB_HTTP_READ_MS of the connection, a response leave
+ * within EB_HTTP_WRITE_MS, and the query finish within EB_HTTP_QUERY_MS
+ * (statement_timeout).
  *
  * Locking: the endpoint's pid and database (for the ProcessUtility hook of
  * launcher.c, which stops it before DROP DATABASE) are under a spinlock in
@@ -59,6 +60,7 @@
 #define EB_HTTP_WRITE_MS	5000
 #define EB_HTTP_QUERY_MS	5000
 #define EB_HTTP_MAX_REQUEST 8192
+#define EB_HTTP_MAX_CLIENTS 64
 
 /* eventbus.metrics_address and eventbus.metrics_database */
 static char *eb_metrics_address = NULL;
@@ -122,6 +124,12 @@ ParseAddress(const char *address, char **host, char **port)
 	else
 		*host = pnstrdup(address, colon - address);
 	*port = pstrdup(colon + 1);
+	/* No host would mean every address: that must be said ("0.0.0.0", "[::]"). */
+	if ((*host)[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid eventbus.metrics_address: \"%s\" names no host", address),
+				 errhint("Use host:port, e.g. '127.0.0.1:9187' or '[::1]:9187'; to listen on every address, say so: '0.0.0.0:9187' or '[::]:9187'.")));
 }
 
 /* Opens the listening socket, non-blocking. */
@@ -140,7 +148,7 @@ Listen(const char *address)
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE;
-	rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+	rc = getaddrinfo(host, port, &hints, &res);
 	if (rc != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -183,31 +191,86 @@ WaitSocket(pgsocket fd, int events, TimestampTz deadline)
 	}
 }
 
-/* Reads the request head; false if it did not arrive in time or whole. */
-static bool
-ReadRequest(pgsocket fd, StringInfo req)
+/*
+ * A connection whose request is being read. Requests are read from every
+ * open connection at once (one wait for all of them), so clients that
+ * connect and send nothing delay nobody: each is dropped EB_HTTP_READ_MS
+ * after it connected, and when EB_HTTP_MAX_CLIENTS are open the oldest
+ * makes room for a new one.
+ */
+typedef struct Client
 {
-	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), EB_HTTP_READ_MS);
+	pgsocket	fd;
+	TimestampTz deadline;		/* dropped then, request or not */
+	StringInfoData req;			/* what it sent so far */
+} Client;
+
+static Client Clients[EB_HTTP_MAX_CLIENTS];
+static int	NClients = 0;
+
+/* Reads what the client sent: 1 when the request head is whole, 0 for more to come, -1 to drop it. */
+static int
+ReadMore(Client *c)
+{
 	char		buf[1024];
 
-	while (strstr(req->data, "\r\n\r\n") == NULL && strstr(req->data, "\n\n") == NULL)
+	for (;;)
 	{
 		ssize_t		n;
 
-		if (req->len >= EB_HTTP_MAX_REQUEST)
-			return false;
-		n = recv(fd, buf, sizeof(buf), 0);
+		if (strstr(c->req.data, "\r\n\r\n") != NULL || strstr(c->req.data, "\n\n") != NULL)
+			return 1;
+		if (c->req.len >= EB_HTTP_MAX_REQUEST)
+			return -1;
+		n = recv(c->fd, buf, sizeof(buf), 0);
 		if (n > 0)
+			appendBinaryStringInfo(&c->req, buf, n);
+		else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+			return 0;
+		else
+			return -1;
+	}
+}
+
+/* Closes the connection of Clients[i] and forgets it. */
+static void
+DropClient(int i)
+{
+	closesocket(Clients[i].fd);
+	pfree(Clients[i].req.data);
+	memmove(&Clients[i], &Clients[i + 1], sizeof(Client) * (NClients - i - 1));
+	NClients--;
+}
+
+/*
+ * Accepts every connection waiting; false when accept failed for want of
+ * descriptors or the like (the listening socket stays readable: wait a
+ * little before trying again).
+ */
+static bool
+AcceptAll(pgsocket listen_fd, MemoryContext clientcxt)
+{
+	for (;;)
+	{
+		pgsocket	fd = accept(listen_fd, NULL, NULL);
+		MemoryContext old;
+
+		if (fd == PGINVALID_SOCKET)
+			return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+		if (!pg_set_noblock(fd))
 		{
-			appendBinaryStringInfo(req, buf, n);
+			closesocket(fd);
 			continue;
 		}
-		if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
-			return false;
-		if (!WaitSocket(fd, WL_SOCKET_READABLE, deadline))
-			return false;
+		if (NClients == EB_HTTP_MAX_CLIENTS)
+			DropClient(0);		/* the oldest */
+		Clients[NClients].fd = fd;
+		Clients[NClients].deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), EB_HTTP_READ_MS);
+		old = MemoryContextSwitchTo(clientcxt);
+		initStringInfo(&Clients[NClients].req);
+		MemoryContextSwitchTo(old);
+		NClients++;
 	}
-	return true;
 }
 
 /* Sends the whole buffer within EB_HTTP_WRITE_MS, or gives up. */
@@ -323,26 +386,21 @@ RunQuery(const char *sql, bool need_extension, char **error, bool *missing)
 	return result;
 }
 
-/* Answers one connection. */
+/* Answers one request (its head in req, complete when "whole"). */
 static void
-Serve(pgsocket fd)
+Serve(pgsocket fd, const char *req, bool whole)
 {
-	StringInfoData req;
 	char		method[16];
 	char		path[256];
 	bool		head_only;
 	size_t		plen;
 
-	initStringInfo(&req);
-	if (!ReadRequest(fd, &req) ||
-		sscanf(req.data, "%15s %255s", method, path) != 2)
+	if (!whole || sscanf(req, "%15s %255s", method, path) != 2)
 	{
-		if (req.len > 0)
+		if (req[0] != '\0')
 			Respond(fd, false, "400 Bad Request", "text/plain; charset=utf-8", NULL, "bad request\n");
-		pfree(req.data);
 		return;
 	}
-	pfree(req.data);
 	head_only = strcmp(method, "HEAD") == 0;
 	plen = strcspn(path, "?");	/* a query string is ignored */
 	path[plen] = '\0';
@@ -374,13 +432,13 @@ Serve(pgsocket fd)
 	}
 }
 
-/* Answers one connection; an error is logged and the loop goes on. */
+/* Answers one request; an error is logged and the loop goes on. */
 static void
-ServeOrLog(pgsocket fd)
+ServeOrLog(pgsocket fd, const char *req, bool whole)
 {
 	PG_TRY();
 	{
-		Serve(fd);
+		Serve(fd, req, whole);
 	}
 	PG_CATCH();
 	{
@@ -434,6 +492,7 @@ eventbus_metrics_main(Datum arg)
 {
 	pgsocket	listen_fd;
 	MemoryContext cxt;
+	MemoryContext clientcxt;
 
 	pqsignal(SIGTERM, die);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -450,10 +509,15 @@ eventbus_metrics_main(Datum arg)
 						 eb_metrics_address, eb_metrics_database)));
 
 	cxt = AllocSetContextCreate(TopMemoryContext, "eventbus metrics", ALLOCSET_DEFAULT_SIZES);
+	clientcxt = AllocSetContextCreate(TopMemoryContext, "eventbus metrics clients", ALLOCSET_DEFAULT_SIZES);
 	for (;;)
 	{
-		pgsocket	fd;
-		int			rc;
+		WaitEventSet *set;
+		WaitEvent	events[EB_HTTP_MAX_CLIENTS + 3];
+		int			nevents;
+		bool		accepting;
+		long		timeout = -1;
+		TimestampTz now;
 
 		/* Nothing runs between requests: a cancel has nothing to cancel. */
 		QueryCancelPending = false;
@@ -463,28 +527,50 @@ eventbus_metrics_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		fd = accept(listen_fd, NULL, NULL);
-		if (fd == PGINVALID_SOCKET)
-		{
-			/* Out of descriptors and the like: the socket stays readable. */
-			bool		failed = (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+		accepting = AcceptAll(listen_fd, clientcxt);
+		now = GetCurrentTimestamp();
+		for (int i = NClients - 1; i >= 0; i--)
+			if (Clients[i].deadline <= now)
+				DropClient(i);
+		if (NClients > 0)
+			timeout = Max(TimestampDifferenceMilliseconds(now, Clients[0].deadline), 1);
+		if (!accepting)
+			timeout = timeout < 0 ? 100 : Min(timeout, 100);
 
-			rc = WaitLatchOrSocket(MyLatch,
-								   WL_LATCH_SET | WL_EXIT_ON_PM_DEATH |
-								   (failed ? WL_TIMEOUT : WL_SOCKET_READABLE),
-								   listen_fd, failed ? 100 : -1, PG_WAIT_EXTENSION);
-			if (rc & WL_LATCH_SET)
-				ResetLatch(MyLatch);
-			continue;
-		}
-		if (pg_set_noblock(fd))
+		set = CreateWaitEventSet(cxt, NClients + 3);
+		AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+		AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+		if (accepting)
+			AddWaitEventToSet(set, WL_SOCKET_READABLE, listen_fd, NULL, NULL);
+		for (int i = 0; i < NClients; i++)
+			AddWaitEventToSet(set, WL_SOCKET_READABLE, Clients[i].fd, NULL, NULL);
+		nevents = WaitEventSetWait(set, timeout, events, lengthof(events), PG_WAIT_EXTENSION);
+		FreeWaitEventSet(set);
+
+		for (int e = 0; e < nevents; e++)
 		{
-			MemoryContextSwitchTo(cxt);
-			ServeOrLog(fd);
-			MemoryContextSwitchTo(TopMemoryContext);
-			MemoryContextReset(cxt);
+			if (events[e].events & WL_LATCH_SET)
+				ResetLatch(MyLatch);
+			if (!(events[e].events & WL_SOCKET_READABLE) || events[e].fd == listen_fd)
+				continue;
+			for (int i = 0; i < NClients; i++)
+			{
+				int			r;
+
+				if (Clients[i].fd != events[e].fd)
+					continue;
+				r = ReadMore(&Clients[i]);
+				if (r != 0)
+				{
+					MemoryContextSwitchTo(cxt);
+					ServeOrLog(Clients[i].fd, Clients[i].req.data, r == 1);
+					MemoryContextSwitchTo(TopMemoryContext);
+					DropClient(i);
+				}
+				break;
+			}
 		}
-		closesocket(fd);
+		MemoryContextReset(cxt);
 	}
 }
 

@@ -57,6 +57,7 @@ typedef struct Poll
 	EbLog	   *log;			/* opened when first needed */
 	int			room;			/* events it may still hand out */
 	int			got;
+	bool		more;			/* more events are cut (or being cut) than it took */
 	TimestampTz now;
 	TimestampTz until;			/* lease end */
 	int64		token;
@@ -490,10 +491,18 @@ CutNow(Poll *p, int want, uint64 seen_epoch, bool wait)
 	if (eb_cut_by_poll)
 		return wait && EbCut(p->sub, PollLog(p), Max(want, 1), EB_SELF_CUT_MAX, &caught_up) > 0;
 	if (EbWorkerRunning() && EbNotifyCutEpoch(p->sub->id) >= EbCutEpoch())
-		return wait && EbNotifyCutEpoch(p->sub->id) != seen_epoch;	/* a cut committed since our snapshot */
+	{
+		/* A cut committed since our snapshot: its batches wait for the next poll. */
+		if (EbNotifyCutEpoch(p->sub->id) != seen_epoch)
+			p->more = true;
+		return wait && p->more;
+	}
 	seq = EbWorkerRequestCut();
 	if (!wait)
+	{
+		p->more = true;			/* the cut asked for makes batches for the next poll */
 		return false;
+	}
 	if (seq != 0)
 	{
 		TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), EB_CUT_WAIT_MS);
@@ -558,6 +567,7 @@ eventbus_poll(PG_FUNCTION_ARGS)
 	Interval   *wait;
 	TimestampTz deadline = 0;
 	Poll		p = {0};
+	EbUserSave	save;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -565,11 +575,8 @@ eventbus_poll(PG_FUNCTION_ARGS)
 				 errmsg("subscription \"%s\" does not exist", "(null)"),
 				 errhint("Create it with eventbus.subscribe(name, patterns); list them in eventbus.subscriptions.")));
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	p.sub = EbConsumeBegin(name, &save);
 	EbCheckOrigin();			/* before reading the clock */
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	EbNewSnapshot(false);
-	p.sub = EbSubByName(name);
 	max_events = PG_ARGISNULL(1) ? -1 : PG_GETARG_INT32(1);
 	if (max_events < 1 || max_events > 10000)
 		ereport(ERROR,
@@ -661,15 +668,19 @@ eventbus_poll(PG_FUNCTION_ARGS)
 	EbStatsCountSub(p.sub->id, EB_SUB_DELIVERED, p.delivered);
 	EbStatsCountSub(p.sub->id, EB_SUB_RETRIED, p.retried);
 	EbStatsObserveAcc(p.sub->id, EB_HIST_DELIVERY, &p.first);
-	/* Stopped at max_events: other waiting pollers may find the rest. */
-	if (p.room <= 0)
+	/*
+	 * Stopped at max_events, or returned what was ready while more is
+	 * (being) cut: at commit, other waiting pollers look again and the
+	 * worker notifies the subscription, so that a consumer waiting on
+	 * LISTEN for it comes for the rest.
+	 */
+	if (p.room <= 0 || (p.more && p.got > 0))
 		EbWakeSub(p.sub->id);
 	/* Should this transaction end after its leases, or roll back, others are told. */
 	if (p.got > 0)
 		EbWakeDueAt(p.sub->id, p.until);
 	if (p.log != NULL)
 		EbLogClose(p.log);
-	PopActiveSnapshot();
-	SPI_finish();
+	EbConsumeEnd(&save);
 	return (Datum) 0;
 }

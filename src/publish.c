@@ -27,6 +27,7 @@
 
 /* eventbus.max_payload_size, in bytes */
 static int	eb_max_payload_size = 1024 * 1024;
+static int	eb_max_delay = 30 * SECS_PER_DAY;
 
 /* Longest ordering key, in bytes. */
 #define EB_KEY_MAX_BYTES	1024
@@ -164,6 +165,14 @@ PrepareEvent(const PublishArgs *a, EbEvent *ev)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("deliver_at must be a finite time"),
 				 errhint("Pass NULL to deliver at once, or a time such as now() + interval '5 minutes'.")));
+	if (!a->deliver_at_null &&
+		a->deliver_at - GetCurrentTransactionStartTimestamp() > (int64) eb_max_delay * USECS_PER_SEC)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("deliver_at is more than eventbus.max_delay (%s) ahead",
+						GetConfigOptionByName("eventbus.max_delay", NULL, false)),
+				 errdetail("A delayed event keeps its chunk of the log from being reclaimed until it is delivered."),
+				 errhint("Publish it closer to its time (e.g. with eventbus.schedule), or have a superuser raise eventbus.max_delay.")));
 	if (!a->ttl_null)
 	{
 		Interval   *ttl = a->ttl;
@@ -409,5 +418,16 @@ EbPublishInit(void)
 							MaxAllocSize,
 							PGC_SUSET,
 							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("eventbus.max_delay",
+							"Longest delay (deliver_at after now) publish accepts.",
+							"A delayed event keeps its chunk of the log from being reclaimed until it is handed out. "
+							"Valid range: 1 minute to 10 years.",
+							&eb_max_delay,
+							30 * SECS_PER_DAY,
+							SECS_PER_MINUTE,
+							10 * 365 * SECS_PER_DAY,
+							PGC_SUSET,
+							GUC_UNIT_S,
 							NULL, NULL, NULL);
 }

@@ -12,6 +12,7 @@
  */
 #include "eventbus.h"
 #include "sub.h"
+#include "access.h"
 
 #include "access/genam.h"
 #include "access/htup_details.h"
@@ -50,7 +51,13 @@ enum
 	SUB_FILTER,
 	SUB_MAX_BACKLOG,
 	SUB_ON_OVERFLOW,
-	SUB_PAUSED
+	SUB_PAUSED,
+	SUB_CREATED_AT,
+	SUB_HANDLER,
+	SUB_CONCURRENCY,
+	SUB_OWNER,
+	SUB_CONSUMERS,
+	SUB_MANAGERS
 };
 
 /* An interval in microseconds (a month counted as 30 days). */
@@ -59,6 +66,33 @@ IntervalUsecs(const Interval *iv)
 {
 	return iv->time + (int64) iv->day * USECS_PER_DAY +
 		(int64) iv->month * DAYS_PER_MONTH * USECS_PER_DAY;
+}
+
+/* Reads a regrole[] into an array of OIDs (NULL elements skipped). */
+static int
+RoleArray(Datum d, Oid **out)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(d);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			k = 0;
+
+	deconstruct_array(arr, REGROLEOID, sizeof(Oid), true, TYPALIGN_INT, &elems, &nulls, &n);
+	*out = palloc(sizeof(Oid) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+		if (!nulls[i])
+			(*out)[k++] = DatumGetObjectId(elems[i]);
+	return k;
+}
+
+/* Fills in rights from the columns owner, consumers and managers (arrays may be (Datum) 0: none). */
+void
+EbRightsFromArrays(EbRights *rights, Oid owner, Datum consumers, Datum managers)
+{
+	rights->owner = owner;
+	rights->nconsumers = consumers ? RoleArray(consumers, &rights->consumers) : 0;
+	rights->nmanagers = managers ? RoleArray(managers, &rights->managers) : 0;
 }
 
 /* Takes a subscription row apart. */
@@ -99,6 +133,16 @@ SubFromTuple(HeapTuple tuple, TupleDesc desc)
 	d = heap_getattr(tuple, SUB_ON_OVERFLOW, desc, &isnull);
 	sub->drop_oldest = !isnull && strcmp(TextDatumGetCString(d), "drop_oldest") == 0;
 	sub->paused = DatumGetBool(heap_getattr(tuple, SUB_PAUSED, desc, &isnull));
+	{
+		bool		cnull;
+		bool		mnull;
+		Oid			owner = DatumGetObjectId(heap_getattr(tuple, SUB_OWNER, desc, &isnull));
+		Datum		consumers = heap_getattr(tuple, SUB_CONSUMERS, desc, &cnull);
+		Datum		managers = heap_getattr(tuple, SUB_MANAGERS, desc, &mnull);
+
+		EbRightsFromArrays(&sub->rights, owner, cnull ? (Datum) 0 : consumers,
+						   mnull ? (Datum) 0 : managers);
+	}
 	return sub;
 }
 

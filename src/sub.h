@@ -11,6 +11,7 @@
 #include "postgres.h"
 
 #include "eventbus.h"
+#include "access.h"
 #include "executor/spi.h"
 #include "utils/hsearch.h"
 #include "utils/timestamp.h"
@@ -32,10 +33,12 @@ typedef struct EbSub
 	int64		max_backlog;	/* 0: none */
 	bool		drop_oldest;
 	bool		paused;
+	EbRights	rights;			/* owner, consumers, managers */
 	HTAB	   *topics;			/* topic id -> matches, filled as met */
 } EbSub;
 
 extern EbSub *EbSubByName(const char *name);
+extern void EbRightsFromArrays(EbRights *rights, Oid owner, Datum consumers, Datum managers);
 extern EbSub *EbSubById(int32 id);
 extern bool EbSubMatchesTopic(EbSub *sub, int32 topic_id);
 extern int64 EbBackoff(const EbSub *sub, int attempt);

@@ -40,11 +40,29 @@ IsControl(pg_wchar c)
 	return c < 0x20 || c == 0x7F || (c >= 0x80 && c <= 0x9F);
 }
 
-/* Says whether a Unicode code point is whitespace or a control character. */
+/*
+ * Says whether a Unicode code point is an invisible format character
+ * (general category Cf: soft hyphen, zero-width and joiner characters,
+ * bidirectional marks and overrides, tags), which would make two topics
+ * that look alike differ, or reorder what a log line or metric label shows.
+ */
+static bool
+IsFormat(pg_wchar c)
+{
+	return c == 0x00AD || (c >= 0x0600 && c <= 0x0605) || c == 0x061C || c == 0x06DD ||
+		c == 0x070F || c == 0x0890 || c == 0x0891 || c == 0x08E2 || c == 0x180E ||
+		(c >= 0x200B && c <= 0x200F) || (c >= 0x202A && c <= 0x202E) ||
+		(c >= 0x2060 && c <= 0x2064) || (c >= 0x2066 && c <= 0x206F) ||
+		(c >= 0xFFF9 && c <= 0xFFFB) || c == 0x110BD || c == 0x110CD ||
+		(c >= 0x13430 && c <= 0x1343F) || (c >= 0x1BCA0 && c <= 0x1BCA3) ||
+		(c >= 0x1D173 && c <= 0x1D17A) || c == 0xE0001 || (c >= 0xE0020 && c <= 0xE007F);
+}
+
+/* Says whether a Unicode code point is whitespace, a control or a format character. */
 static bool
 IsForbiddenCodePoint(pg_wchar c)
 {
-	if (IsControl(c))
+	if (IsControl(c) || IsFormat(c))
 		return true;
 	switch (c)
 	{
@@ -171,7 +189,7 @@ ParseWords(const char *s, int len, bool is_pattern, EbPattern *out,
 			else if ((c < 0x80 || utf8) && IsForbiddenCodePoint(cp))
 			{
 				failure->detail = psprintf("Word %d contains the %s character U+%04X at byte %d of the %s.",
-										   nwords + 1, IsControl(cp) ? "control" : "whitespace",
+										   nwords + 1, IsControl(cp) ? "control" : IsFormat(cp) ? "invisible format" : "whitespace",
 										   (unsigned int) cp, pos + 1,
 										   is_pattern ? "pattern" : "topic");
 				return false;

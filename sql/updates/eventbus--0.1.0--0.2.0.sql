@@ -3,8 +3,11 @@
 -- Consuming by batches: eventbus.batch and eventbus.expiry, a lease token
 -- on deliveries, poll/ack/nack/extend_lease in C with a lease_token, the
 -- deliveries view, handler processes (subscription option concurrency),
--- eventbus._unread in C. Every function and view is (re)created from the
--- 0.2.0 install script; what users were granted on the functions and
+-- eventbus._unread in C. Owners and rights: subscriptions and schemas get
+-- an owner (the extension's owner, for those made before), subscriptions
+-- their consumers and managers; the management functions become gates
+-- to internal functions that learn who called (access.c).
+-- Every function and view is (re)created from the 0.2.0 install script; what users were granted on the functions and
 -- views that are dropped and created again (their signature or columns
 -- changed) is granted again. Leased, waiting and dead deliveries and the
 -- cursors stay as they are: the new code reads them as they are.
@@ -40,6 +43,22 @@ SELECT 'view', c.oid::regclass::text, c.oid::regclass::text, a.grantee, a.privil
 -- Tables.
 ALTER TABLE eventbus.delivery ADD COLUMN token bigint;
 ALTER TABLE eventbus.subscription ADD COLUMN concurrency integer NOT NULL DEFAULT 1;
+-- Owners (docs/security.md): 0.1.0 did not record who created a
+-- subscription or registered a schema, so the extension's owner owns them.
+ALTER TABLE eventbus.subscription ADD COLUMN owner regrole;
+UPDATE eventbus.subscription
+   SET owner = (SELECT e.extowner FROM pg_catalog.pg_extension e WHERE e.extname = 'eventbus');
+ALTER TABLE eventbus.subscription ALTER COLUMN owner SET NOT NULL;
+ALTER TABLE eventbus.subscription ADD COLUMN consumers regrole[] NOT NULL DEFAULT '{}';
+ALTER TABLE eventbus.subscription ADD COLUMN managers regrole[] NOT NULL DEFAULT '{}';
+ALTER TABLE eventbus.schema ADD COLUMN owner regrole;
+UPDATE eventbus.schema
+   SET owner = (SELECT e.extowner FROM pg_catalog.pg_extension e WHERE e.extname = 'eventbus');
+ALTER TABLE eventbus.schema ALTER COLUMN owner SET NOT NULL;
+-- Dead letters of handler calls that overran their timeout or whose process exited.
+ALTER TABLE eventbus.delivery DROP CONSTRAINT delivery_reason_check;
+ALTER TABLE eventbus.delivery ADD CONSTRAINT delivery_reason_check
+    CHECK (reason IN ('failed', 'lease_expired', 'redriven', 'overflow', 'schema', 'timeout', 'crashed'));
 
 CREATE TABLE eventbus.batch (
     sub_id      integer NOT NULL,         -- eventbus.subscription.id
@@ -89,6 +108,10 @@ DROP FUNCTION eventbus._unread(eventbus.subscription, eventbus.cursor, integer[]
 DROP FUNCTION eventbus._backlog(integer, bigint);
 DROP FUNCTION eventbus._pending(integer);
 DROP FUNCTION eventbus._tick(pg_snapshot, timestamptz, integer[], boolean);
+DROP FUNCTION eventbus._subscription(text);
+DROP FUNCTION eventbus._caller();
+DROP FUNCTION eventbus._check_subscription(eventbus.subscription);
+DROP FUNCTION eventbus._seek(integer, timestamptz, bigint);
 
 -- Every function and view of 0.2.0, created or replaced.
 
@@ -186,8 +209,9 @@ BEGIN
     END IF;
 END
 $$;
--- Returns the subscription row, or raises 42704 naming it.
-CREATE OR REPLACE FUNCTION eventbus._subscription(name text)
+-- Returns the subscription row, or raises 42704 naming it, or 42501 unless
+-- the caller holds the right "needs" on it (consume, manage or own).
+CREATE OR REPLACE FUNCTION eventbus._subscription(name text, caller regrole, needs text)
 RETURNS eventbus.subscription
 LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -201,9 +225,23 @@ BEGIN
             USING ERRCODE = 'undefined_object',
                   HINT = 'Create it with eventbus.subscribe(name, patterns); list them in eventbus.subscriptions.';
     END IF;
+    PERFORM eventbus._check_right(caller, s.name, s.owner, s.consumers, s.managers, needs);
     RETURN s;
 END
 $$;
+-- Raises 42501 unless caller holds the right on a subscription with these
+-- columns (access.c).
+CREATE OR REPLACE FUNCTION eventbus._check_right(caller regrole, name text, owner regrole,
+                                      consumers regrole[], managers regrole[], needs text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_check_right'
+LANGUAGE C STABLE PARALLEL SAFE;
+-- Whether current_user holds a right on a subscription with these columns:
+-- the views show only those.
+CREATE OR REPLACE FUNCTION eventbus._visible(owner regrole, consumers regrole[], managers regrole[])
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'eventbus_visible'
+LANGUAGE C STABLE PARALLEL SAFE;
 -- Raises 22023 unless an interval is positive and at most the given limit.
 CREATE OR REPLACE FUNCTION eventbus._check_interval(what text, value interval, lim interval)
 RETURNS void
@@ -220,13 +258,8 @@ BEGIN
     END IF;
 END
 $$;
--- The calling role, also inside SECURITY DEFINER functions.
-CREATE OR REPLACE FUNCTION eventbus._caller()
-RETURNS oid
-AS 'MODULE_PATHNAME', 'eventbus_caller'
-LANGUAGE C STABLE PARALLEL SAFE;
 -- Raises a clear error unless every option of the subscription row is valid.
-CREATE OR REPLACE FUNCTION eventbus._check_subscription(s eventbus.subscription)
+CREATE OR REPLACE FUNCTION eventbus._check_subscription(s eventbus.subscription, caller regrole)
 RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -237,6 +270,11 @@ BEGIN
     PERFORM eventbus._check_name(s.name);
     IF s.patterns IS NULL OR cardinality(s.patterns) = 0 THEN
         RAISE EXCEPTION 'subscription "%" needs at least one pattern', s.name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass e.g. array[''orders.*.created'', ''refunds.#''].';
+    END IF;
+    IF array_ndims(s.patterns) > 1 OR cardinality(s.patterns) > 100 THEN
+        RAISE EXCEPTION 'patterns of subscription "%" must be a one-dimensional array of at most 100 patterns', s.name
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Pass e.g. array[''orders.*.created'', ''refunds.#''].';
     END IF;
@@ -292,9 +330,9 @@ BEGIN
     -- may choose it, or anyone could run a superuser's function on
     -- payloads of their choosing.
     IF s.handler IS NOT NULL
-       AND NOT (pg_has_role(eventbus._caller(),
+       AND NOT (pg_has_role(caller,
                             (SELECT p.proowner FROM pg_proc p WHERE p.oid = s.handler), 'USAGE')
-                AND has_function_privilege(eventbus._caller(), s.handler, 'EXECUTE')) THEN
+                AND has_function_privilege(caller, s.handler, 'EXECUTE')) THEN
         RAISE EXCEPTION 'permission denied for handler function %', s.handler
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = 'The worker runs a handler as the owner of the function.',
@@ -327,6 +365,56 @@ BEGIN
     RETURN t;
 END
 $$;
+CREATE OR REPLACE FUNCTION eventbus._subscribe(
+    caller          regrole,
+    name            text,
+    patterns        text[],
+    max_attempts    integer,
+    backoff_initial interval,
+    backoff_max     interval,
+    lease           interval,
+    ordered         boolean,
+    start_at        text,
+    filter          jsonpath,
+    max_backlog     bigint,
+    on_overflow     text,
+    handler         regprocedure,
+    concurrency     integer)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s       eventbus.subscription;
+    t       timestamptz;
+BEGIN
+    PERFORM eventbus._check_origin();
+    s.name := name; s.patterns := patterns; s.max_attempts := max_attempts;
+    s.backoff_initial := backoff_initial; s.backoff_max := backoff_max; s.lease := lease;
+    s.ordered := ordered; s.filter := filter; s.max_backlog := max_backlog;
+    s.on_overflow := on_overflow; s.handler := handler; s.concurrency := concurrency;
+    PERFORM eventbus._check_subscription(s, caller);
+    t := eventbus._start_time(start_at);
+
+    INSERT INTO eventbus.subscription AS sb (name, patterns, max_attempts, backoff_initial,
+                                             backoff_max, lease, ordered, filter, max_backlog,
+                                             on_overflow, handler, concurrency, owner)
+    VALUES (s.name, s.patterns, s.max_attempts, s.backoff_initial, s.backoff_max, s.lease,
+            s.ordered, s.filter, s.max_backlog, s.on_overflow, s.handler, s.concurrency, caller)
+    ON CONFLICT ON CONSTRAINT subscription_name_key DO NOTHING
+    RETURNING sb.id INTO s.id;
+    IF s.id IS NULL THEN
+        RAISE EXCEPTION 'subscription "%" already exists', name
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'Choose another name, change it with eventbus.alter_subscription(), or eventbus.unsubscribe() it first.';
+    END IF;
+    -- 'now': the events committed after this snapshot. Otherwise from the
+    -- start of the log ('1:1:' sees nothing, so every event is after it).
+    INSERT INTO eventbus.cursor (sub_id, win_lo, start_time)
+    VALUES (s.id, CASE WHEN start_at = 'now' THEN eventbus._snapshot() ELSE '1:1:' END, t);
+    PERFORM eventbus._subscriptions_changed();
+END
+$$;
 CREATE OR REPLACE FUNCTION eventbus.subscribe(
     name            text,
     patterns        text[],
@@ -342,60 +430,29 @@ CREATE OR REPLACE FUNCTION eventbus.subscribe(
     handler         regprocedure DEFAULT NULL,
     concurrency     integer  DEFAULT 1)
 RETURNS void
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    s       eventbus.subscription;
-    t       timestamptz;
-BEGIN
-    PERFORM eventbus._check_origin();
-    s.name := name; s.patterns := patterns; s.max_attempts := max_attempts;
-    s.backoff_initial := backoff_initial; s.backoff_max := backoff_max; s.lease := lease;
-    s.ordered := ordered; s.filter := filter; s.max_backlog := max_backlog;
-    s.on_overflow := on_overflow; s.handler := handler; s.concurrency := concurrency;
-    PERFORM eventbus._check_subscription(s);
-    t := eventbus._start_time(start_at);
-
-    INSERT INTO eventbus.subscription AS sb (name, patterns, max_attempts, backoff_initial,
-                                             backoff_max, lease, ordered, filter, max_backlog,
-                                             on_overflow, handler, concurrency)
-    VALUES (s.name, s.patterns, s.max_attempts, s.backoff_initial, s.backoff_max, s.lease,
-            s.ordered, s.filter, s.max_backlog, s.on_overflow, s.handler, s.concurrency)
-    ON CONFLICT ON CONSTRAINT subscription_name_key DO NOTHING
-    RETURNING sb.id INTO s.id;
-    IF s.id IS NULL THEN
-        RAISE EXCEPTION 'subscription "%" already exists', name
-            USING ERRCODE = 'duplicate_object',
-                  HINT = 'Choose another name, change it with eventbus.alter_subscription(), or eventbus.unsubscribe() it first.';
-    END IF;
-    -- 'now': the events committed after this snapshot. Otherwise from the
-    -- start of the log ('1:1:' sees nothing, so every event is after it).
-    INSERT INTO eventbus.cursor (sub_id, win_lo, start_time)
-    VALUES (s.id, CASE WHEN start_at = 'now' THEN eventbus._snapshot() ELSE '1:1:' END, t);
-    PERFORM eventbus._subscriptions_changed();
-END
-$$;
-CREATE OR REPLACE FUNCTION eventbus.alter_subscription(
+AS 'MODULE_PATHNAME', 'eventbus_gate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE OR REPLACE FUNCTION eventbus._alter_subscription(
+    caller          regrole,
     name            text,
-    patterns        text[]   DEFAULT NULL,
-    max_attempts    integer  DEFAULT NULL,
-    backoff_initial interval DEFAULT NULL,
-    backoff_max     interval DEFAULT NULL,
-    lease           interval DEFAULT NULL,
-    ordered         boolean  DEFAULT NULL,
-    filter          jsonpath DEFAULT NULL,
-    max_backlog     bigint   DEFAULT NULL,
-    on_overflow     text     DEFAULT NULL,
-    reset           text[]   DEFAULT NULL,
-    handler         regprocedure DEFAULT NULL,
-    concurrency     integer  DEFAULT NULL)
+    patterns        text[],
+    max_attempts    integer,
+    backoff_initial interval,
+    backoff_max     interval,
+    lease           interval,
+    ordered         boolean,
+    filter          jsonpath,
+    max_backlog     bigint,
+    on_overflow     text,
+    reset           text[],
+    handler         regprocedure,
+    concurrency     integer)
 RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    s eventbus.subscription := eventbus._subscription(alter_subscription.name);
+    s eventbus.subscription := eventbus._subscription(_alter_subscription.name, caller, 'manage');
     r text;
 BEGIN
     -- Concurrent alters apply one after the other, each to the other's result.
@@ -429,7 +486,7 @@ BEGIN
     s.on_overflow := coalesce(on_overflow, s.on_overflow);
     s.handler := coalesce(handler, s.handler);
     s.concurrency := coalesce(concurrency, s.concurrency);
-    PERFORM eventbus._check_subscription(s);
+    PERFORM eventbus._check_subscription(s, caller);
     UPDATE eventbus.subscription sb
        SET patterns = s.patterns, max_attempts = s.max_attempts, backoff_initial = s.backoff_initial,
            backoff_max = s.backoff_max, lease = s.lease, ordered = s.ordered, filter = s.filter,
@@ -440,13 +497,30 @@ BEGIN
     PERFORM eventbus._wake(s.id);       -- the worker looks at it again (handler, patterns)
 END
 $$;
-CREATE OR REPLACE FUNCTION eventbus.unsubscribe(name text)
+CREATE OR REPLACE FUNCTION eventbus.alter_subscription(
+    name            text,
+    patterns        text[]   DEFAULT NULL,
+    max_attempts    integer  DEFAULT NULL,
+    backoff_initial interval DEFAULT NULL,
+    backoff_max     interval DEFAULT NULL,
+    lease           interval DEFAULT NULL,
+    ordered         boolean  DEFAULT NULL,
+    filter          jsonpath DEFAULT NULL,
+    max_backlog     bigint   DEFAULT NULL,
+    on_overflow     text     DEFAULT NULL,
+    reset           text[]   DEFAULT NULL,
+    handler         regprocedure DEFAULT NULL,
+    concurrency     integer  DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_gate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE OR REPLACE FUNCTION eventbus._unsubscribe(caller regrole, name text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_sub integer := (eventbus._subscription(unsubscribe.name)).id;
+    v_sub integer := (eventbus._subscription(_unsubscribe.name, caller, 'manage')).id;
 BEGIN
     DELETE FROM eventbus.delivery d WHERE d.sub_id = v_sub;
     DELETE FROM eventbus.batch b WHERE b.sub_id = v_sub;
@@ -457,27 +531,139 @@ BEGIN
     PERFORM eventbus._stats_drop_sub(v_sub);
 END
 $$;
-CREATE OR REPLACE FUNCTION eventbus.pause(name text)
+CREATE OR REPLACE FUNCTION eventbus.unsubscribe(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_gate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE OR REPLACE FUNCTION eventbus._pause(caller regrole, name text)
 RETURNS void
 LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    UPDATE eventbus.subscription s SET paused = true WHERE s.id = (eventbus._subscription(pause.name)).id;
+    UPDATE eventbus.subscription s SET paused = true WHERE s.id = (eventbus._subscription(_pause.name, caller, 'manage')).id;
     SELECT eventbus._subscriptions_changed();
+$$;
+CREATE OR REPLACE FUNCTION eventbus.pause(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_gate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE OR REPLACE FUNCTION eventbus._resume(caller regrole, name text)
+RETURNS void
+LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE eventbus.subscription s SET paused = false WHERE s.id = (eventbus._subscription(_resume.name, caller, 'manage')).id;
+    SELECT eventbus._wake((eventbus._subscription(_resume.name, caller, 'manage')).id);  -- waiting pollers and LISTENers look again
 $$;
 CREATE OR REPLACE FUNCTION eventbus.resume(name text)
 RETURNS void
-LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+AS 'MODULE_PATHNAME', 'eventbus_gate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+-- Rights on a subscription (docs/security.md): its owner, superusers and
+-- roles with the owner's privileges grant consume or manage to other roles.
+CREATE OR REPLACE FUNCTION eventbus._check_right_name(r text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    UPDATE eventbus.subscription s SET paused = false WHERE s.id = (eventbus._subscription(resume.name)).id;
-    SELECT eventbus._wake((eventbus._subscription(resume.name)).id);  -- waiting pollers and LISTENers look again
+BEGIN
+    IF r IS NULL OR r NOT IN ('consume', 'manage') THEN
+        RAISE EXCEPTION 'invalid subscription right "%"', coalesce(r, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The rights are ''consume'' (poll, ack, nack, extend_lease) and ''manage'' (alter, pause, resume, seek, redrive, purge, unsubscribe).';
+    END IF;
+END
 $$;
+CREATE OR REPLACE FUNCTION eventbus._check_grantee(role regrole)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF role IS NULL OR role = 0 THEN
+        RAISE EXCEPTION 'a subscription right is granted to a role, not to %', CASE WHEN role IS NULL THEN 'NULL' ELSE 'PUBLIC' END
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Name a role, e.g. ''billing_worker''; to let many roles consume, grant the right to a group role they are members of.';
+    END IF;
+END
+$$;
+CREATE OR REPLACE FUNCTION eventbus._grant_subscription(caller regrole, name text, role regrole, "right" text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s eventbus.subscription := eventbus._subscription(_grant_subscription.name, caller, 'own');
+BEGIN
+    PERFORM eventbus._check_right_name("right");
+    PERFORM eventbus._check_grantee(role);
+    UPDATE eventbus.subscription sb
+       SET consumers = CASE WHEN "right" = 'consume' AND NOT role = ANY (sb.consumers)
+                            THEN sb.consumers || role ELSE sb.consumers END,
+           managers = CASE WHEN "right" = 'manage' AND NOT role = ANY (sb.managers)
+                           THEN sb.managers || role ELSE sb.managers END
+     WHERE sb.id = s.id;
+    PERFORM eventbus._subscriptions_changed();
+END
+$$;
+CREATE OR REPLACE FUNCTION eventbus.grant_subscription(name text, role regrole, "right" text DEFAULT 'consume')
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_gate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE OR REPLACE FUNCTION eventbus._revoke_subscription(caller regrole, name text, role regrole, "right" text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s eventbus.subscription := eventbus._subscription(_revoke_subscription.name, caller, 'own');
+BEGIN
+    IF "right" IS NOT NULL THEN
+        PERFORM eventbus._check_right_name("right");
+    END IF;
+    PERFORM eventbus._check_grantee(role);
+    UPDATE eventbus.subscription sb
+       SET consumers = CASE WHEN coalesce("right", 'consume') = 'consume'
+                            THEN array_remove(sb.consumers, role) ELSE sb.consumers END,
+           managers = CASE WHEN coalesce("right", 'manage') = 'manage'
+                           THEN array_remove(sb.managers, role) ELSE sb.managers END
+     WHERE sb.id = s.id;
+    PERFORM eventbus._subscriptions_changed();
+END
+$$;
+CREATE OR REPLACE FUNCTION eventbus.revoke_subscription(name text, role regrole, "right" text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_gate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE OR REPLACE FUNCTION eventbus._alter_subscription_owner(caller regrole, name text, owner regrole)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s eventbus.subscription := eventbus._subscription(_alter_subscription_owner.name, caller, 'own');
+BEGIN
+    PERFORM eventbus._check_grantee(owner);
+    -- As ALTER ... OWNER TO: the caller must be able to become the new owner.
+    IF NOT pg_has_role(caller, owner, 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to give subscription "%" to role %', s.name, owner
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = format('Role %s is not a member of role %s.', caller, owner),
+                  HINT = 'A superuser, or a member of both the current and the new owner, may give a subscription away.';
+    END IF;
+    UPDATE eventbus.subscription sb SET owner = _alter_subscription_owner.owner WHERE sb.id = s.id;
+    PERFORM eventbus._subscriptions_changed();
+END
+$$;
+CREATE OR REPLACE FUNCTION eventbus.alter_subscription_owner(name text, owner regrole)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_gate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
 -- Moves the subscription back (or forward) to a point of the log: from
 -- then on, poll hands out again every retained event from that point.
 -- Deliveries in flight (leased or waiting) stay as they are: the replay
 -- skips their events. Dead letters from the point on are handed out again.
-CREATE OR REPLACE FUNCTION eventbus._seek(sub_id integer, since timestamptz, from_event bigint)
+CREATE OR REPLACE FUNCTION eventbus._seek_to(sub_id integer, since timestamptz, from_event bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
@@ -487,13 +673,13 @@ BEGIN
     UPDATE eventbus.cursor c
        SET win_lo = '1:1:', win_hi = NULL, pos_txid = NULL, pos_id = NULL,
            start_time = since, start_id = from_event
-     WHERE c.sub_id = _seek.sub_id;
+     WHERE c.sub_id = _seek_to.sub_id;
     -- Batches not handed out yet are read again by the replay (or skipped).
-    DELETE FROM eventbus.batch b WHERE b.sub_id = _seek.sub_id AND NOT b.leased;
+    DELETE FROM eventbus.batch b WHERE b.sub_id = _seek_to.sub_id AND NOT b.leased;
     PERFORM eventbus._wake(sub_id);
 END
 $$;
-CREATE OR REPLACE FUNCTION eventbus.seek(name text, since timestamptz)
+CREATE OR REPLACE FUNCTION eventbus._seek(caller regrole, name text, since timestamptz)
 RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -504,10 +690,14 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Pass a finite time, e.g. now() - interval ''1 hour''.';
     END IF;
-    PERFORM eventbus._seek((eventbus._subscription(seek.name)).id, since, NULL);
+    PERFORM eventbus._seek_to((eventbus._subscription(_seek.name, caller, 'manage')).id, since, NULL);
 END
 $$;
-CREATE OR REPLACE FUNCTION eventbus.seek(name text, from_event bigint)
+CREATE OR REPLACE FUNCTION eventbus.seek(name text, since timestamptz)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_gate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE OR REPLACE FUNCTION eventbus._seek(caller regrole, name text, from_event bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -518,9 +708,13 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Pass an event id, e.g. one returned by eventbus.publish.';
     END IF;
-    PERFORM eventbus._seek((eventbus._subscription(seek.name)).id, NULL, from_event);
+    PERFORM eventbus._seek_to((eventbus._subscription(_seek.name, caller, 'manage')).id, NULL, from_event);
 END
 $$;
+CREATE OR REPLACE FUNCTION eventbus.seek(name text, from_event bigint)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_gate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
 -- eventbus install script, part 40: consuming.
 --
 -- poll, ack, nack and extend_lease are C (src/consume.c): poll hands out
@@ -599,53 +793,59 @@ RETURNS TABLE (event_id bigint, topic text, key text, payload jsonb, headers jso
                published_at timestamptz, attempt integer, lease_until timestamptz,
                lease_token bigint)
 AS 'MODULE_PATHNAME', 'eventbus_poll'
-LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+LANGUAGE C VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp;
 CREATE OR REPLACE FUNCTION eventbus.ack(subscription text, event_ids bigint[], lease_token bigint DEFAULT NULL)
 RETURNS integer
 AS 'MODULE_PATHNAME', 'eventbus_ack'
-LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+LANGUAGE C VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp;
 CREATE OR REPLACE FUNCTION eventbus.nack(subscription text, event_id bigint, error text DEFAULT NULL,
                               retry_in interval DEFAULT NULL, lease_token bigint DEFAULT NULL)
 RETURNS text
 AS 'MODULE_PATHNAME', 'eventbus_nack'
-LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+LANGUAGE C VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp;
 CREATE OR REPLACE FUNCTION eventbus.extend_lease(subscription text, event_ids bigint[], lease interval,
                                       lease_token bigint DEFAULT NULL)
 RETURNS integer
 AS 'MODULE_PATHNAME', 'eventbus_extend_lease'
-LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+LANGUAGE C VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp;
-CREATE OR REPLACE FUNCTION eventbus.redrive(subscription text, event_ids bigint[] DEFAULT NULL)
+CREATE OR REPLACE FUNCTION eventbus._redrive(caller regrole, subscription text, event_ids bigint[])
 RETURNS integer
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    v_sub integer := (eventbus._subscription(subscription, caller, 'manage')).id;
     n integer;
 BEGIN
     UPDATE eventbus.delivery d
        SET state = 'waiting', attempt = 0, available_at = clock_timestamp(),
            reason = 'redriven', dead_at = NULL,      -- marks its next hand-out as a retry
            ord = CASE WHEN d.key IS NOT NULL THEN nextval('eventbus.delivery_ord_seq') END
-     WHERE d.sub_id = (eventbus._subscription(subscription)).id AND d.state = 'dead'
+     WHERE d.sub_id = v_sub AND d.state = 'dead'
        AND (event_ids IS NULL OR d.event_id = ANY (event_ids));
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n > 0 THEN
-        PERFORM eventbus._wake((eventbus._subscription(subscription)).id);
-        PERFORM eventbus._stats_sub((eventbus._subscription(subscription)).id, redriven => n);
+        PERFORM eventbus._wake(v_sub);
+        PERFORM eventbus._stats_sub(v_sub, redriven => n);
     END IF;
     RETURN n;
 END
 $$;
-CREATE OR REPLACE FUNCTION eventbus.purge_dead_letters(subscription text, older_than interval DEFAULT NULL)
+CREATE OR REPLACE FUNCTION eventbus.redrive(subscription text, event_ids bigint[] DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'eventbus_gate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE OR REPLACE FUNCTION eventbus._purge_dead_letters(caller regrole, subscription text, older_than interval)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    v_sub integer := (eventbus._subscription(subscription, caller, 'manage')).id;
     n integer;
 BEGIN
     IF older_than < interval '0' THEN
@@ -653,13 +853,17 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass e.g. interval ''7 days'', or NULL for all.';
     END IF;
     DELETE FROM eventbus.delivery d
-     WHERE d.sub_id = (eventbus._subscription(subscription)).id AND d.state = 'dead'
+     WHERE d.sub_id = v_sub AND d.state = 'dead'
        AND (older_than IS NULL OR d.dead_at <= clock_timestamp() - older_than);
     GET DIAGNOSTICS n = ROW_COUNT;
-    PERFORM eventbus._stats_sub((eventbus._subscription(subscription)).id, discarded => n);
+    PERFORM eventbus._stats_sub(v_sub, discarded => n);
     RETURN n;
 END
 $$;
+CREATE OR REPLACE FUNCTION eventbus.purge_dead_letters(subscription text, older_than interval DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'eventbus_gate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
 CREATE OR REPLACE FUNCTION eventbus._adopt_restored()
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
@@ -926,8 +1130,8 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'Pass e.g. eventbus.schedule(''nightly'', ''0 3 * * *'', ''reports.nightly'', ''{}'').';
     END IF;
-    IF NOT eventbus.is_valid_topic(topic) THEN
-        RAISE EXCEPTION 'invalid topic "%"', topic
+    IF topic IS NULL OR NOT eventbus.is_valid_topic(topic) THEN
+        RAISE EXCEPTION 'invalid topic "%"', coalesce(topic, 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'A topic is dot-separated words, e.g. ''reports.nightly''.';
     END IF;
@@ -945,6 +1149,15 @@ BEGIN
         RAISE EXCEPTION 'eventbus.unschedule needs the extension pg_cron'
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Jobs are kept by pg_cron; without it there is nothing to unschedule.';
+    END IF;
+    -- Only the caller's jobs that eventbus.schedule made: the others are
+    -- pg_cron's business (cron.unschedule).
+    IF NOT EXISTS (SELECT 1 FROM cron.job j
+                    WHERE j.jobname = unschedule.job AND j.username = current_user
+                      AND j.command LIKE 'SELECT eventbus.publish(%') THEN
+        RAISE EXCEPTION 'no eventbus job "%" of role %', job, current_user
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'eventbus.unschedule removes the jobs eventbus.schedule made; remove other pg_cron jobs with cron.unschedule().';
     END IF;
     RETURN cron.unschedule(job);
 END
@@ -971,11 +1184,25 @@ AS $$
     SELECT CASE WHEN uri IS NOT NULL AND jsonb_typeof(schema) = 'object' AND NOT schema ? '$id'
                 THEN schema || jsonb_build_object('$id', uri) ELSE schema END
 $$;
+-- Raises 42501 unless the caller may replace or drop a registered schema:
+-- its owner, a role with the owner's privileges, or a superuser.
+CREATE OR REPLACE FUNCTION eventbus._check_schema_owner(caller regrole, owner regrole, what text)
+RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF owner IS NOT NULL AND NOT pg_has_role(caller, owner, 'USAGE') THEN
+        RAISE EXCEPTION 'permission denied for the schema of "%"', what
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = format('It was registered by role %s; role %s may not replace or drop it.', owner, caller),
+                  HINT = format('Ask %s or a superuser.', owner);
+    END IF;
+END
+$$;
 -- Registers (or replaces) the schema of a topic pattern, and/or a schema
 -- other schemas refer to by URI: "uri" if given, else the schema's "$id".
-CREATE OR REPLACE FUNCTION eventbus.register_schema(pattern text, schema jsonb,
-                                         on_invalid text DEFAULT 'reject',
-                                         uri text DEFAULT NULL)
+CREATE OR REPLACE FUNCTION eventbus._register_schema(caller regrole, pattern text, schema jsonb, on_invalid text, uri text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -1003,9 +1230,9 @@ BEGIN
     END IF;
     IF EXISTS (SELECT 1 FROM eventbus.schema s
                 WHERE s.uri = v_uri
-                  AND (register_schema.pattern IS NULL AND s.pattern IS NOT NULL
-                       OR register_schema.pattern IS NOT NULL
-                          AND s.pattern IS DISTINCT FROM register_schema.pattern)) THEN
+                  AND (_register_schema.pattern IS NULL AND s.pattern IS NOT NULL
+                       OR _register_schema.pattern IS NOT NULL
+                          AND s.pattern IS DISTINCT FROM _register_schema.pattern)) THEN
         RAISE EXCEPTION 'a schema with URI "%" is already registered', v_uri
             USING ERRCODE = 'duplicate_object',
                   HINT = 'Drop it first with eventbus.drop_schema(), or give this one another "$id" or uri.';
@@ -1014,14 +1241,18 @@ BEGIN
     -- Its relative references resolve against its URI, as they will when
     -- another schema refers to it.
     PERFORM eventbus.validate(eventbus._with_base(schema, v_uri), 'null');
+    PERFORM eventbus._check_schema_owner(caller, s.owner, coalesce(s.pattern, s.uri))
+       FROM eventbus.schema s
+      WHERE CASE WHEN _register_schema.pattern IS NULL THEN s.uri = v_uri AND s.pattern IS NULL
+                 ELSE s.pattern = _register_schema.pattern END;
     IF pattern IS NULL THEN
-        INSERT INTO eventbus.schema AS s (pattern, uri, schema, on_invalid)
-        VALUES (NULL, v_uri, register_schema.schema, register_schema.on_invalid)
+        INSERT INTO eventbus.schema AS s (pattern, uri, schema, on_invalid, owner)
+        VALUES (NULL, v_uri, _register_schema.schema, _register_schema.on_invalid, caller)
         ON CONFLICT ON CONSTRAINT schema_uri_key DO UPDATE
            SET schema = excluded.schema, on_invalid = excluded.on_invalid, created_at = now();
     ELSE
-        INSERT INTO eventbus.schema AS s (pattern, uri, schema, on_invalid)
-        VALUES (register_schema.pattern, v_uri, register_schema.schema, register_schema.on_invalid)
+        INSERT INTO eventbus.schema AS s (pattern, uri, schema, on_invalid, owner)
+        VALUES (_register_schema.pattern, v_uri, _register_schema.schema, _register_schema.on_invalid, caller)
         ON CONFLICT ON CONSTRAINT schema_pattern_key DO UPDATE
            SET uri = excluded.uri, schema = excluded.schema, on_invalid = excluded.on_invalid,
                created_at = now();
@@ -1029,17 +1260,28 @@ BEGIN
     PERFORM eventbus._schemas_changed();
 END
 $$;
+CREATE OR REPLACE FUNCTION eventbus.register_schema(pattern text, schema jsonb,
+                                         on_invalid text DEFAULT 'reject',
+                                         uri text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_gate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
 -- Drops the schema of a pattern, or (given no such pattern) the one with
 -- that URI.
-CREATE OR REPLACE FUNCTION eventbus.drop_schema(pattern text)
+CREATE OR REPLACE FUNCTION eventbus._drop_schema(caller regrole, pattern text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    DELETE FROM eventbus.schema s WHERE s.pattern = drop_schema.pattern;
+    PERFORM eventbus._check_schema_owner(caller, s.owner, coalesce(s.pattern, s.uri))
+       FROM eventbus.schema s
+      WHERE s.pattern = _drop_schema.pattern
+         OR s.pattern IS NULL AND s.uri = _drop_schema.pattern
+            AND NOT EXISTS (SELECT 1 FROM eventbus.schema p WHERE p.pattern = _drop_schema.pattern);
+    DELETE FROM eventbus.schema s WHERE s.pattern = _drop_schema.pattern;
     IF NOT FOUND THEN
-        DELETE FROM eventbus.schema s WHERE s.pattern IS NULL AND s.uri = drop_schema.pattern;
+        DELETE FROM eventbus.schema s WHERE s.pattern IS NULL AND s.uri = _drop_schema.pattern;
     END IF;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no schema is registered for "%"', pattern
@@ -1049,6 +1291,10 @@ BEGIN
     PERFORM eventbus._schemas_changed();
 END
 $$;
+CREATE OR REPLACE FUNCTION eventbus.drop_schema(pattern text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_gate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
 -- An event that failed a schema with on_invalid 'dead_letter' becomes a
 -- dead letter (reason 'schema') of every subscription it would have reached
 -- (patterns and filter). Called by publish, in its transaction.
@@ -1305,7 +1551,8 @@ BEGIN
                        'loop_seconds', w.total_loop_time / 1000,
                        'last_tick_at', extract(epoch FROM w.last_tick_at))
                      ORDER BY w.database)
-              INTO v_rows FROM eventbus.worker_stats w;
+              INTO v_rows FROM eventbus.worker_stats w
+             WHERE w.database = current_database();   -- other databases are not this scrape's to name
         END IF;
         v_out := v_out || format(E'# HELP %s %s\n# TYPE %s %s\n', m.name, m.help, m.name, m.kind)
               || coalesce((SELECT string_agg(format(E'%s{%s} %s\n', m.name, r ->> 'l',
@@ -1371,8 +1618,10 @@ SELECT s.name, s.patterns, s.max_attempts, s.backoff_initial, s.backoff_max, s.l
                     WHERE b.sub_id = s.id AND b.leased), 0) AS leased,
        (SELECT count(*) FROM eventbus.delivery d WHERE d.sub_id = s.id AND d.state = 'waiting') AS waiting,
        (SELECT count(*) FROM eventbus.delivery d WHERE d.sub_id = s.id AND d.state = 'dead') AS dead,
-       c.expired + coalesce((SELECT sum(x.n) FROM eventbus.expiry x WHERE x.sub_id = s.id), 0) AS expired
-  FROM eventbus.subscription s JOIN eventbus.cursor c ON c.sub_id = s.id;
+       c.expired + coalesce((SELECT sum(x.n) FROM eventbus.expiry x WHERE x.sub_id = s.id), 0) AS expired,
+       s.owner, s.consumers, s.managers
+  FROM eventbus.subscription s JOIN eventbus.cursor c ON c.sub_id = s.id
+ WHERE eventbus._visible(s.owner, s.consumers, s.managers);
 CREATE OR REPLACE VIEW eventbus.dead_letters AS
 SELECT s.name AS subscription, d.event_id, t.topic, e.key, e.payload,
        d.attempt AS attempts, d.last_error, d.reason, d.dead_at
@@ -1380,7 +1629,7 @@ SELECT s.name AS subscription, d.event_id, t.topic, e.key, e.payload,
   JOIN eventbus.subscription s ON s.id = d.sub_id
   LEFT JOIN eventbus.event_log e ON e.txid = d.txid AND e.id = d.event_id
   LEFT JOIN eventbus.topic t ON t.id = e.topic_id
- WHERE d.state = 'dead';
+ WHERE d.state = 'dead' AND eventbus._visible(s.owner, s.consumers, s.managers);
 -- Every event a subscription holds state for: in a batch (ready: cut, not
 -- handed out yet; leased) or in a delivery row of its own (leased,
 -- waiting, dead). Acked events and events not cut yet have no row here.
@@ -1392,18 +1641,20 @@ SELECT s.name AS subscription, b.ids[o.i] AS event_id,
   FROM eventbus.batch b
   JOIN eventbus.subscription s ON s.id = b.sub_id
  CROSS JOIN LATERAL generate_subscripts(b.ids, 1) AS o (i)
- WHERE b.done IS NULL OR get_bit(b.done, o.i - 1) = 0
+ WHERE (b.done IS NULL OR get_bit(b.done, o.i - 1) = 0)
+   AND eventbus._visible(s.owner, s.consumers, s.managers)
 UNION ALL
 SELECT s.name, d.event_id, d.state, d.attempt, d.available_at, NULL::bigint, d.last_error
   FROM eventbus.delivery d
-  JOIN eventbus.subscription s ON s.id = d.sub_id;
+  JOIN eventbus.subscription s ON s.id = d.sub_id
+ WHERE eventbus._visible(s.owner, s.consumers, s.managers);
 CREATE OR REPLACE VIEW eventbus.chunks AS
 SELECT c.chunk_no, c.relname, c.is_current, c.opened_at, c.sealed_at, c.reclaimed_at,
        pg_total_relation_size(format('eventbus.%I', c.relname)::regclass) AS bytes,
        eventbus._chunk_pins(format('eventbus.%I', c.relname)::regclass) AS pinned_by
   FROM eventbus.chunk c;
 CREATE OR REPLACE VIEW eventbus.schemas AS
-SELECT s.pattern, s.uri, s.on_invalid, s.schema, s.created_at
+SELECT s.pattern, s.uri, s.on_invalid, s.schema, s.created_at, s.owner
   FROM eventbus.schema s;
 CREATE OR REPLACE VIEW eventbus.topic_stats AS
 SELECT t.topic,
@@ -1488,31 +1739,63 @@ COMMENT ON FUNCTION eventbus._snapshot() IS
     'eventbus (internal): current snapshot counting the own transaction as in progress';
 COMMENT ON FUNCTION eventbus._check_name(text) IS
     'eventbus (internal): raise 22023 unless the text is a valid subscription name';
-COMMENT ON FUNCTION eventbus._subscription(text) IS
-    'eventbus (internal): the subscription of that name, or error 42704';
+COMMENT ON FUNCTION eventbus._subscription(text, regrole, text) IS
+    'eventbus (internal): the subscription of that name, or error 42704, or 42501 unless the caller holds the right';
+COMMENT ON FUNCTION eventbus._check_right(regrole, text, regrole, regrole[], regrole[], text) IS
+    'eventbus (internal): raise 42501 unless the role holds the right on the subscription';
+COMMENT ON FUNCTION eventbus._visible(regrole, regrole[], regrole[]) IS
+    'eventbus (internal): whether current_user holds a right on a subscription (views filter by it)';
 COMMENT ON FUNCTION eventbus._check_interval(text, interval, interval) IS
     'eventbus (internal): raise 22023 unless the interval is positive and within the limit';
-COMMENT ON FUNCTION eventbus._caller() IS
-    'eventbus (internal): the role calling (current_user outside SECURITY DEFINER functions)';
-COMMENT ON FUNCTION eventbus._check_subscription(eventbus.subscription) IS
+COMMENT ON FUNCTION eventbus._check_subscription(eventbus.subscription, regrole) IS
     'eventbus (internal): raise a clear error unless every option of a subscription is valid';
 COMMENT ON FUNCTION eventbus._start_time(text) IS
     'eventbus (internal): the time a start_at names, NULL for ''now'' and ''earliest'', or error 22023';
+COMMENT ON FUNCTION eventbus._subscribe(regrole, text, text[], integer, interval, interval, interval, boolean, text, jsonpath, bigint, text, regprocedure, integer) IS
+    'eventbus (internal): subscribe for the role that called eventbus.subscribe (access.c)';
 COMMENT ON FUNCTION eventbus.subscribe(text, text[], integer, interval, interval, interval, boolean, text, jsonpath, bigint, text, regprocedure, integer) IS
     'eventbus: create a durable subscription to every event whose topic matches one of the patterns';
+COMMENT ON FUNCTION eventbus._alter_subscription(regrole, text, text[], integer, interval, interval, interval, boolean, jsonpath, bigint, text, text[], regprocedure, integer) IS
+    'eventbus (internal): alter_subscription for the role that called eventbus.alter_subscription (access.c)';
 COMMENT ON FUNCTION eventbus.alter_subscription(text, text[], integer, interval, interval, interval, boolean, jsonpath, bigint, text, text[], regprocedure, integer) IS
     'eventbus: change options of a subscription (NULL keeps an option; reset => names puts options back to their defaults)';
+COMMENT ON FUNCTION eventbus._unsubscribe(regrole, text) IS
+    'eventbus (internal): unsubscribe for the role that called eventbus.unsubscribe (access.c)';
 COMMENT ON FUNCTION eventbus.unsubscribe(text) IS
     'eventbus: drop a subscription with its position, leases and dead letters';
+COMMENT ON FUNCTION eventbus._pause(regrole, text) IS
+    'eventbus (internal): pause for the role that called eventbus.pause (access.c)';
 COMMENT ON FUNCTION eventbus.pause(text) IS
     'eventbus: stop handing out events of a subscription (they keep accumulating)';
+COMMENT ON FUNCTION eventbus._resume(regrole, text) IS
+    'eventbus (internal): resume for the role that called eventbus.resume (access.c)';
 COMMENT ON FUNCTION eventbus.resume(text) IS 'eventbus: hand out events of a paused subscription again';
+COMMENT ON FUNCTION eventbus._check_right_name(text) IS
+    'eventbus (internal): raise 22023 unless the text names a subscription right';
+COMMENT ON FUNCTION eventbus._check_grantee(regrole) IS
+    'eventbus (internal): raise 22023 unless the role can hold a subscription right';
+COMMENT ON FUNCTION eventbus._grant_subscription(regrole, text, regrole, text) IS
+    'eventbus (internal): grant_subscription for the role that called eventbus.grant_subscription (access.c)';
+COMMENT ON FUNCTION eventbus.grant_subscription(text, regrole, text) IS
+    'eventbus: let a role consume (poll, ack, nack, extend_lease) or manage (alter, pause, resume, seek, redrive, purge, unsubscribe) a subscription';
+COMMENT ON FUNCTION eventbus._revoke_subscription(regrole, text, regrole, text) IS
+    'eventbus (internal): revoke_subscription for the role that called eventbus.revoke_subscription (access.c)';
+COMMENT ON FUNCTION eventbus.revoke_subscription(text, regrole, text) IS
+    'eventbus: take a right on a subscription back from a role (both rights when right is NULL)';
+COMMENT ON FUNCTION eventbus._alter_subscription_owner(regrole, text, regrole) IS
+    'eventbus (internal): alter_subscription_owner for the role that called eventbus.alter_subscription_owner (access.c)';
+COMMENT ON FUNCTION eventbus.alter_subscription_owner(text, regrole) IS
+    'eventbus: give a subscription to another owner';
 COMMENT ON VIEW eventbus.subscriptions IS
-    'eventbus: every subscription with its options, LISTEN channel and delivery counts';
-COMMENT ON FUNCTION eventbus._seek(integer, timestamptz, bigint) IS
+    'eventbus: the subscriptions the current role holds a right on, with their options, LISTEN channel, delivery counts, owner and grantees';
+COMMENT ON FUNCTION eventbus._seek_to(integer, timestamptz, bigint) IS
     'eventbus (internal): move a subscription to a time or an event id';
+COMMENT ON FUNCTION eventbus._seek(regrole, text, timestamptz) IS
+    'eventbus (internal): seek for the role that called eventbus.seek (access.c)';
 COMMENT ON FUNCTION eventbus.seek(text, timestamptz) IS
     'eventbus: replay every retained event published at or after a time (or skip those before it)';
+COMMENT ON FUNCTION eventbus._seek(regrole, text, bigint) IS
+    'eventbus (internal): seek for the role that called eventbus.seek (access.c)';
 COMMENT ON FUNCTION eventbus.seek(text, bigint) IS
     'eventbus: replay every retained event from an event id on (or skip those before it)';
 COMMENT ON FUNCTION eventbus._topic_ids(text[]) IS
@@ -1533,8 +1816,12 @@ COMMENT ON VIEW eventbus.dead_letters IS
     'eventbus: events a subscription gave up on, with the last error, until redriven or purged';
 COMMENT ON VIEW eventbus.deliveries IS
     'eventbus: every event a subscription holds state for: ready or leased in a batch, leased, waiting or dead on its own';
+COMMENT ON FUNCTION eventbus._redrive(regrole, text, bigint[]) IS
+    'eventbus (internal): redrive for the role that called eventbus.redrive (access.c)';
 COMMENT ON FUNCTION eventbus.redrive(text, bigint[]) IS
     'eventbus: put dead letters back, with fresh attempts (all of them when event_ids is NULL)';
+COMMENT ON FUNCTION eventbus._purge_dead_letters(regrole, text, interval) IS
+    'eventbus (internal): purge_dead_letters for the role that called eventbus.purge_dead_letters (access.c)';
 COMMENT ON FUNCTION eventbus.purge_dead_letters(text, interval) IS
     'eventbus: discard dead letters for good (all, or those dead longer than older_than)';
 COMMENT ON FUNCTION eventbus._adopt_restored() IS
@@ -1567,8 +1854,14 @@ COMMENT ON FUNCTION eventbus._schemas_changed() IS
     'eventbus (internal): make every backend reload the registered schemas';
 COMMENT ON FUNCTION eventbus._with_base(jsonb, text) IS
     'eventbus (internal): the schema with "$id" set to uri unless it has one';
+COMMENT ON FUNCTION eventbus._check_schema_owner(regrole, regrole, text) IS
+    'eventbus (internal): raise 42501 unless the role may replace or drop a schema of that owner';
+COMMENT ON FUNCTION eventbus._register_schema(regrole, text, jsonb, text, text) IS
+    'eventbus (internal): register_schema for the role that called eventbus.register_schema (access.c)';
 COMMENT ON FUNCTION eventbus.register_schema(text, jsonb, text, text) IS
     'eventbus: check payloads published on topics matching the pattern against a JSON Schema (replaces the pattern''s schema)';
+COMMENT ON FUNCTION eventbus._drop_schema(regrole, text) IS
+    'eventbus (internal): drop_schema for the role that called eventbus.drop_schema (access.c)';
 COMMENT ON FUNCTION eventbus.drop_schema(text) IS
     'eventbus: stop checking payloads against the schema of a pattern (or drop a schema registered by URI)';
 COMMENT ON VIEW eventbus.schemas IS 'eventbus: the registered JSON Schemas';
@@ -1658,6 +1951,9 @@ REVOKE EXECUTE ON FUNCTION
     eventbus.resume(text),
     eventbus.seek(text, timestamptz),
     eventbus.seek(text, bigint),
+    eventbus.grant_subscription(text, regrole, text),
+    eventbus.revoke_subscription(text, regrole, text),
+    eventbus.alter_subscription_owner(text, regrole),
     eventbus.poll(text, integer, interval, interval, bigint),
     eventbus.ack(text, bigint[], bigint),
     eventbus.nack(text, bigint, text, interval, bigint),
@@ -1665,8 +1961,8 @@ REVOKE EXECUTE ON FUNCTION
     eventbus.redrive(text, bigint[]),
     eventbus.purge_dead_letters(text, interval),
     eventbus._snapshot(),
-    eventbus._subscription(text),
-    eventbus._seek(integer, timestamptz, bigint),
+    eventbus._subscription(text, regrole, text),
+    eventbus._seek_to(integer, timestamptz, bigint),
     eventbus._backlog(integer, bigint),
     eventbus._subscriptions_changed(),
     eventbus._wake(integer),
@@ -1674,6 +1970,19 @@ REVOKE EXECUTE ON FUNCTION
     eventbus._wake_count(),
     eventbus._wait(timestamptz, bigint)
 FROM PUBLIC;
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid FROM pg_catalog.pg_proc p
+              WHERE p.pronamespace = 'eventbus'::regnamespace AND p.proname LIKE '\_%'
+                AND p.pronargs > 0 AND p.proargtypes[0] = 'regrole'::regtype
+                AND p.proname <> '_check_right' AND p.proname <> '_check_grantee'
+                AND p.proname <> '_visible' LOOP
+        EXECUTE pg_catalog.format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
+    END LOOP;
+END
+$$;
 REVOKE EXECUTE ON FUNCTION
     eventbus.run_maintenance(),
     eventbus._notify_needed(integer),

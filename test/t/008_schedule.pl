@@ -46,6 +46,17 @@ my ($ret, $out, $err) = $node->psql('postgres',
 	"SELECT eventbus.schedule('bad', '* * * * *', 'reports..x', '{}')");
 like($err, qr/invalid topic/, 'an invalid topic is refused');
 
+($ret, $out, $err) = $node->psql('postgres',
+	"SELECT eventbus.schedule('nulltopic', '* * * * *', NULL, '{}')");
+like($err, qr/invalid topic "NULL"/, 'a NULL topic is refused (not a job that fails every run)');
+is(sql("SELECT count(*) FROM cron.job WHERE jobname = 'nulltopic'"), '0', 'and no job is made');
+
+# unschedule removes only jobs that schedule made.
+sql("SELECT cron.schedule('vacuum_job', '0 1 * * *', 'VACUUM')");
+($ret, $out, $err) = $node->psql('postgres', "SELECT eventbus.unschedule('vacuum_job')");
+like($err, qr/no eventbus job "vacuum_job"/, 'unschedule refuses a pg_cron job eventbus did not make');
+is(sql("SELECT count(*) FROM cron.job WHERE jobname = 'vacuum_job'"), '1', 'which stays');
+
 is(sql("SELECT eventbus.unschedule('nightly')"), 't', 'unschedule removes the job');
 is(sql("SELECT count(*) FROM cron.job WHERE jobname = 'nightly'"), '0', 'it is gone from cron.job');
 

@@ -42,4 +42,13 @@ select count(*) as polled from eventbus.poll('dl');
 -- A ttl that has not ended: handed out.
 select eventbus.publish('delay.x', '{"delay": "ttl 1h"}', ttl => '1 hour') > 0 as published;
 select payload from eventbus.poll('dl');
+-- deliver_at more than eventbus.max_delay (30 days) ahead: refused (22023),
+-- it would keep its chunk from being reclaimed; within it: accepted.
+select eventbus.publish('delay.x', '{}', deliver_at => 'infinity');
+\echo :LAST_ERROR_SQLSTATE
+select eventbus.publish('delay.x', '{}', deliver_at => '290000-01-01');
+\echo :LAST_ERROR_SQLSTATE
+select eventbus.publish('delay.x', '{}', deliver_at => now() + interval '31 days');
+\echo :LAST_ERROR_SQLSTATE
+select eventbus.publish('delay.x', '{"delay": "29d"}', deliver_at => now() + interval '29 days') > 0 as published;
 select eventbus.unsubscribe('dl');

@@ -156,4 +156,32 @@ select eventbus.purge_dead_letters('rd', older_than => '-1 hour');
 -- Purged events are gone for good.
 select count(*) as polled from eventbus.poll('rd');
 select eventbus.ack('rd', array[pg_temp.eid('{"rd": 3}')]) as acked;
+-- A huge error text is kept cut to 8 kB, marked.
+select eventbus.publish('redrive.x', '{"rd": 4}') > 0 as published;
+select count(*) as polled from eventbus.poll('rd');
+select eventbus.nack('rd', pg_temp.eid('{"rd": 4}'), repeat('é', 1000000));
+select octet_length(last_error) <= 8192 as clipped, last_error like '%é... (truncated)' as marked
+  from eventbus.dead_letters where subscription = 'rd' and event_id = pg_temp.eid('{"rd": 4}');
 select eventbus.unsubscribe('rd');
+
+-- Backoff at extreme settings: 1 day doubled 60 times is capped at
+-- backoff_max before it can overflow; the last attempt dead-letters.
+select eventbus.subscribe('bo', array['bo.#'], max_attempts => 1000,
+                          backoff_initial => '1 day', backoff_max => '30 days');
+select eventbus.publish('bo.x', '{"bo": 1}') > 0 as published;
+select count(*) as polled from eventbus.poll('bo');
+select eventbus.nack('bo', pg_temp.eid('{"bo": 1}'), 'first');
+select available_at between now() + interval '11 hours' and now() + interval '25 hours' as about_a_day
+  from eventbus.deliveries where subscription = 'bo';
+update eventbus.delivery set attempt = 60, available_at = now() - interval '1 second'
+ where sub_id = (select id from eventbus.subscription where name = 'bo');
+select attempt from eventbus.poll('bo');
+select eventbus.nack('bo', pg_temp.eid('{"bo": 1}'), 'sixty-first');
+select available_at between now() + interval '14 days' and now() + interval '31 days' as capped
+  from eventbus.deliveries where subscription = 'bo';
+update eventbus.delivery set attempt = 999, available_at = now() - interval '1 second'
+ where sub_id = (select id from eventbus.subscription where name = 'bo');
+select attempt from eventbus.poll('bo');
+select eventbus.nack('bo', pg_temp.eid('{"bo": 1}'), 'last');
+select attempts, reason from eventbus.dead_letters where subscription = 'bo';
+select eventbus.unsubscribe('bo');

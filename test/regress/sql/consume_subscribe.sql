@@ -80,6 +80,11 @@ select eventbus.unsubscribe('_order_2');
 -- Patterns: empty or NULL array (22023), NULL element (22004), invalid (22023).
 select eventbus.subscribe('bad', array[]::text[]);
 \echo :LAST_ERROR_SQLSTATE
+-- a two-dimensional array, and too many patterns
+select eventbus.subscribe('bad', array[['a.#', 'b.#'], ['c.#', 'd.#']]);
+\echo :LAST_ERROR_SQLSTATE
+select eventbus.subscribe('bad', array(select 'p' || i || '.#' from generate_series(1, 101) i));
+\echo :LAST_ERROR_SQLSTATE
 select eventbus.subscribe('bad', null);
 \echo :LAST_ERROR_SQLSTATE
 select eventbus.subscribe('bad', array['a.#', null]);

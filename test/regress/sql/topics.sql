@@ -221,6 +221,9 @@ SELECT eventbus.topic_matches('orders' || chr(160) || 'eu', '#');
 SELECT eventbus.topic_matches('orders' || chr(1) || 'eu', '#');
 \echo :LAST_ERROR_SQLSTATE
 SELECT eventbus.topic_matches('orders' || chr(127) || 'eu', '#');
+-- invisible format characters: a right-to-left override, a zero-width space
+SELECT eventbus.topic_matches('orders.e' || chr(8238) || 'u', '#');
+SELECT eventbus.topic_matches('orders', 'ord' || chr(8203) || 'ers');
 -- 256 bytes (one word)
 SELECT eventbus.topic_matches(repeat('a', 256), '#');
 \echo :LAST_ERROR_SQLSTATE
@@ -312,6 +315,17 @@ INSERT INTO validity_cases (label, val, topic_ok, pattern_ok) VALUES
     ('U+0080',           'a' || chr(128) || 'b',          false, false),
     ('U+0085',           'a' || chr(133) || 'b',          false, false),
     ('U+009F',           'a' || chr(159) || 'b',          false, false),
+    ('U+00AD soft hyphen', 'a' || chr(173) || 'b',        false, false),
+    ('U+200B zero width', 'a' || chr(8203) || 'b',         false, false),
+    ('U+200D joiner',    'a' || chr(8205) || 'b',         false, false),
+    ('U+200F RLM',       'a' || chr(8207) || 'b',         false, false),
+    ('U+202E RLO',       'a' || chr(8238) || 'b',         false, false),
+    ('U+2066 LRI',       'a' || chr(8294) || 'b',         false, false),
+    ('U+2069 PDI',       'a' || chr(8297) || 'b',         false, false),
+    ('U+2060 WJ',        'a' || chr(8288) || 'b',         false, false),
+    ('U+E0041 tag',      'a' || chr(917569) || 'b',       false, false),
+    ('U+200C alone',     chr(8204),                       false, false),
+    ('U+2070 sup zero',  'a' || chr(8304) || 'b',         true,  true),
     ('255 bytes',        repeat('a', 255),                true,  true),
     ('256 bytes',        repeat('a', 256),                false, false),
     ('255 bytes mb',     repeat('é', 127) || 'a',         true,  true),
