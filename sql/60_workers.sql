@@ -51,7 +51,7 @@ COMMENT ON FUNCTION eventbus._notify_needed(integer) IS
 -- they match.
 CREATE FUNCTION eventbus._chunk_pins(chunk regclass)
 RETURNS text[]
-LANGUAGE plpgsql STABLE PARALLEL UNSAFE
+LANGUAGE plpgsql STABLE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -222,7 +222,9 @@ BEGIN
         RAISE EXCEPTION 'eventbus.schedule needs the extension pg_cron in this database'
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = format('pg_cron runs jobs of one database (cron.database_name, now %L): add pg_cron to shared_preload_libraries, set cron.database_name = %L and run CREATE EXTENSION pg_cron here.',
-                                current_setting('cron.database_name', true), current_database());
+                                -- pg_settings, not current_setting(): a role that may not read it gets NULL, not 42501
+                                (SELECT s.setting FROM pg_settings s WHERE s.name = 'cron.database_name'),
+                                current_database());
     END IF;
     IF job IS NULL OR job = '' OR cron IS NULL OR payload IS NULL THEN
         RAISE EXCEPTION 'job, cron and payload must not be NULL or empty'

@@ -72,3 +72,8 @@ REVOKE EXECUTE ON FUNCTION
     eventbus.schedule(text, text, text, jsonb),
     eventbus.unschedule(text)
 FROM PUBLIC;
+
+-- The chunks of the log, for operators: the extension owner and pg_monitor.
+REVOKE ALL ON eventbus.chunks FROM PUBLIC;
+GRANT SELECT ON eventbus.chunks TO pg_monitor;
+GRANT EXECUTE ON FUNCTION eventbus._chunk_pins(regclass) TO pg_monitor;

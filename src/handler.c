@@ -300,21 +300,28 @@ FailCall(HandlerProc *hp, int64 event_id, int64 token, const char *reason)
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
-		Oid			types[5] = {INT4OID, INT8OID, TEXTOID, INT8OID, TEXTOID};
-		Datum		values[5];
+		Oid			types[4] = {INT4OID, INT8OID, TEXTOID, INT8OID};
+		Datum		values[4];
+		Oid			rtypes[3] = {INT4OID, INT8OID, TEXTOID};
+		Datum		rvalues[3];
 
 		values[0] = Int32GetDatum(hp->sub_id);
 		values[1] = Int64GetDatum(event_id);
 		values[2] = CStringGetTextDatum(error);
 		values[3] = Int64GetDatum(token);
-		values[4] = CStringGetTextDatum(reason);
-		if (SPI_execute_with_args("WITH n AS (SELECT eventbus.nack(s.name, $2, $3, lease_token => $4) AS r "
-								  "             FROM eventbus.subscription s WHERE s.id OPERATOR(pg_catalog.=) $1) "
-								  "UPDATE eventbus.delivery d SET reason = $5 FROM n "
-								  " WHERE n.r OPERATOR(pg_catalog.=) 'dead' AND d.sub_id OPERATOR(pg_catalog.=) $1 "
-								  "   AND d.event_id OPERATOR(pg_catalog.=) $2 AND d.state OPERATOR(pg_catalog.=) 'dead'",
-								  5, types, values, NULL, false, 0) < 0)
+		if (SPI_execute_with_args("SELECT eventbus.nack(s.name, $2, $3, lease_token => $4) "
+								  "  FROM eventbus.subscription s WHERE s.id OPERATOR(pg_catalog.=) $1",
+								  4, types, values, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "eventbus: could not nack the event");
+		/* A dead letter: say why. */
+		rvalues[0] = values[0];
+		rvalues[1] = values[1];
+		rvalues[2] = CStringGetTextDatum(reason);
+		if (SPI_execute_with_args("UPDATE eventbus.delivery SET reason = $3 "
+								  " WHERE sub_id OPERATOR(pg_catalog.=) $1 AND event_id OPERATOR(pg_catalog.=) $2 "
+								  "   AND state OPERATOR(pg_catalog.=) 'dead' AND reason OPERATOR(pg_catalog.=) 'failed'",
+								  3, rtypes, rvalues, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "eventbus: could not record why the event is dead");
 		ReleaseCurrentSubTransaction();
 	}
 	PG_CATCH();

@@ -490,13 +490,15 @@ CutNow(Poll *p, int want, uint64 seen_epoch, bool wait)
 
 	if (eb_cut_by_poll)
 		return wait && EbCut(p->sub, PollLog(p), Max(want, 1), EB_SELF_CUT_MAX, &caught_up) > 0;
+	/*
+	 * A cut committed since our snapshot: its batches wait for the next
+	 * poll (and the tick that made them may not have notified: we had not
+	 * polled yet when it looked).
+	 */
+	if (EbNotifyCutEpoch(p->sub->id) != seen_epoch)
+		p->more = true;
 	if (EbWorkerRunning() && EbNotifyCutEpoch(p->sub->id) >= EbCutEpoch())
-	{
-		/* A cut committed since our snapshot: its batches wait for the next poll. */
-		if (EbNotifyCutEpoch(p->sub->id) != seen_epoch)
-			p->more = true;
 		return wait && p->more;
-	}
 	seq = EbWorkerRequestCut();
 	if (!wait)
 	{

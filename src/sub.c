@@ -107,6 +107,11 @@ SubFromTuple(HeapTuple tuple, TupleDesc desc)
 	bool	   *enulls;
 	int			n;
 
+	if (desc->natts < SUB_MANAGERS)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("eventbus.subscription has %d columns, this library reads %d", desc->natts, SUB_MANAGERS),
+				 errhint("Run ALTER EXTENSION eventbus UPDATE in this database.")));
 	sub->id = DatumGetInt32(heap_getattr(tuple, SUB_ID, desc, &isnull));
 	sub->name = TextDatumGetCString(heap_getattr(tuple, SUB_NAME, desc, &isnull));
 	patterns = DatumGetArrayTypeP(heap_getattr(tuple, SUB_PATTERNS, desc, &isnull));

@@ -12,9 +12,8 @@
  *	 - one of its deliveries (a retry, a delayed event, a delivery lease)
  *	   fell due, or one of its batch leases ended;
  *	 - a committed transaction named it (a kick: a poll that filled
- *	   max_events or left events it did not take, a seek, an alter, a
- *	   rollback of a poll), or named all;
- *	 - the tick's cut made batches for it (worker.c passes those as kicks).
+ *	   max_events, or returned what was ready while more was being cut; a
+ *	   seek, an alter, a rollback of a poll), or named all.
  *
  * At the first tick every subscription is notified. notify.c decides
  * whether a subscription needs the NOTIFY (not again until it was polled).

@@ -258,12 +258,10 @@ MatchesAny(EbSub *sub, const int32 *topics, int ntopics)
  * previous tick, and matches none of the topics of this tick's window,
  * was not named by a committed transaction (seek, alter) and is not
  * known to be behind, is left alone: still cut to the end, nothing
- * written. Returns whether any event was cut; *cutsubs gets the
- * subscriptions that got batches.
+ * written. Returns whether any event was cut.
  */
 static bool
-CutActive(const int32 *topics, int ntopics, const int32 *kicks, int nkicks, bool kick_all,
-		  List **cutsubs)
+CutActive(const int32 *topics, int ntopics, const int32 *kicks, int nkicks, bool kick_all)
 {
 	EbLog	   *log = NULL;
 	bool		any = false;
@@ -314,10 +312,7 @@ CutActive(const int32 *topics, int ntopics, const int32 *kicks, int nkicks, bool
 			if (log == NULL)
 				log = EbLogOpen();
 			if (EbCut(sub, log, want > 0 ? want : EB_DEFAULT_BATCH, EB_CUT_ROWS, &caught_up) > 0)
-			{
 				any = true;
-				*cutsubs = lappend_int(*cutsubs, ids[i]);
-			}
 		}
 		/* Marked once the transaction commits (Tick). */
 		old = MemoryContextSwitchTo(TopMemoryContext);
@@ -418,10 +413,6 @@ Tick(EbTickState *ts)
 	{
 		EbTickResult res;
 		MemoryContext old;
-		bool		cut;
-		List	   *cutsubs = NIL;
-		int32	   *allkicks = kicks;
-		int			nall = nkicks;
 
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
@@ -430,26 +421,7 @@ Tick(EbTickState *ts)
 		/* The topics of the new events: read once, here (window.c). */
 		if (ts->snapshot != NULL)
 			topics = WindowTopics(ts->snapshot, snap, &ntopics);
-		/*
-		 * Batches for the consumers first, then the notifications: a
-		 * subscription that got batches is notified (when it was polled
-		 * since its last notification) also when the events were not new
-		 * to this tick (a backlog cut over several ticks, a cut a poll
-		 * asked for), so that its LISTENers come for them. Both commit
-		 * together.
-		 */
-		cut = CutActive(topics, ntopics, kicks, nkicks, kick_all, &cutsubs);
-		if (cutsubs != NIL)
-		{
-			ListCell   *lc;
-
-			allkicks = palloc(sizeof(int32) * (nkicks + list_length(cutsubs)));
-			memcpy(allkicks, kicks, sizeof(int32) * nkicks);
-			nall = nkicks;
-			foreach(lc, cutsubs)
-				allkicks[nall++] = lfirst_int(lc);
-		}
-		EbTickNotify(ts->snapshot != NULL ? ts->at : 0, allkicks, nall, kick_all,
+		EbTickNotify(ts->snapshot != NULL ? ts->at : 0, kicks, nkicks, kick_all,
 					 topics, ntopics, &res);
 		EbSlotCountTick(res.notified, res.tick_at);
 
@@ -466,7 +438,8 @@ Tick(EbTickState *ts)
 			EbHandlersEnsure();
 			NextHandlerCheck = TimestampTzPlusMilliseconds(now_ts, 500);
 		}
-		if (cut)
+		/* Batches for the consumers, committed with the notifications. */
+		if (CutActive(topics, ntopics, kicks, nkicks, kick_all))
 			EbWakeAtCommit();	/* waiting pollers look again */
 		SPI_finish();
 		PopActiveSnapshot();

@@ -51,6 +51,24 @@ UPDATE eventbus.subscription
 ALTER TABLE eventbus.subscription ALTER COLUMN owner SET NOT NULL;
 ALTER TABLE eventbus.subscription ADD COLUMN consumers regrole[] NOT NULL DEFAULT '{}';
 ALTER TABLE eventbus.subscription ADD COLUMN managers regrole[] NOT NULL DEFAULT '{}';
+-- Nobody loses access: a role that could poll every subscription before
+-- (EXECUTE on poll) gets consume on each existing one, a role that could
+-- manage them (EXECUTE on a management function) gets manage.
+UPDATE eventbus.subscription
+   SET consumers = ARRAY(SELECT DISTINCT a.grantee::regrole
+                           FROM pg_catalog.pg_proc p CROSS JOIN LATERAL pg_catalog.aclexplode(p.proacl) a
+                          WHERE p.oid = pg_catalog.to_regprocedure('eventbus.poll(text,integer,interval,interval)')
+                            AND a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> p.proowner
+                          ORDER BY 1),
+       managers = ARRAY(SELECT DISTINCT a.grantee::regrole
+                          FROM pg_catalog.pg_proc p CROSS JOIN LATERAL pg_catalog.aclexplode(p.proacl) a
+                         WHERE p.oid IN (SELECT pg_catalog.to_regprocedure(f) FROM pg_catalog.unnest(ARRAY[
+                                   'eventbus.alter_subscription(text,text[],integer,interval,interval,interval,boolean,jsonpath,bigint,text,text[],regprocedure)',
+                                   'eventbus.unsubscribe(text)', 'eventbus.pause(text)', 'eventbus.resume(text)',
+                                   'eventbus.seek(text,timestamptz)', 'eventbus.seek(text,bigint)',
+                                   'eventbus.redrive(text,bigint[])', 'eventbus.purge_dead_letters(text,interval)']) f)
+                           AND a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> p.proowner
+                         ORDER BY 1);
 ALTER TABLE eventbus.schema ADD COLUMN owner regrole;
 UPDATE eventbus.schema
    SET owner = (SELECT e.extowner FROM pg_catalog.pg_extension e WHERE e.extname = 'eventbus');
@@ -969,7 +987,7 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 -- they match.
 CREATE OR REPLACE FUNCTION eventbus._chunk_pins(chunk regclass)
 RETURNS text[]
-LANGUAGE plpgsql STABLE PARALLEL UNSAFE
+LANGUAGE plpgsql STABLE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -1123,7 +1141,9 @@ BEGIN
         RAISE EXCEPTION 'eventbus.schedule needs the extension pg_cron in this database'
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = format('pg_cron runs jobs of one database (cron.database_name, now %L): add pg_cron to shared_preload_libraries, set cron.database_name = %L and run CREATE EXTENSION pg_cron here.',
-                                current_setting('cron.database_name', true), current_database());
+                                -- pg_settings, not current_setting(): a role that may not read it gets NULL, not 42501
+                                (SELECT s.setting FROM pg_settings s WHERE s.name = 'cron.database_name'),
+                                current_database());
     END IF;
     IF job IS NULL OR job = '' OR cron IS NULL OR payload IS NULL THEN
         RAISE EXCEPTION 'job, cron and payload must not be NULL or empty'
@@ -1209,6 +1229,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_uri text := coalesce(uri, CASE WHEN jsonb_typeof(schema) = 'object' THEN schema->>'$id' END);
+    v_owner regrole;
 BEGIN
     IF schema IS NULL THEN
         RAISE EXCEPTION 'schema must not be NULL'
@@ -1241,10 +1262,10 @@ BEGIN
     -- Its relative references resolve against its URI, as they will when
     -- another schema refers to it.
     PERFORM eventbus.validate(eventbus._with_base(schema, v_uri), 'null');
-    PERFORM eventbus._check_schema_owner(caller, s.owner, coalesce(s.pattern, s.uri))
-       FROM eventbus.schema s
-      WHERE CASE WHEN _register_schema.pattern IS NULL THEN s.uri = v_uri AND s.pattern IS NULL
-                 ELSE s.pattern = _register_schema.pattern END;
+    SELECT s.owner INTO v_owner FROM eventbus.schema s
+     WHERE CASE WHEN _register_schema.pattern IS NULL THEN s.uri = v_uri AND s.pattern IS NULL
+                ELSE s.pattern = _register_schema.pattern END;
+    PERFORM eventbus._check_schema_owner(caller, v_owner, coalesce(pattern, v_uri));
     IF pattern IS NULL THEN
         INSERT INTO eventbus.schema AS s (pattern, uri, schema, on_invalid, owner)
         VALUES (NULL, v_uri, _register_schema.schema, _register_schema.on_invalid, caller)
@@ -1273,12 +1294,14 @@ RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_owner regrole;
 BEGIN
-    PERFORM eventbus._check_schema_owner(caller, s.owner, coalesce(s.pattern, s.uri))
-       FROM eventbus.schema s
-      WHERE s.pattern = _drop_schema.pattern
-         OR s.pattern IS NULL AND s.uri = _drop_schema.pattern
-            AND NOT EXISTS (SELECT 1 FROM eventbus.schema p WHERE p.pattern = _drop_schema.pattern);
+    SELECT s.owner INTO v_owner FROM eventbus.schema s
+     WHERE s.pattern = _drop_schema.pattern
+        OR s.pattern IS NULL AND s.uri = _drop_schema.pattern
+           AND NOT EXISTS (SELECT 1 FROM eventbus.schema p WHERE p.pattern = _drop_schema.pattern);
+    PERFORM eventbus._check_schema_owner(caller, v_owner, pattern);
     DELETE FROM eventbus.schema s WHERE s.pattern = _drop_schema.pattern;
     IF NOT FOUND THEN
         DELETE FROM eventbus.schema s WHERE s.pattern IS NULL AND s.uri = _drop_schema.pattern;
@@ -1993,6 +2016,9 @@ REVOKE EXECUTE ON FUNCTION
     eventbus.schedule(text, text, text, jsonb),
     eventbus.unschedule(text)
 FROM PUBLIC;
+REVOKE ALL ON eventbus.chunks FROM PUBLIC;
+GRANT SELECT ON eventbus.chunks TO pg_monitor;
+GRANT EXECUTE ON FUNCTION eventbus._chunk_pins(regclass) TO pg_monitor;
 
 -- What users were granted before, granted again.
 DO $$

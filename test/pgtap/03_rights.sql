@@ -14,10 +14,9 @@
 -- rolled back) or denied (42501). The rules below say what each function
 -- and view needs; a function or view without a rule fails the test, so a
 -- new one cannot be added without deciding who may call it.
--- Run as a superuser; everything is rolled back at the end.
-BEGIN;
-SELECT * FROM no_plan();
-
+-- Run as a superuser. The set-up commits (a poll never hands out events of
+-- its own transaction), the checks roll back, the clean-up drops it all.
+\set QUIET 1
 CREATE ROLE eb_m_owner;
 CREATE ROLE eb_m_consumer;
 CREATE ROLE eb_m_manager;
@@ -25,10 +24,55 @@ CREATE ROLE eb_m_ungranted;
 CREATE ROLE eb_m_nobody;
 CREATE ROLE eb_m_monitor IN ROLE pg_monitor;
 
+-- The four roles with EXECUTE and SELECT on everything public.
+DO $$
+DECLARE
+    o text;
+BEGIN
+    FOR o IN SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
+              WHERE p.pronamespace = 'eventbus'::regnamespace AND p.proname !~ '^_' LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO eb_m_owner, eb_m_consumer, eb_m_manager, eb_m_ungranted', o);
+    END LOOP;
+    FOR o IN SELECT c.oid::regclass::text FROM pg_catalog.pg_class c
+              WHERE c.relnamespace = 'eventbus'::regnamespace AND c.relkind = 'v' LOOP
+        EXECUTE format('GRANT SELECT ON %s TO eb_m_owner, eb_m_consumer, eb_m_manager, eb_m_ungranted', o);
+    END LOOP;
+END
+$$;
+
+-- The subscription, its rights, an event leased and a dead letter.
+DO $$
+BEGIN
+    PERFORM set_config('role', 'eb_m_owner', true);
+    PERFORM eventbus.subscribe('m_sub', array['m.#'], max_attempts => 1);
+    PERFORM eventbus.grant_subscription('m_sub', 'eb_m_consumer', 'consume');
+    PERFORM eventbus.grant_subscription('m_sub', 'eb_m_manager', 'manage');
+    PERFORM eventbus.register_schema('m.#', '{"type": "object"}');
+END
+$$;
+DO $$
+BEGIN
+    PERFORM eventbus.publish('m.dead', '{}');
+    PERFORM eventbus.publish('m.leased', '{}');
+END
+$$;
+DO $$
+BEGIN
+    PERFORM set_config('role', 'eb_m_owner', true);
+    PERFORM eventbus.nack('m_sub', (SELECT event_id FROM eventbus.poll('m_sub', 1)));
+    PERFORM count(*) FROM eventbus.poll('m_sub', 1);
+END
+$$;
+
+BEGIN;
+SELECT * FROM no_plan();
+
 -- What each function and view needs.
 --   public    anyone
 --   execute   EXECUTE on it (granted to the first four roles)
---   monitor   EXECUTE or SELECT on it, or pg_monitor
+--   monitor   EXECUTE on it, or pg_monitor
+--   pg_monitor  pg_monitor only: SELECT on the view is not enough (the
+--             functions it calls are pg_monitor's)
 --   consume   EXECUTE, and consume on the subscription (or owning it)
 --   manage    EXECUTE, and manage on the subscription (or owning it)
 --   own       EXECUTE, and owning the subscription (or schema)
@@ -75,15 +119,15 @@ INSERT INTO rule VALUES
   ('eventbus.prometheus()', 'monitor', $$SELECT eventbus.prometheus()$$),
   ('eventbus.reset_stats()', 'execute', $$SELECT eventbus.reset_stats()$$),
   ('eventbus.events', 'execute', $$SELECT * FROM eventbus.events$$),
-  ('eventbus.chunks', 'execute', $$SELECT * FROM eventbus.chunks$$),
+  ('eventbus.chunks', 'pg_monitor', $$SELECT * FROM eventbus.chunks$$),
   ('eventbus.schemas', 'execute', $$SELECT * FROM eventbus.schemas$$),
   ('eventbus.subscriptions', 'rows', $$SELECT * FROM eventbus.subscriptions WHERE name = 'm_sub'$$),
   ('eventbus.dead_letters', 'rows', $$SELECT * FROM eventbus.dead_letters WHERE subscription = 'm_sub'$$),
   ('eventbus.deliveries', 'rows', $$SELECT * FROM eventbus.deliveries WHERE subscription = 'm_sub'$$),
-  ('eventbus.topic_stats', 'monitor', $$SELECT * FROM eventbus.topic_stats$$),
-  ('eventbus.subscription_stats', 'monitor', $$SELECT * FROM eventbus.subscription_stats$$),
-  ('eventbus.latency_stats', 'monitor', $$SELECT * FROM eventbus.latency_stats$$),
-  ('eventbus.worker_stats', 'monitor', $$SELECT * FROM eventbus.worker_stats$$);
+  ('eventbus.topic_stats', 'pg_monitor', $$SELECT * FROM eventbus.topic_stats$$),
+  ('eventbus.subscription_stats', 'pg_monitor', $$SELECT * FROM eventbus.subscription_stats$$),
+  ('eventbus.latency_stats', 'pg_monitor', $$SELECT * FROM eventbus.latency_stats$$),
+  ('eventbus.worker_stats', 'pg_monitor', $$SELECT * FROM eventbus.worker_stats$$);
 
 -- Every public function and view has a rule (generated from the catalog).
 CREATE TEMP VIEW object AS
@@ -98,36 +142,6 @@ SELECT is_empty($$SELECT object FROM object EXCEPT SELECT object FROM rule$$,
                 'every public function and view of eventbus has a rule in the matrix');
 SELECT is_empty($$SELECT object FROM rule EXCEPT SELECT object FROM object$$,
                 'every rule names a function or view that exists');
-
--- The four roles with EXECUTE and SELECT on everything public.
-DO $$
-DECLARE
-    o text;
-BEGIN
-    FOR o IN SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
-              WHERE p.pronamespace = 'eventbus'::regnamespace AND p.proname !~ '^_' LOOP
-        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO eb_m_owner, eb_m_consumer, eb_m_manager, eb_m_ungranted', o);
-    END LOOP;
-    FOR o IN SELECT c.oid::regclass::text FROM pg_catalog.pg_class c
-              WHERE c.relnamespace = 'eventbus'::regnamespace AND c.relkind = 'v' LOOP
-        EXECUTE format('GRANT SELECT ON %s TO eb_m_owner, eb_m_consumer, eb_m_manager, eb_m_ungranted', o);
-    END LOOP;
-END
-$$;
-
--- The subscription, its rights, an event leased and a dead letter.
-SET LOCAL ROLE eb_m_owner;
-SELECT eventbus.subscribe('m_sub', array['m.#'], max_attempts => 1);
-SELECT eventbus.grant_subscription('m_sub', 'eb_m_consumer', 'consume');
-SELECT eventbus.grant_subscription('m_sub', 'eb_m_manager', 'manage');
-SELECT eventbus.register_schema('m.#', '{"type": "object"}');
-RESET ROLE;
-SELECT eventbus.publish('m.dead', '{}');
-SELECT eventbus.publish('m.leased', '{}');
-SET LOCAL ROLE eb_m_owner;
-SELECT eventbus.nack('m_sub', (SELECT event_id FROM eventbus.poll('m_sub', 1)));
-SELECT count(*) FROM eventbus.poll('m_sub', 1);
-RESET ROLE;
 
 -- What a call does as a role: '42501', 'rows' / 'no rows' for a
 -- filtered view, else 'allowed' (the call's effects are undone).
@@ -158,6 +172,7 @@ INSERT INTO may
 SELECT r.role, n.needs,
        CASE
          WHEN n.needs = 'public' THEN 'allowed'
+         WHEN n.needs = 'pg_monitor' THEN CASE WHEN r.role = 'eb_m_monitor' THEN 'allowed' ELSE '42501' END
          WHEN r.role IN ('eb_m_nobody') THEN '42501'
          WHEN r.role = 'eb_m_monitor' THEN CASE WHEN n.needs = 'monitor' THEN 'allowed' ELSE '42501' END
          WHEN n.needs IN ('execute', 'monitor') THEN 'allowed'
@@ -181,3 +196,12 @@ SELECT ok((SELECT count(DISTINCT expect) FROM may) = 4, 'the matrix has allowed,
 
 SELECT * FROM finish();
 ROLLBACK;
+
+DO $$
+BEGIN
+    PERFORM eventbus.unsubscribe('m_sub');
+    PERFORM eventbus.drop_schema('m.#');
+END
+$$;
+DROP OWNED BY eb_m_owner, eb_m_consumer, eb_m_manager, eb_m_ungranted, eb_m_nobody, eb_m_monitor;
+DROP ROLE eb_m_owner, eb_m_consumer, eb_m_manager, eb_m_ungranted, eb_m_nobody, eb_m_monitor;

@@ -59,6 +59,13 @@ is(sql(q{SELECT string_agg(p.oid::regprocedure::text, ' ' ORDER BY 1) FROM pg_pr
 	'eventbus.ack(text,bigint[],bigint) eventbus.nack(text,bigint,text,interval,bigint) eventbus.poll(text,integer,interval,interval,bigint)',
 	'the consumer may still poll, ack and nack');
 
+# Owners and rights: the extension's owner owns what was there; the role
+# that could poll before may consume each subscription.
+is(sql("SELECT string_agg(name || ' ' || owner || ' ' || consumers::text || ' ' || managers::text, '; ' ORDER BY name) "
+	  . "FROM eventbus.subscriptions"),
+	sql("SELECT string_agg(n || ' ' || current_user || ' {consumer} {}', '; ' ORDER BY n) FROM unnest(array['o', 's']) n"),
+	'every subscription is the extension owner\'s, and the consumer keeps consume on it');
+
 # Nothing lost: the 8 leased are acked (by id, no token), the 20 unread
 # come as new, the 2 dead ones are redriven and come again.
 my $leased = sql("SELECT array_agg(event_id) FROM eventbus.deliveries WHERE subscription = 's' AND state = 'leased'");
