@@ -83,12 +83,24 @@ SELECT pg_catalog.pg_extension_config_dump('eventbus.event_log_0', '');
 SELECT pg_catalog.pg_extension_config_dump('eventbus.event_log_1', '');
 SELECT pg_catalog.pg_extension_config_dump('eventbus.event_log_2', '');
 
--- A readable view of the log for operators.
+-- Whether current_user may read the events of a topic: when subscribing is
+-- restricted by eventbus.topic_acl (sql/35_acl.sql), only those of topics
+-- its subscribe patterns match (src/acl.c).
+CREATE FUNCTION eventbus._may_read_topic(topic text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'eventbus_may_read_topic'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION eventbus._may_read_topic(text) IS
+    'eventbus (internal): whether current_user may read events of the topic (topic ACLs)';
+
+-- A readable view of the log for operators (those granted SELECT on it),
+-- showing the topics their subscribe ACL lets them read.
 CREATE VIEW eventbus.events AS
 SELECT e.id, t.topic, e.key, e.payload, e.headers, e.published_at,
        e.deliver_at, e.expires_at, e.txid,
        (SELECT c.chunk_no FROM eventbus.chunk c WHERE c.relname = p.relname) AS chunk
   FROM eventbus.event_log e
   JOIN pg_catalog.pg_class p ON p.oid = e.tableoid
-  JOIN eventbus.topic t ON t.id = e.topic_id;
-COMMENT ON VIEW eventbus.events IS 'eventbus: every stored event, with its topic text and chunk';
+  JOIN eventbus.topic t ON t.id = e.topic_id
+ WHERE eventbus._may_read_topic(t.topic);
+COMMENT ON VIEW eventbus.events IS 'eventbus: every stored event (of the topics the role may read), with its topic text and chunk';

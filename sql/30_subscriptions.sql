@@ -422,6 +422,7 @@ BEGIN
     s.ordered := ordered; s.filter := filter; s.max_backlog := max_backlog;
     s.on_overflow := on_overflow; s.handler := handler; s.concurrency := concurrency;
     PERFORM eventbus._check_subscription(s, caller);
+    PERFORM eventbus._check_subscribe_acl(caller, s.patterns);
     t := eventbus._start_time(start_at);
 
     INSERT INTO eventbus.subscription AS sb (name, patterns, max_attempts, backoff_initial,
@@ -521,6 +522,9 @@ BEGIN
     s.handler := coalesce(handler, s.handler);
     s.concurrency := coalesce(concurrency, s.concurrency);
     PERFORM eventbus._check_subscription(s, caller);
+    IF patterns IS NOT NULL THEN
+        PERFORM eventbus._check_subscribe_acl(caller, s.patterns);
+    END IF;
     UPDATE eventbus.subscription sb
        SET patterns = s.patterns, max_attempts = s.max_attempts, backoff_initial = s.backoff_initial,
            backoff_max = s.backoff_max, lease = s.lease, ordered = s.ordered, filter = s.filter,

@@ -32,6 +32,7 @@ _PG_init(void)
 	EbOriginInit();
 	EbBacklogInit();
 	EbSchemaRegInit();
+	EbAclInit();
 	EbWakeInit();
 	EbStatsInit();
 	EbNotifyInit();

@@ -67,6 +67,10 @@ extern void EbCheckTopic(const char *topic, int len);
 extern void EbCompilePattern(const char *pattern, int len, EbPattern *out);
 extern bool EbPatternMatches(const EbPattern *pattern, const char *topic, int len);
 
+/* ---- acl.c: per-topic rights ---- */
+extern void EbCheckPublishAcl(const char *topic, int len);
+extern void EbAclInit(void);
+
 /* ---- topicdict.c: the topic dictionary ---- */
 extern int32 EbTopicId(const char *topic, int len);
 extern const char *EbTopicName(int32 id);

@@ -124,6 +124,7 @@ PrepareEvent(const PublishArgs *a, EbEvent *ev)
 	topic = VARDATA_ANY(a->topic);
 	topic_len = VARSIZE_ANY_EXHDR(a->topic);
 	EbCheckTopic(topic, topic_len);
+	EbCheckPublishAcl(topic, topic_len);
 
 	if (a->key)
 	{

@@ -133,6 +133,13 @@ DROP FUNCTION eventbus._seek(integer, timestamptz, bigint);
 
 -- Every function and view of 0.2.0, created or replaced.
 
+-- Whether current_user may read the events of a topic: when subscribing is
+-- restricted by eventbus.topic_acl (sql/35_acl.sql), only those of topics
+-- its subscribe patterns match (src/acl.c).
+CREATE OR REPLACE FUNCTION eventbus._may_read_topic(topic text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'eventbus_may_read_topic'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
 -- eventbus install script, part 10: topic and pattern grammar.
 
 CREATE OR REPLACE FUNCTION eventbus.topic_matches(topic text, pattern text)
@@ -412,6 +419,7 @@ BEGIN
     s.ordered := ordered; s.filter := filter; s.max_backlog := max_backlog;
     s.on_overflow := on_overflow; s.handler := handler; s.concurrency := concurrency;
     PERFORM eventbus._check_subscription(s, caller);
+    PERFORM eventbus._check_subscribe_acl(caller, s.patterns);
     t := eventbus._start_time(start_at);
 
     INSERT INTO eventbus.subscription AS sb (name, patterns, max_attempts, backoff_initial,
@@ -505,6 +513,9 @@ BEGIN
     s.handler := coalesce(handler, s.handler);
     s.concurrency := coalesce(concurrency, s.concurrency);
     PERFORM eventbus._check_subscription(s, caller);
+    IF patterns IS NOT NULL THEN
+        PERFORM eventbus._check_subscribe_acl(caller, s.patterns);
+    END IF;
     UPDATE eventbus.subscription sb
        SET patterns = s.patterns, max_attempts = s.max_attempts, backoff_initial = s.backoff_initial,
            backoff_max = s.backoff_max, lease = s.lease, ordered = s.ordered, filter = s.filter,
@@ -733,6 +744,71 @@ CREATE OR REPLACE FUNCTION eventbus.seek(name text, from_event bigint)
 RETURNS void
 AS 'MODULE_PATHNAME', 'eventbus_gate'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
+-- Tells every backend to reload its topic ACL.
+CREATE OR REPLACE FUNCTION eventbus._acl_changed()
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_acl_changed'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+-- Whether every topic the inner pattern matches, the outer one matches.
+CREATE OR REPLACE FUNCTION eventbus._pattern_covers(outer_pattern text, inner_pattern text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'eventbus_pattern_covers'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+-- Raises 42501 unless each pattern is covered by one of the caller's
+-- subscribe patterns (when subscribing is restricted).
+CREATE OR REPLACE FUNCTION eventbus._check_subscribe_acl(caller regrole, patterns text[])
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_check_subscribe_acl'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
+-- Adds or removes a row; a grant of an existing row or a revoke of a
+-- missing one changes nothing.
+CREATE OR REPLACE FUNCTION eventbus._set_acl(role regrole, action text, pattern text, present boolean)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF role IS NULL OR role = 0 THEN
+        RAISE EXCEPTION 'a topic right is granted to a role, not to %', CASE WHEN role IS NULL THEN 'NULL' ELSE 'PUBLIC' END
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Name a role, e.g. ''orders_app''; with no row of an action, everyone may do it.';
+    END IF;
+    IF pattern IS NULL OR NOT eventbus.is_valid_pattern(pattern) THEN
+        PERFORM eventbus.topic_matches('x', pattern);   -- raises 22023 with the reason
+        RAISE EXCEPTION 'pattern must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass e.g. ''orders.#''.';
+    END IF;
+    IF present THEN
+        INSERT INTO eventbus.topic_acl AS a (role, action, pattern)
+        VALUES (_set_acl.role, _set_acl.action, _set_acl.pattern)
+        ON CONFLICT DO NOTHING;
+    ELSE
+        DELETE FROM eventbus.topic_acl a
+         WHERE a.role = _set_acl.role AND a.action = _set_acl.action AND a.pattern = _set_acl.pattern;
+    END IF;
+    PERFORM eventbus._acl_changed();
+END
+$$;
+CREATE OR REPLACE FUNCTION eventbus.grant_publish(role regrole, pattern text)
+RETURNS void
+LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT eventbus._set_acl(role, 'publish', pattern, true) $$;
+CREATE OR REPLACE FUNCTION eventbus.revoke_publish(role regrole, pattern text)
+RETURNS void
+LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT eventbus._set_acl(role, 'publish', pattern, false) $$;
+CREATE OR REPLACE FUNCTION eventbus.grant_subscribe(role regrole, pattern text)
+RETURNS void
+LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT eventbus._set_acl(role, 'subscribe', pattern, true) $$;
+CREATE OR REPLACE FUNCTION eventbus.revoke_subscribe(role regrole, pattern text)
+RETURNS void
+LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT eventbus._set_acl(role, 'subscribe', pattern, false) $$;
 -- eventbus install script, part 40: consuming.
 --
 -- poll, ack, nack and extend_lease are C (src/consume.c): poll hands out
@@ -1624,14 +1700,16 @@ BEGIN
     RETURN v_out;
 END
 $$;
--- A readable view of the log for operators.
+-- A readable view of the log for operators (those granted SELECT on it),
+-- showing the topics their subscribe ACL lets them read.
 CREATE OR REPLACE VIEW eventbus.events AS
 SELECT e.id, t.topic, e.key, e.payload, e.headers, e.published_at,
        e.deliver_at, e.expires_at, e.txid,
        (SELECT c.chunk_no FROM eventbus.chunk c WHERE c.relname = p.relname) AS chunk
   FROM eventbus.event_log e
   JOIN pg_catalog.pg_class p ON p.oid = e.tableoid
-  JOIN eventbus.topic t ON t.id = e.topic_id;
+  JOIN eventbus.topic t ON t.id = e.topic_id
+ WHERE eventbus._may_read_topic(t.topic);
 CREATE OR REPLACE VIEW eventbus.subscriptions AS
 SELECT s.name, s.patterns, s.max_attempts, s.backoff_initial, s.backoff_max, s.lease,
        s.ordered, s.filter, s.max_backlog, s.on_overflow, s.paused,
@@ -1645,6 +1723,8 @@ SELECT s.name, s.patterns, s.max_attempts, s.backoff_initial, s.backoff_max, s.l
        s.owner, s.consumers, s.managers
   FROM eventbus.subscription s JOIN eventbus.cursor c ON c.sub_id = s.id
  WHERE eventbus._visible(s.owner, s.consumers, s.managers);
+CREATE OR REPLACE VIEW eventbus.topic_acls AS
+SELECT a.role, a.action, a.pattern FROM eventbus.topic_acl a;
 CREATE OR REPLACE VIEW eventbus.dead_letters AS
 SELECT s.name AS subscription, d.event_id, t.topic, e.key, e.payload,
        d.attempt AS attempts, d.last_error, d.reason, d.dead_at
@@ -1737,7 +1817,9 @@ SELECT w.database, w.pid, w.state, w.ticks, w.notifications, w.handler_calls, w.
   FROM eventbus._worker_stats() w;
 
 -- Comments and privileges, as a fresh install sets them.
-COMMENT ON VIEW eventbus.events IS 'eventbus: every stored event, with its topic text and chunk';
+COMMENT ON FUNCTION eventbus._may_read_topic(text) IS
+    'eventbus (internal): whether current_user may read events of the topic (topic ACLs)';
+COMMENT ON VIEW eventbus.events IS 'eventbus: every stored event (of the topics the role may read), with its topic text and chunk';
 COMMENT ON FUNCTION eventbus.topic_matches(text, text) IS
     'eventbus: does the topic match the pattern ("*" one word, "#" zero or more words)';
 COMMENT ON FUNCTION eventbus.is_valid_topic(text) IS
@@ -1821,6 +1903,24 @@ COMMENT ON FUNCTION eventbus._seek(regrole, text, bigint) IS
     'eventbus (internal): seek for the role that called eventbus.seek (access.c)';
 COMMENT ON FUNCTION eventbus.seek(text, bigint) IS
     'eventbus: replay every retained event from an event id on (or skip those before it)';
+COMMENT ON FUNCTION eventbus._acl_changed() IS
+    'eventbus (internal): every backend reloads its topic ACL';
+COMMENT ON FUNCTION eventbus._pattern_covers(text, text) IS
+    'eventbus (internal): whether the outer pattern matches every topic the inner one matches';
+COMMENT ON FUNCTION eventbus._check_subscribe_acl(regrole, text[]) IS
+    'eventbus (internal): raise 42501 unless the role may subscribe with each pattern';
+COMMENT ON FUNCTION eventbus._set_acl(regrole, text, text, boolean) IS
+    'eventbus (internal): add or remove a row of eventbus.topic_acl';
+COMMENT ON FUNCTION eventbus.grant_publish(regrole, text) IS
+    'eventbus: let a role publish to the topics a pattern matches (once any role has a publish pattern, publishing is restricted to them)';
+COMMENT ON FUNCTION eventbus.revoke_publish(regrole, text) IS
+    'eventbus: take a publish pattern back from a role';
+COMMENT ON FUNCTION eventbus.grant_subscribe(regrole, text) IS
+    'eventbus: let a role subscribe with patterns the pattern covers, and read those topics in eventbus.events';
+COMMENT ON FUNCTION eventbus.revoke_subscribe(regrole, text) IS
+    'eventbus: take a subscribe pattern back from a role';
+COMMENT ON VIEW eventbus.topic_acls IS
+    'eventbus: the per-topic rights: who may publish to, and subscribe to, which patterns';
 COMMENT ON FUNCTION eventbus._topic_ids(text[]) IS
     'eventbus (internal): ids of the topics any of the patterns match';
 COMMENT ON FUNCTION eventbus._unread(integer, bigint, regclass, boolean) IS
@@ -1926,6 +2026,14 @@ COMMENT ON FUNCTION eventbus._prom_number(double precision) IS
     'eventbus (internal): format a number for Prometheus';
 COMMENT ON FUNCTION eventbus.prometheus() IS
     'eventbus: every metric of this database in the Prometheus text exposition format 0.0.4';
+REVOKE EXECUTE ON FUNCTION
+    eventbus._acl_changed(),
+    eventbus._set_acl(regrole, text, text, boolean),
+    eventbus.grant_publish(regrole, text),
+    eventbus.revoke_publish(regrole, text),
+    eventbus.grant_subscribe(regrole, text),
+    eventbus.revoke_subscribe(regrole, text)
+FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION eventbus._adopt_restored(), eventbus._check_origin() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION
     eventbus.register_schema(text, jsonb, text, text),

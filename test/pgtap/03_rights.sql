@@ -17,6 +17,21 @@
 -- Run as a superuser. The set-up commits (a poll never hands out events of
 -- its own transaction), the checks roll back, the clean-up drops it all.
 \set QUIET 1
+-- What an interrupted run may have left.
+DO $$
+DECLARE
+    r text;
+BEGIN
+    IF EXISTS (SELECT 1 FROM eventbus.subscription WHERE name = 'm_sub') THEN
+        PERFORM eventbus.unsubscribe('m_sub');
+    END IF;
+    DELETE FROM eventbus.schema WHERE pattern = 'm.#';
+    FOR r IN SELECT rolname FROM pg_roles WHERE rolname LIKE 'eb\_m\_%' LOOP
+        EXECUTE format('DROP OWNED BY %I', r);
+        EXECUTE format('DROP ROLE %I', r);
+    END LOOP;
+END
+$$;
 CREATE ROLE eb_m_owner;
 CREATE ROLE eb_m_consumer;
 CREATE ROLE eb_m_manager;
@@ -113,6 +128,11 @@ INSERT INTO rule VALUES
   ('eventbus.register_schema(text,jsonb,text,text)', 'own',
    $$SELECT eventbus.register_schema('m.#', '{"type": "object"}')$$),
   ('eventbus.drop_schema(text)', 'own', $$SELECT eventbus.drop_schema('m.#')$$),
+  ('eventbus.grant_publish(regrole,text)', 'execute', $$SELECT eventbus.grant_publish('eb_m_owner', 'm.#')$$),
+  ('eventbus.revoke_publish(regrole,text)', 'execute', $$SELECT eventbus.revoke_publish('eb_m_owner', 'm.#')$$),
+  ('eventbus.grant_subscribe(regrole,text)', 'execute', $$SELECT eventbus.grant_subscribe('eb_m_owner', 'm.#')$$),
+  ('eventbus.revoke_subscribe(regrole,text)', 'execute', $$SELECT eventbus.revoke_subscribe('eb_m_owner', 'm.#')$$),
+  ('eventbus.topic_acls', 'execute', $$SELECT * FROM eventbus.topic_acls$$),
   ('eventbus.run_maintenance()', 'execute', $$SELECT eventbus.run_maintenance()$$),
   ('eventbus.schedule(text,text,text,jsonb)', 'execute', $$SELECT eventbus.schedule('m_job', '* * * * *', 'm.x')$$),
   ('eventbus.unschedule(text)', 'execute', $$SELECT eventbus.unschedule('m_job')$$),
