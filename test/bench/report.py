@@ -84,6 +84,10 @@ for pas in ("on", "off"):
     pair("P1", "P1", pas, "publish", "insert", f"`publish`, 1 event/tx, {CLIENTS} clients",
          "plain INSERT, same row (PK)", "tps", 0.90 if pas == "on" else None)
 for pas in ("on", "off"):
+    pair("P1 acl", "P1", pas, "publish_acl", "insert",
+         f"`publish` under topic ACLs (20 patterns), 1 event/tx, {CLIENTS} clients",
+         "plain INSERT, same row (PK)", "tps", 0.90 if pas == "on" else None)
+for pas in ("on", "off"):
     pair("P1b", "P1", pas, "publish", "pgq", f"`publish`, 1 event/tx, {CLIENTS} clients",
          "PgQ `insert_event`, 1 event/tx", "tps", 1.0)
 for pas in ("on", "off"):

@@ -4,6 +4,7 @@
 # A B A B, then a table of ratios with the raw figures.
 #
 #   P1   publish, 1 event/tx, 4 clients      vs plain INSERT of the same row (PK)
+#   P1 acl the same publish as a role with 20 topic ACL patterns (grant_publish) vs the INSERT
 #   P1b  publish, 1 event/tx, 4 clients      vs PgQ pgq.insert_event
 #   P2   publish_batch, 100 events/tx        vs INSERT ... SELECT of 100 rows
 #   P3   drain N events: poll(500) + ack     vs PgQ next_batch/get_batch_events/finish_batch
@@ -257,25 +258,25 @@ reset_db() {	# reset_db DB: empty what the runs write, then CHECKPOINT
 	"${P[@]}" -d "$1" -c CHECKPOINT
 }
 
-# pgb DB SCRIPT SYNC LOG: one pgbench run of $T s; prints its tps (NA on failure)
+# pgb DB SCRIPT SYNC LOG [USER]: one pgbench run of $T s (as USER if given); prints its tps (NA on failure)
 pgb() {
-	local db=$1 script=$2 sync=$3 log=$WORK/$4.log tps
-	PGOPTIONS="-c synchronous_commit=$sync" "${PGBENCH[@]}" -c "$CLIENTS" -j $((CLIENTS < 2 ? CLIENTS : 2)) \
+	local db=$1 script=$2 sync=$3 log=$WORK/$4.log user=${5:-} tps
+	PGOPTIONS="-c synchronous_commit=$sync" "${PGBENCH[@]}" ${user:+-U "$user"} -c "$CLIENTS" -j $((CLIENTS < 2 ? CLIENTS : 2)) \
 		-T "$T" -f "$script" "$db" >"$log" 2>&1 || { eb_log "pgbench failed ($log):"; tail -n 5 "$log" >&2; }
 	tps=$(awk '/^tps = / {print $3; exit}' "$log")
 	echo "${tps:-NA}"
 }
 
-# pairs KEY SYNC ENTRY...: ROUNDS rounds of the entries "variant:db:script",
+# pairs KEY SYNC ENTRY...: ROUNDS rounds of the entries "variant:db:script[:user]",
 # in order (A B A B ...), each after reset_db; records the tps.
 pairs() {
-	local key=$1 sync=$2 r e v db script tps
+	local key=$1 sync=$2 r e v db script user tps
 	shift 2
 	for r in $(seq "$ROUNDS"); do
 		for e in "$@"; do
-			IFS=: read -r v db script <<<"$e"
+			IFS=: read -r v db script user <<<"$e"
 			reset_db "$db"
-			tps=$(pgb "$db" "$HERE/$script" "$sync" "$key-$sync-$v-$r")
+			tps=$(pgb "$db" "$HERE/$script" "$sync" "$key-$sync-$v-$r" "$user")
 			eb_log "$key synchronous_commit=$sync round $r/$ROUNDS $v: $tps tps"
 			record "$key" "$sync" "$r" "$v" "$tps"
 		done
@@ -289,6 +290,8 @@ for sync in $passes; do
 	entries=()
 	{ want P1 || want P1b; } && entries+=(publish:eb_bench:publish1.sql)
 	want P1 && entries+=(insert:eb_bench:p1_insert.sql)
+	# P1 acl: publish as a role that topic ACLs restrict (20 patterns, p_schema.sql)
+	want P1 && entries+=(publish_acl:eb_bench:publish1.sql:eb_bench_acl)
 	want P1b && entries+=(pgq:eb_bench:p1_pgq.sql)
 	[ ${#entries[@]} -gt 0 ] && pairs P1 "$sync" "${entries[@]}"
 	want P2 && pairs P2 "$sync" batch:eb_bench:p2_batch.sql insert:eb_bench:p2_insert.sql
