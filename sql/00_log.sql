@@ -95,7 +95,7 @@ COMMENT ON FUNCTION eventbus._may_read_topic(text) IS
 
 -- A readable view of the log for operators (those granted SELECT on it),
 -- showing the topics their subscribe ACL lets them read.
-CREATE VIEW eventbus.events AS
+CREATE VIEW eventbus.events WITH (security_barrier) AS
 SELECT e.id, t.topic, e.key, e.payload, e.headers, e.published_at,
        e.deliver_at, e.expires_at, e.txid,
        (SELECT c.chunk_no FROM eventbus.chunk c WHERE c.relname = p.relname) AS chunk

@@ -521,8 +521,16 @@ BEGIN
     s.on_overflow := coalesce(on_overflow, s.on_overflow);
     s.handler := coalesce(handler, s.handler);
     s.concurrency := coalesce(concurrency, s.concurrency);
+    -- A handler runs on every payload: choosing it is the owner's right
+    -- (a manager could otherwise read the payloads through a function of
+    -- its own).
+    IF s.handler IS DISTINCT FROM (SELECT sb.handler FROM eventbus.subscription sb WHERE sb.id = s.id) THEN
+        PERFORM eventbus._check_right(caller, s.name, s.owner, s.consumers, s.managers, 'own');
+    END IF;
     PERFORM eventbus._check_subscription(s, caller);
     IF patterns IS NOT NULL THEN
+        -- What the subscription may read is the owner's to have, and the caller's.
+        PERFORM eventbus._check_subscribe_acl(s.owner, s.patterns);
         PERFORM eventbus._check_subscribe_acl(caller, s.patterns);
     END IF;
     UPDATE eventbus.subscription sb
@@ -744,7 +752,7 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventbus.alter_subscription_owner(text, regrole) IS
     'eventbus: give a subscription to another owner';
 
-CREATE VIEW eventbus.subscriptions AS
+CREATE VIEW eventbus.subscriptions WITH (security_barrier) AS
 SELECT s.name, s.patterns, s.max_attempts, s.backoff_initial, s.backoff_max, s.lease,
        s.ordered, s.filter, s.max_backlog, s.on_overflow, s.paused,
        'eventbus_' || s.name AS channel, s.created_at, s.handler, s.concurrency,

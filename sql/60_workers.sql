@@ -57,6 +57,12 @@ AS $$
 DECLARE
     v_pins text[];
 BEGIN
+    -- Only a chunk of the log: the query below reads it as one.
+    IF NOT EXISTS (SELECT 1 FROM eventbus.chunk c
+                    WHERE to_regclass(format('eventbus.%I', c.relname)) = chunk) THEN
+        RAISE EXCEPTION '% is not a chunk of the eventbus log', chunk
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'eventbus.chunks lists them.';
+    END IF;
     EXECUTE format($q$
         SELECT array_agg(s.name ORDER BY s.name)
           FROM eventbus.subscription s JOIN eventbus.cursor cu ON cu.sub_id = s.id

@@ -15,8 +15,9 @@
  * publish checks each event's topic against a per-backend cache: the
  * patterns of the current user, compiled once, and the answer per topic.
  * The cache is dropped when eventbus.topic_acl changes (a relcache
- * invalidation that _acl_changed() sends), when role memberships change
- * (pg_auth_members), and when the current user is another one.
+ * invalidation that _acl_changed() sends), when roles or memberships
+ * change (pg_authid, pg_auth_members), and when the current user is
+ * another one; it is read with the latest snapshot.
  *
  * Whether one pattern covers another is decided exactly, on the words:
  * pattern i is covered by pattern o when no topic matches i and not o.
@@ -68,7 +69,8 @@ typedef struct RoleAcl
 {
 	bool		restricted[2];	/* some row of the action exists */
 	int			npatterns[2];
-	EbPattern  *patterns[2];	/* the role's patterns (its own and its roles') */
+	EbPattern **patterns[2];	/* the role's patterns (its own and its roles'), each palloc'd:
+								 * a pattern's words point into its own text */
 	char	  **texts[2];		/* the same, as written */
 } RoleAcl;
 
@@ -91,7 +93,8 @@ static void
 LoadRoleAcl(Oid role, RoleAcl *acl, MemoryContext cxt)
 {
 	Relation	rel = table_open(EbRelid("topic_acl"), AccessShareLock);
-	TableScanDesc scan = table_beginscan(rel, GetActiveSnapshot(), 0, NULL);
+	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());	/* what committed last, even in REPEATABLE READ */
+	TableScanDesc scan = table_beginscan(rel, snap, 0, NULL);
 	TupleDesc	desc = RelationGetDescr(rel);
 	HeapTuple	tuple;
 	int			cap[2] = {0, 0};
@@ -115,12 +118,13 @@ LoadRoleAcl(Oid role, RoleAcl *acl, MemoryContext cxt)
 		if (acl->npatterns[a] == cap[a])
 		{
 			cap[a] = Max(8, cap[a] * 2);
-			acl->patterns[a] = acl->patterns[a] == NULL ? palloc(sizeof(EbPattern) * cap[a])
-				: repalloc(acl->patterns[a], sizeof(EbPattern) * cap[a]);
+			acl->patterns[a] = acl->patterns[a] == NULL ? palloc(sizeof(EbPattern *) * cap[a])
+				: repalloc(acl->patterns[a], sizeof(EbPattern *) * cap[a]);
 			acl->texts[a] = acl->texts[a] == NULL ? palloc(sizeof(char *) * cap[a])
 				: repalloc(acl->texts[a], sizeof(char *) * cap[a]);
 		}
-		EbCompilePattern(VARDATA_ANY(pattern), VARSIZE_ANY_EXHDR(pattern), &acl->patterns[a][acl->npatterns[a]]);
+		acl->patterns[a][acl->npatterns[a]] = palloc(sizeof(EbPattern));
+		EbCompilePattern(VARDATA_ANY(pattern), VARSIZE_ANY_EXHDR(pattern), acl->patterns[a][acl->npatterns[a]]);
 		acl->texts[a][acl->npatterns[a]] = text_to_cstring(pattern);
 		acl->npatterns[a]++;
 		MemoryContextSwitchTo(old);
@@ -128,6 +132,7 @@ LoadRoleAcl(Oid role, RoleAcl *acl, MemoryContext cxt)
 	if (super)
 		acl->restricted[EB_ACL_PUBLISH] = acl->restricted[EB_ACL_SUBSCRIBE] = false;
 	table_endscan(scan);
+	UnregisterSnapshot(snap);
 	table_close(rel, AccessShareLock);
 }
 
@@ -154,9 +159,29 @@ CurrentRoleAcl(void)
 		return &CurrentAcl;
 	if (AclCxt == NULL)
 		AclCxt = AllocSetContextCreate(TopMemoryContext, "eventbus topic ACL", ALLOCSET_SMALL_SIZES);
-	MemoryContextReset(AclCxt);
-	AclRelid = EbRelid("topic_acl");
-	LoadRoleAcl(user, &CurrentAcl, AclCxt);
+	/*
+	 * Valid from before the load: an invalidation taken in while loading
+	 * (table_open accepts them) marks it invalid again, and it is loaded
+	 * once more. Should the load fail, it stays invalid.
+	 */
+	do
+	{
+		AclValid = false;
+		MemoryContextReset(AclCxt);
+		AclRelid = EbRelid("topic_acl");
+		AclUser = user;
+		AclValid = true;
+		PG_TRY();
+		{
+			LoadRoleAcl(user, &CurrentAcl, AclCxt);
+		}
+		PG_CATCH();
+		{
+			AclValid = false;
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+	} while (!AclValid);
 	for (int a = 0; a < 2; a++)
 	{
 		HASHCTL		ctl;
@@ -166,8 +191,6 @@ CurrentRoleAcl(void)
 		ctl.hcxt = AclCxt;
 		Answers[a] = hash_create("eventbus topic ACL answers", 64, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 	}
-	AclUser = user;
-	AclValid = true;
 	return &CurrentAcl;
 }
 
@@ -188,7 +211,7 @@ TopicAllowed(EbAclAction a, const char *topic, int len)
 	{
 		ans->allowed = false;
 		for (int i = 0; i < acl->npatterns[a] && !ans->allowed; i++)
-			ans->allowed = EbPatternMatches(&acl->patterns[a][i], topic, len);
+			ans->allowed = EbPatternMatches(acl->patterns[a][i], topic, len);
 	}
 	return ans->allowed;
 }
@@ -296,6 +319,7 @@ PatternCovers(const EbPattern *outer, const EbPattern *inner)
 		StateSet	si = seen_i[head];
 		StateSet	so = seen_o[head++];
 
+		CHECK_FOR_INTERRUPTS();
 		for (int y = 0; y < nsyms; y++)
 		{
 			StateSet	ni = Step(inner, si, syms[y]);
@@ -305,17 +329,27 @@ PatternCovers(const EbPattern *outer, const EbPattern *inner)
 			if (ni == 0)
 				continue;		/* inner matches no topic this way */
 			if ((ni & iacc) && !(no & oacc))
+			{
+				pfree(seen_i);
+				pfree(seen_o);
 				return false;
+			}
 			for (int k = 0; k < nseen && !known; k++)
 				known = seen_i[k] == ni && seen_o[k] == no;
 			if (known)
 				continue;
 			if (nseen == maxseen)
+			{
+				pfree(seen_i);
+				pfree(seen_o);
 				return false;	/* too many to tell: not covered (the safe answer) */
+			}
 			seen_i[nseen] = ni;
 			seen_o[nseen++] = no;
 		}
 	}
+	pfree(seen_i);
+	pfree(seen_o);
 	return true;
 }
 
@@ -367,7 +401,7 @@ eventbus_check_subscribe_acl(PG_FUNCTION_ARGS)
 		t = DatumGetTextPP(elems[e]);
 		EbCompilePattern(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t), &p);
 		for (int k = 0; k < acl.npatterns[EB_ACL_SUBSCRIBE] && !covered; k++)
-			covered = PatternCovers(&acl.patterns[EB_ACL_SUBSCRIBE][k], &p);
+			covered = PatternCovers(acl.patterns[EB_ACL_SUBSCRIBE][k], &p);
 		if (!covered)
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -410,4 +444,5 @@ EbAclInit(void)
 {
 	CacheRegisterRelcacheCallback(AclRelcacheCallback, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, AclSyscacheCallback, (Datum) 0);
+	CacheRegisterSyscacheCallback(AUTHOID, AclSyscacheCallback, (Datum) 0);	/* superuser, inherit */
 }

@@ -25,14 +25,16 @@
  * run side by side; the database's worker never waits for a handler.
  * SIGTERM ends a handler process at once (die): a handler cannot catch it.
  *
- * A handler that ignores its statement timeout (it catches the cancel, or
- * loops in C) would hold its process forever. Each process shows in a
+ * A handler that ignores its statement timeout (it catches the cancel)
+ * would hold its process forever. Each process shows in a
  * shared slot which event its handler is running since when; the worker
  * terminates a process whose call overran eventbus.handler_timeout by
  * EB_HANDLER_GRACE_MS, and when a process ended in the middle of a call
  * (terminated so, or exited by itself), nacks that event with reason
  * 'timeout' or 'crashed' (a dead letter at max_attempts), in a
- * subtransaction whose failure is only logged.
+ * subtransaction whose failure is only logged. (A handler looping in C
+ * without CHECK_FOR_INTERRUPTS stops for nothing short of SIGKILL, which
+ * would restart the whole server; that is not done.)
  *
  * Locking: what poll, ack and nack take; a slot's fields are under its
  * spinlock, claimed and released by the worker that started the process;
@@ -92,6 +94,7 @@ typedef struct HandlerSlot
 {
 	slock_t		mutex;			/* protects the fields below */
 	bool		in_use;			/* claimed by a worker for one of its processes */
+	pid_t		pid;			/* the process that writes it (0: none yet) */
 	int64		event_id;		/* the event a handler runs on now; 0: none */
 	int64		token;			/* its lease token */
 	TimestampTz call_start;		/* when that call began */
@@ -133,6 +136,7 @@ HandlerShmemStartup(void)
 			SpinLockInit(&Slots[i].mutex);
 			Slots[i].in_use = false;
 			Slots[i].event_id = 0;
+			Slots[i].pid = 0;
 		}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -149,6 +153,7 @@ ClaimSlot(void)
 		if (!Slots[i].in_use)
 		{
 			Slots[i].in_use = true;
+			Slots[i].pid = 0;
 			Slots[i].event_id = 0;
 			got = true;
 		}
@@ -173,16 +178,35 @@ ReadSlot(int slot, int64 *event_id, int64 *token, TimestampTz *since)
 	SpinLockRelease(&Slots[slot].mutex);
 }
 
-/* The handler process: shows the event its handler runs on (0: none). */
+/* The handler process, as it starts: the slot is its own from now on. */
+static void
+TakeSlot(int slot)
+{
+	if (slot < 0 || Slots == NULL)
+		return;
+	SpinLockAcquire(&Slots[slot].mutex);
+	if (Slots[slot].in_use && Slots[slot].pid == 0)
+		Slots[slot].pid = MyProcPid;
+	SpinLockRelease(&Slots[slot].mutex);
+}
+
+/*
+ * The handler process: shows the event its handler runs on (0: none).
+ * Nothing is written to a slot released meanwhile (the process is being
+ * stopped), which may belong to another process already.
+ */
 static void
 SetSlot(int slot, int64 event_id, int64 token)
 {
 	if (slot < 0 || Slots == NULL)
 		return;
 	SpinLockAcquire(&Slots[slot].mutex);
-	Slots[slot].event_id = event_id;
-	Slots[slot].token = token;
-	Slots[slot].call_start = GetCurrentTimestamp();
+	if (Slots[slot].pid == MyProcPid)
+	{
+		Slots[slot].event_id = event_id;
+		Slots[slot].token = token;
+		Slots[slot].call_start = GetCurrentTimestamp();
+	}
 	SpinLockRelease(&Slots[slot].mutex);
 }
 
@@ -193,6 +217,7 @@ ReleaseSlot(int slot)
 		return;
 	SpinLockAcquire(&Slots[slot].mutex);
 	Slots[slot].in_use = false;
+	Slots[slot].pid = 0;
 	Slots[slot].event_id = 0;
 	SpinLockRelease(&Slots[slot].mutex);
 }
@@ -210,7 +235,8 @@ typedef struct HandlerProc
 	TimestampTz restart_at;
 	bool		wanted;			/* still wanted by this round */
 	int			slot;			/* its HandlerSlot; -1: none */
-	bool		timed_out;		/* terminated for overrunning handler_timeout */
+	bool		timed_out;		/* terminated for overrunning handler_timeout ... */
+	int64		timed_out_event;	/* ... on this event */
 } HandlerProc;
 
 static List *Procs = NIL;		/* of HandlerProc, in TopMemoryContext */
@@ -362,11 +388,19 @@ WatchHandler(HandlerProc *hp, TimestampTz now)
 		{
 			TerminateBackgroundWorker(hp->handle);
 			hp->timed_out = true;
+			hp->timed_out_event = event_id;
 		}
 		return;
 	}
-	if (event_id != 0)
-		FailCall(hp, event_id, token, hp->timed_out ? "timeout" : "crashed");
+	/*
+	 * Stopped during a call: the call it was terminated for (not a call
+	 * that began just after the slot was read: that event's lease brings
+	 * it back), or a crash.
+	 */
+	if (event_id != 0 && !hp->timed_out)
+		FailCall(hp, event_id, token, "crashed");
+	else if (event_id != 0 && event_id == hp->timed_out_event)
+		FailCall(hp, event_id, token, "timeout");
 	ReleaseSlot(hp->slot);
 	hp->slot = -1;
 	pfree(hp->handle);
@@ -731,6 +765,7 @@ eventbus_handler_main(Datum arg)
 	bool		named = false;
 
 	memcpy(&a, MyBgworkerEntry->bgw_extra, sizeof(a));
+	TakeSlot(a.slot);
 	pqsignal(SIGTERM, die);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();

@@ -490,15 +490,20 @@ CutNow(Poll *p, int want, uint64 seen_epoch, bool wait)
 
 	if (eb_cut_by_poll)
 		return wait && EbCut(p->sub, PollLog(p), Max(want, 1), EB_SELF_CUT_MAX, &caught_up) > 0;
-	/*
-	 * A cut committed since our snapshot: its batches wait for the next
-	 * poll (and the tick that made them may not have notified: we had not
-	 * polled yet when it looked).
-	 */
-	if (EbNotifyCutEpoch(p->sub->id) != seen_epoch)
-		p->more = true;
 	if (EbWorkerRunning() && EbNotifyCutEpoch(p->sub->id) >= EbCutEpoch())
-		return wait && p->more;
+	{
+		bool		committed = EbNotifyCutEpoch(p->sub->id) != seen_epoch;
+
+		/*
+		 * A cut committed since our snapshot: a waiting poll looks again;
+		 * one that returns leaves its batches to the next poll, which the
+		 * tick that made them may not have notified (we had not polled
+		 * yet when it looked).
+		 */
+		if (committed && !wait)
+			p->more = true;
+		return wait && committed;
+	}
 	seq = EbWorkerRequestCut();
 	if (!wait)
 	{
@@ -664,7 +669,17 @@ eventbus_poll(PG_FUNCTION_ARGS)
 		/* Sleep until a commit makes something pollable, something falls due, or the deadline. */
 		EbWakeWait(seen, NextDue(&p, deadline));
 		EbNewSnapshot(true);
-		p.sub = EbSubByName(name);	/* paused or changed meanwhile */
+		{
+			int32		id = p.sub->id;
+
+			/* Paused or changed meanwhile; the right still held, the same subscription. */
+			p.sub = EbSubByName(name);
+			EbCheckRight(&p.sub->rights, p.sub->name, save.userid, EB_RIGHT_CONSUME);
+			if (p.sub->id != id)
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("subscription \"%s\" was dropped while poll waited", name)));
+		}
 	}
 	CountExpired(p.sub->id, p.expired);
 	EbStatsCountSub(p.sub->id, EB_SUB_DELIVERED, p.delivered);

@@ -527,11 +527,22 @@ static const char *const ConsumeTables[] = {"batch", "delivery", "cursor", "expi
 static void
 VacuumConsumeTables(bool all)
 {
+	static MemoryContext VacuumCxt = NULL;
 	List	   *rels = NIL;
 	Oid			nsp;
+	MemoryContext old;
 
+	/*
+	 * The statement and its relations outlive the transactions VACUUM
+	 * commits (it keeps pointers to them, as to a client's statement in
+	 * its portal): not in the transaction's memory.
+	 */
+	if (VacuumCxt == NULL)
+		VacuumCxt = AllocSetContextCreate(TopMemoryContext, "eventbus vacuum", ALLOCSET_SMALL_SIZES);
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	MemoryContextReset(VacuumCxt);	/* what an error left */
+	old = MemoryContextSwitchTo(VacuumCxt);
 	nsp = get_namespace_oid("eventbus", true);
 	if (OidIsValid(nsp) && ExtensionPresent() && VersionMatches())
 	{
@@ -555,9 +566,12 @@ VacuumConsumeTables(bool all)
 		stmt->options = list_make1(makeDefElem("skip_locked", NULL, -1));
 		stmt->rels = rels;
 		stmt->is_vacuumcmd = true;
-		ExecVacuum(pstate, stmt, true);	/* commits, and starts a transaction again */
+		ExecVacuum(pstate, stmt, true);	/* commits, and starts a transaction (and its memory) again */
 	}
+	else
+		MemoryContextSwitchTo(old);
 	CommitTransactionCommand();
+	MemoryContextReset(VacuumCxt);
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }

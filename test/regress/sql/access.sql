@@ -141,8 +141,33 @@ SELECT eventbus.drop_schema('acc.#');
 RESET ROLE;
 SELECT eventbus.drop_schema('bob.#');
 
+-- The views are security barriers: a cheap function of a role without a
+-- right sees none of the rows filtered out (no NOTICE below).
+SET ROLE eb_alice;
+SELECT eventbus.subscribe('leak_sub', array['leak.#'], max_attempts => 1);
+SELECT eventbus.publish('leak.x', '{"secret": 1}') > 0 AS published;
+SELECT eventbus.nack('leak_sub', event_id) FROM eventbus.poll('leak_sub', 1);
+SELECT eventbus.grant_subscription('leak_sub', 'eb_carol', 'manage');
+CREATE FUNCTION public.leak(p anyelement) RETURNS boolean LANGUAGE plpgsql COST 0.0000001
+    AS $$ BEGIN RAISE NOTICE 'saw %', p; RETURN true; END $$;
+RESET ROLE;
+SET ROLE eb_bob;
+SELECT count(*) FROM eventbus.dead_letters WHERE public.leak(payload);
+SELECT count(*) FROM eventbus.deliveries WHERE public.leak(subscription);
+SELECT count(*) FROM eventbus.subscriptions WHERE public.leak(name) AND name = 'leak_sub';
+RESET ROLE;
+-- A manager manages, but choosing the handler (which sees every payload)
+-- is the owner's.
+SET ROLE eb_carol;
+SELECT eventbus.pause('leak_sub');
+SELECT eventbus.alter_subscription('leak_sub', handler => 'public.su_handler(eventbus.event)');
+RESET ROLE;
+SELECT eventbus.unsubscribe('leak_sub');
+-- _chunk_pins reads only chunks of the log.
+SELECT eventbus._chunk_pins('pg_class'::regclass);
+
 -- Clean up.
 SELECT eventbus.unsubscribe('alice_sub');
-DROP FUNCTION public.su_handler(eventbus.event), public.alice_poll(), public.alice_trap();
+DROP FUNCTION public.su_handler(eventbus.event), public.alice_poll(), public.alice_trap(), public.leak(anyelement);
 DROP OWNED BY eb_alice, eb_bob, eb_carol;
 DROP ROLE eb_alice, eb_bob, eb_carol, eb_team;

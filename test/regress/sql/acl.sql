@@ -83,6 +83,16 @@ set role eb_other;                     -- no row: publishing is restricted, so n
 select eventbus.publish('orders.eu.created', '{}');
 reset role;
 select eventbus.publish('refunds.eu.issued', '{}') > 0 as superuser_published;
+-- Many patterns for one role: all of them count (and the words of each).
+select count(*) from (select eventbus.grant_publish('eb_pub', 'many.p' || g || '.*')
+                        from generate_series(1, 12) g) x;
+set role eb_pub;
+select eventbus.publish('many.p12.x', '{}') > 0 as published;
+select eventbus.publish('many.p1.x', '{}') > 0 as published;
+select eventbus.publish('many.p13.x', '{}');
+reset role;
+select count(*) from (select eventbus.revoke_publish('eb_pub', 'many.p' || g || '.*')
+                        from generate_series(1, 12) g) x;
 -- Errors: an invalid pattern, NULL, PUBLIC.
 select eventbus.grant_publish('eb_pub', 'orders..x');
 select eventbus.grant_publish(NULL, 'orders.#');
