@@ -114,19 +114,20 @@ grant execute on function
     eventbus.unsubscribe(text)
   to eb_other;
 grant select on eventbus.events to eb_other;
-select eventbus.grant_subscribe('eb_other', 'orders.#');
+select eventbus.publish('aclsub.a', '{}') > 0 as published, eventbus.publish('aclother.b', '{}') > 0 as published;
+select eventbus.grant_subscribe('eb_other', 'aclsub.#');
 set role eb_other;
-select eventbus.subscribe('acl_ok', array['orders.*.created', 'orders.#']);
-select eventbus.subscribe('acl_wide', array['orders.*.created', '#']);
+select eventbus.subscribe('acl_ok', array['aclsub.*.created', 'aclsub.#']);
+select eventbus.subscribe('acl_wide', array['aclsub.*.created', '#']);
 select eventbus.alter_subscription('acl_ok', patterns => array['refunds.#']);
 select eventbus.alter_subscription('acl_ok', max_attempts => 3);    -- patterns unchanged: allowed
-select distinct topic from eventbus.events order by 1;
+select distinct topic from eventbus.events where topic like 'acl%' order by 1;
 reset role;
-select count(distinct topic) > 1 as superuser_sees_more from eventbus.events;
+select distinct topic from eventbus.events where topic like 'acl%' order by 1;
 set role eb_other;
 select eventbus.unsubscribe('acl_ok');
 reset role;
-select eventbus.revoke_subscribe('eb_other', 'orders.#');
+select eventbus.revoke_subscribe('eb_other', 'aclsub.#');
 
 drop owned by eb_pub, eb_pub_group, eb_other;
 drop role eb_pub, eb_pub_group, eb_other;
