@@ -45,6 +45,7 @@
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -92,15 +93,22 @@ static HTAB *Answers[2];
 static void
 LoadRoleAcl(Oid role, RoleAcl *acl, MemoryContext cxt)
 {
-	Relation	rel = table_open(EbRelid("topic_acl"), AccessShareLock);
-	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());	/* what committed last, even in REPEATABLE READ */
-	TableScanDesc scan = table_beginscan(rel, snap, 0, NULL);
-	TupleDesc	desc = RelationGetDescr(rel);
+	Oid			relid = get_relname_relid("topic_acl", EbSchemaOid());
+	Relation	rel;
+	Snapshot	snap;
+	TableScanDesc scan;
+	TupleDesc	desc;
 	HeapTuple	tuple;
 	int			cap[2] = {0, 0};
 	bool		super = superuser_arg(role);
 
 	memset(acl, 0, sizeof(*acl));
+	if (!OidIsValid(relid))
+		return;					/* a version without topic ACLs, not updated yet: nothing restricted */
+	rel = table_open(relid, AccessShareLock);
+	snap = RegisterSnapshot(GetLatestSnapshot());	/* what committed last, even in REPEATABLE READ */
+	scan = table_beginscan(rel, snap, 0, NULL);
+	desc = RelationGetDescr(rel);
 	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
 	{
 		bool		isnull;
@@ -168,7 +176,7 @@ CurrentRoleAcl(void)
 	{
 		AclValid = false;
 		MemoryContextReset(AclCxt);
-		AclRelid = EbRelid("topic_acl");
+		AclRelid = get_relname_relid("topic_acl", EbSchemaOid());
 		AclUser = user;
 		AclValid = true;
 		PG_TRY();

@@ -108,6 +108,14 @@ COMMENT ON TABLE eventbus.expiry IS 'eventbus: counts of events that expired bef
 SELECT pg_catalog.pg_extension_config_dump('eventbus.batch', '');
 SELECT pg_catalog.pg_extension_config_dump('eventbus.batch_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('eventbus.expiry', '');
+CREATE TABLE eventbus.topic_acl (
+    role    regrole NOT NULL,
+    action  text NOT NULL CHECK (action IN ('publish', 'subscribe')),
+    pattern text NOT NULL,
+    PRIMARY KEY (role, action, pattern)
+);
+COMMENT ON TABLE eventbus.topic_acl IS 'eventbus: which topics a role may publish to, which patterns it may subscribe with';
+SELECT pg_catalog.pg_extension_config_dump('eventbus.topic_acl', '');
 
 -- Functions and views whose signature, result or columns changed, or that
 -- are gone.
