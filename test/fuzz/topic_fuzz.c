@@ -116,7 +116,20 @@ IsServerText(const unsigned char *s, int len)
 	return true;
 }
 
-/* docs/topics.md: whitespace and control characters are not allowed. */
+/* Unicode general category Cf (format characters), as ranges. */
+static const long RefFormat[][2] = {
+	{0x00AD, 0x00AD}, {0x0600, 0x0605}, {0x061C, 0x061C}, {0x06DD, 0x06DD},
+	{0x070F, 0x070F}, {0x0890, 0x0891}, {0x08E2, 0x08E2}, {0x180E, 0x180E},
+	{0x200B, 0x200F}, {0x202A, 0x202E}, {0x2060, 0x2064}, {0x2066, 0x206F},
+	{0xFEFF, 0xFEFF}, {0xFFF9, 0xFFFB}, {0x110BD, 0x110BD}, {0x110CD, 0x110CD},
+	{0x13430, 0x1343F}, {0x1BCA0, 0x1BCA3}, {0x1D173, 0x1D17A}, {0xE0001, 0xE0001},
+	{0xE0020, 0xE007F},
+};
+
+/*
+ * docs/topics.md: whitespace, control characters and invisible format
+ * characters are not allowed.
+ */
 static bool
 RefForbidden(long cp)
 {
@@ -126,6 +139,9 @@ RefForbidden(long cp)
 		cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
 		cp == 0x3000 || cp == 0xFEFF)
 		return true;
+	for (size_t i = 0; i < sizeof(RefFormat) / sizeof(RefFormat[0]); i++)
+		if (cp >= RefFormat[i][0] && cp <= RefFormat[i][1])
+			return true;
 	return false;
 }
 
