@@ -672,6 +672,10 @@ DECLARE
 BEGIN
     PERFORM eventbus._check_right_name("right");
     PERFORM eventbus._check_grantee(role);
+    -- A consumer reads the events: its own subscribe rights must cover them.
+    IF "right" = 'consume' THEN
+        PERFORM eventbus._check_subscribe_acl(role, s.patterns);
+    END IF;
     UPDATE eventbus.subscription sb
        SET consumers = CASE WHEN "right" = 'consume' AND NOT role = ANY (sb.consumers)
                             THEN sb.consumers || role ELSE sb.consumers END,

@@ -111,7 +111,8 @@ reset role;
 grant execute on function
     eventbus.subscribe(text, text[], integer, interval, interval, interval, boolean, text, jsonpath, bigint, text, regprocedure, integer),
     eventbus.alter_subscription(text, text[], integer, interval, interval, interval, boolean, jsonpath, bigint, text, text[], regprocedure, integer),
-    eventbus.unsubscribe(text)
+    eventbus.unsubscribe(text),
+    eventbus.grant_subscription(text, regrole, text)
   to eb_other;
 grant select on eventbus.events to eb_other;
 select eventbus.publish('aclsub.a', '{}') > 0 as published, eventbus.publish('aclother.b', '{}') > 0 as published;
@@ -121,6 +122,21 @@ select eventbus.subscribe('acl_ok', array['aclsub.*.created', 'aclsub.#']);
 select eventbus.subscribe('acl_wide', array['aclsub.*.created', '#']);
 select eventbus.alter_subscription('acl_ok', patterns => array['refunds.#']);
 select eventbus.alter_subscription('acl_ok', max_attempts => 3);    -- patterns unchanged: allowed
+-- Granting consume shares the events: the grantee's subscribe rights must cover them.
+select eventbus.grant_subscription('acl_ok', 'eb_pub');
+reset role;
+select eventbus.grant_subscribe('eb_pub', 'aclsub.*.created');
+set role eb_other;
+select eventbus.grant_subscription('acl_ok', 'eb_pub');             -- aclsub.# is not covered
+reset role;
+select eventbus.grant_subscribe('eb_pub', 'aclsub.#');
+set role eb_other;
+select eventbus.grant_subscription('acl_ok', 'eb_pub');
+select eventbus.grant_subscription('acl_ok', 'eb_pub', 'manage');   -- manage takes no subscribe right
+reset role;
+select eventbus.revoke_subscribe('eb_pub', 'aclsub.*.created');
+select eventbus.revoke_subscribe('eb_pub', 'aclsub.#');
+set role eb_other;
 select distinct topic from eventbus.events where topic like 'acl%' order by 1;
 reset role;
 select distinct topic from eventbus.events where topic like 'acl%' order by 1;
