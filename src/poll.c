@@ -489,7 +489,18 @@ CutNow(Poll *p, int want, uint64 seen_epoch, bool wait)
 	bool		caught_up;
 
 	if (eb_cut_by_poll)
-		return wait && EbCut(p->sub, PollLog(p), Max(want, 1), EB_SELF_CUT_MAX, &caught_up) > 0;
+	{
+		int			cut = EbCut(p->sub, PollLog(p), Max(want, 1), EB_SELF_CUT_MAX, &caught_up);
+
+		/*
+		 * The cursor is locked: another poller, or the worker, is cutting.
+		 * A poll that has nothing waits for that cut as below (the
+		 * worker's commits soon; another poller's does not, and the wait
+		 * ends at EB_CUT_WAIT_MS).
+		 */
+		if (cut >= 0 || !wait)
+			return wait && cut > 0;
+	}
 	if (EbWorkerRunning() && EbNotifyCutEpoch(p->sub->id) >= EbCutEpoch())
 	{
 		bool		committed = EbNotifyCutEpoch(p->sub->id) != seen_epoch;
