@@ -32,6 +32,7 @@
 #include "commands/sequence.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
@@ -57,6 +58,9 @@ typedef struct TopicNameEntry
 
 static HTAB *TopicNames = NULL;
 static bool InsertedInXact = false;
+
+/* eventbus.max_topics */
+static int	eb_max_topics = 100000;
 
 /* Drops every cached topic id. */
 static void
@@ -115,14 +119,30 @@ LookupTopic(Relation rel, text *topic)
 	return id;
 }
 
-/* Adds the topic to the dictionary and returns its new id. */
+/*
+ * Adds the topic to the dictionary and returns its new id; raises 54000
+ * past eventbus.max_topics. Topics are never removed, so the id, drawn
+ * from a sequence, bounds how many there are (ids of rolled-back new
+ * topics count too: the bound errs on the safe side).
+ */
 static int32
 InsertTopic(Oid relid, text *topic)
 {
-	EbRowWriter *writer = EbRowWriterOpen(relid, 3);
+	EbRowWriter *writer;
 	Datum		values[3];
 	bool		nulls[3] = {false, false, false};
-	int32		id = (int32) nextval_internal(EbRelid("topic_id_seq"), false);
+	int64		next = nextval_internal(EbRelid("topic_id_seq"), false);
+	int32		id;
+
+	if (next > eb_max_topics)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many distinct topics: eventbus.max_topics (%d) reached", eb_max_topics),
+				 errdetail("Topic \"%s\" would be number " INT64_FORMAT " of the topic dictionary, which keeps every topic ever published.",
+						   text_to_cstring(topic), next),
+				 errhint("Put what varies per event (ids, customers) in the payload or the key, not in the topic; or have a superuser raise eventbus.max_topics.")));
+	id = (int32) next;
+	writer = EbRowWriterOpen(relid, 3);
 
 	values[0] = Int32GetDatum(id);
 	values[1] = PointerGetDatum(topic);
@@ -276,6 +296,16 @@ TopicRelcacheCallback(Datum arg, Oid relid)
 void
 EbTopicDictInit(void)
 {
+	DefineCustomIntVariable("eventbus.max_topics",
+							"Most distinct topics the topic dictionary takes.",
+							"A publish of one more new topic fails with SQLSTATE 54000. Valid range: 100 to 100000000.",
+							&eb_max_topics,
+							100000,
+							100,
+							100000000,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
 	RegisterXactCallback(TopicXactCallback, NULL);
 	RegisterSubXactCallback(TopicSubXactCallback, NULL);
 	CacheRegisterRelcacheCallback(TopicRelcacheCallback, (Datum) 0);

@@ -168,3 +168,25 @@ select count(*) as dangling from eventbus.event_log e
 -- Nothing above left a partial event behind.
 select count(*) as stored_events from eventbus.event_log;
 select count(*) as distinct_topics from (select distinct topic from eventbus.topic) t;
+
+-- eventbus.max_topics: a new topic past the limit fails with 54000; topics
+-- already in the dictionary still publish.
+do $$
+begin
+    perform set_config('eventbus.max_topics',
+                       greatest(100, (select last_value from eventbus.topic_id_seq) + 5)::text, false);
+    for i in 1..200 loop
+        perform eventbus.publish('maxtopics.t' || i, '{}');
+    end loop;
+    raise exception 'no limit';
+exception when program_limit_exceeded then
+    raise notice 'max_topics: %', sqlerrm like 'too many distinct topics: eventbus.max_topics (%) reached';
+end
+$$;
+do $$
+begin
+    perform set_config('eventbus.max_topics', (select last_value from eventbus.topic_id_seq)::text, false);
+end
+$$;
+select eventbus.publish('orders.eu.created', '{"known": true}') > 0 as known_topic_published;
+reset eventbus.max_topics;
