@@ -489,18 +489,7 @@ CutNow(Poll *p, int want, uint64 seen_epoch, bool wait)
 	bool		caught_up;
 
 	if (eb_cut_by_poll)
-	{
-		int			cut = EbCut(p->sub, PollLog(p), Max(want, 1), EB_SELF_CUT_MAX, &caught_up);
-
-		/*
-		 * The cursor is locked: another poller, or the worker, is cutting.
-		 * A poll that has nothing waits for that cut as below (the
-		 * worker's commits soon; another poller's does not, and the wait
-		 * ends at EB_CUT_WAIT_MS).
-		 */
-		if (cut >= 0 || !wait)
-			return wait && cut > 0;
-	}
+		return wait && EbCut(p->sub, PollLog(p), Max(want, 1), EB_SELF_CUT_MAX, &caught_up) > 0;
 	if (EbWorkerRunning() && EbNotifyCutEpoch(p->sub->id) >= EbCutEpoch())
 	{
 		bool		committed = EbNotifyCutEpoch(p->sub->id) != seen_epoch;
@@ -642,8 +631,13 @@ eventbus_poll(PG_FUNCTION_ARGS)
 		uint64		seen = 0;
 		uint64		seen_epoch;
 
-		/* "Polled now", before looking: a later notification is not held back. */
-		EbNotifyPolled(p.sub->id, max_events);
+		/*
+		 * "Polled now", before looking: a later notification is not held
+		 * back. Not with cut_by_poll: the worker would then cut for the
+		 * subscription too, and the mode is to behave as without it.
+		 */
+		if (!eb_cut_by_poll)
+			EbNotifyPolled(p.sub->id, max_events);
 		EbStatsPolled(p.sub->id);
 		if (deadline != 0)
 			seen = EbWakeCount();	/* before looking: no wake-up is missed */
