@@ -4,7 +4,7 @@
 # max_attempts, dead-lettered; one that exits its own process is nacked
 # with reason 'crashed'. Meanwhile another handler subscription and a
 # polled subscription keep flowing, and pg_ctl stop -m fast succeeds with
-# the stubborn handler running. Time bounds are liveness bounds.
+# the defiant handler running. Time bounds are liveness bounds.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -12,7 +12,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
 
-my $node = PostgreSQL::Test::Cluster->new('stubborn');
+my $node = PostgreSQL::Test::Cluster->new('defiant');
 $node->init;
 $node->append_conf(
 	'postgresql.conf', qq(
@@ -29,7 +29,7 @@ sql(q{
 CREATE EXTENSION eventbus;
 CREATE TABLE handled (sub text, n int);
 -- Catches every cancel and goes on: only the process's end stops it.
-CREATE FUNCTION stubborn(e eventbus.event) RETURNS void LANGUAGE plpgsql AS $$
+CREATE FUNCTION defiant(e eventbus.event) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     LOOP
         BEGIN
@@ -48,9 +48,9 @@ END $$;
 CREATE FUNCTION well_behaved(e eventbus.event) RETURNS void LANGUAGE sql AS $$
     INSERT INTO handled VALUES (e.subscription, (e.payload->>'n')::int)
 $$;
-SELECT eventbus.subscribe('stubborn', array['stubborn.#'], max_attempts => 2,
+SELECT eventbus.subscribe('defiant', array['defiant.#'], max_attempts => 2,
                           backoff_initial => '100 ms', backoff_max => '100 ms',
-                          handler => 'stubborn(eventbus.event)');
+                          handler => 'defiant(eventbus.event)');
 SELECT eventbus.subscribe('suicidal', array['suicidal.#'], max_attempts => 2,
                           backoff_initial => '100 ms', backoff_max => '100 ms',
                           handler => 'suicidal(eventbus.event)');
@@ -58,13 +58,13 @@ SELECT eventbus.subscribe('fine', array['fine.#'], handler => 'well_behaved(even
 SELECT eventbus.subscribe('polled', array['fine.#']);
 });
 
-# 1. The stubborn handler runs on its event; the others flow meanwhile.
-sql("SELECT eventbus.publish('stubborn.x', '{\"n\": 1}')");
+# 1. The defiant handler runs on its event; the others flow meanwhile.
+sql("SELECT eventbus.publish('defiant.x', '{\"n\": 1}')");
 sql("SELECT eventbus.publish('suicidal.x', '{\"n\": 2}')");
 ok($node->poll_query_until('postgres',
-		"SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = 'eventbus handler for stubborn' "
+		"SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = 'eventbus handler for defiant' "
 		  . "AND state = 'active'"),
-	'the stubborn handler is running');
+	'the defiant handler is running');
 my $t0 = time;
 sql("SELECT eventbus.publish('fine.x', jsonb_build_object('n', g)) FROM generate_series(1, 20) g");
 ok($node->poll_query_until('postgres', "SELECT count(*) = 20 FROM handled WHERE sub = 'fine'"),
@@ -74,15 +74,15 @@ is(sql("SELECT count(*) FROM eventbus.poll('polled', 100)"), '20',
 my $notified = sql("SELECT notifications FROM eventbus.worker_stats WHERE database = 'postgres'");
 cmp_ok($notified, '>', 0, 'and the worker sends notifications');
 
-# 2. The stubborn one ends as a dead letter with reason timeout, after
+# 2. The defiant one ends as a dead letter with reason timeout, after
 # max_attempts (2) terminated processes; the suicidal one with reason crashed.
 ok($node->poll_query_until('postgres',
-		"SELECT count(*) = 1 FROM eventbus.dead_letters WHERE subscription = 'stubborn' AND reason = 'timeout'"),
-	'the stubborn handler\'s event is a dead letter with reason timeout');
+		"SELECT count(*) = 1 FROM eventbus.dead_letters WHERE subscription = 'defiant' AND reason = 'timeout'"),
+	'the defiant handler\'s event is a dead letter with reason timeout');
 my $took = time - $t0;
 cmp_ok($took, '<', 60, "within a bound (took ${took}s)");
 is(sql("SELECT attempts || ' ' || (last_error LIKE '%handler_timeout%')::text "
-		  . "FROM eventbus.dead_letters WHERE subscription = 'stubborn'"),
+		  . "FROM eventbus.dead_letters WHERE subscription = 'defiant'"),
 	'2 true', 'after max_attempts, last_error says why');
 ok($node->poll_query_until('postgres',
 		"SELECT count(*) = 1 FROM eventbus.dead_letters WHERE subscription = 'suicidal' AND reason = 'crashed'"),
@@ -90,17 +90,17 @@ ok($node->poll_query_until('postgres',
 ok($node->log_contains(qr/handler overran eventbus\.handler_timeout \(500 ms\) and ignored the cancel/),
 	'the log says which handler was terminated');
 
-# 3. A new stubborn event is running when the server is stopped: a fast
+# 3. A new defiant event is running when the server is stopped: a fast
 # stop does not wait for it.
-sql("SELECT eventbus.publish('stubborn.x', '{\"n\": 3}')");
+sql("SELECT eventbus.publish('defiant.x', '{\"n\": 3}')");
 ok($node->poll_query_until('postgres',
-		"SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = 'eventbus handler for stubborn' "
+		"SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = 'eventbus handler for defiant' "
 		  . "AND state = 'active'"),
-	'the stubborn handler runs again');
+	'the defiant handler runs again');
 $t0 = time;
 $node->stop('fast');    # dies if pg_ctl stop fails
 $took = time - $t0;
-pass('pg_ctl stop -m fast succeeds with the stubborn handler running');
+pass('pg_ctl stop -m fast succeeds with the defiant handler running');
 cmp_ok($took, '<', 20, "promptly (took ${took}s)");
 
 # 4. After a restart the worker runs, and the other subscriptions flow.
