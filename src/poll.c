@@ -683,7 +683,8 @@ eventbus_poll(PG_FUNCTION_ARGS)
 			if (p.sub->id != id)
 				ereport(ERROR,
 						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						 errmsg("subscription \"%s\" was dropped while poll waited", name)));
+						 errmsg("subscription \"%s\" was dropped while poll waited", name),
+						 errhint("It was dropped (and maybe created again) by another session; poll it again.")));
 		}
 	}
 	CountExpired(p.sub->id, p.expired);
