@@ -19,15 +19,33 @@ COMMENT ON SEQUENCE eventbus.event_id_seq IS 'eventbus: event ids';
 -- index on purpose: a unique index would make two transactions that publish
 -- the same brand-new topic wait for each other. A race can leave two ids for
 -- one topic; readers map both to the same text.
+-- Topics no stored event uses are dropped by maintenance in two steps:
+-- retired (retired_gen set: publishers take a new id for the topic), then
+-- deleted once every chunk that could hold an event with the old id was
+-- truncated. used_gen (the newest chunk generation a publisher used the
+-- topic in, folded in from topic_use) says which topics to retire.
+-- src/topicdict.c explains why no event is left naming a dropped id.
 CREATE SEQUENCE eventbus.topic_id_seq AS integer;
 COMMENT ON SEQUENCE eventbus.topic_id_seq IS 'eventbus: topic dictionary ids';
 CREATE TABLE eventbus.topic (
-    id         integer PRIMARY KEY,
-    topic      text COLLATE "C" NOT NULL,
-    created_at timestamptz NOT NULL
+    id          integer PRIMARY KEY,
+    topic       text COLLATE "C" NOT NULL,
+    created_at  timestamptz NOT NULL,
+    used_gen    bigint NOT NULL DEFAULT 0,
+    retired_gen bigint
 );
 CREATE INDEX topic_topic_idx ON eventbus.topic (topic);
+CREATE INDEX topic_used_gen_idx ON eventbus.topic (used_gen) WHERE retired_gen IS NULL;
+CREATE INDEX topic_retired_gen_idx ON eventbus.topic (retired_gen) WHERE retired_gen IS NOT NULL;
 COMMENT ON TABLE eventbus.topic IS 'eventbus: topic dictionary (id -> topic text)';
+-- Uses of a topic in a chunk generation newer than its used_gen, recorded
+-- by publishers (an insert: they never wait) and folded into used_gen by
+-- maintenance.
+CREATE TABLE eventbus.topic_use (
+    topic_id   integer NOT NULL,
+    generation bigint NOT NULL
+);
+COMMENT ON TABLE eventbus.topic_use IS 'eventbus: topic uses not yet folded into eventbus.topic.used_gen';
 
 -- The parent of the chunks: reading it reads every chunk. It holds no rows.
 CREATE TABLE eventbus.event_log (
@@ -65,13 +83,15 @@ CREATE TABLE eventbus.chunk (
     is_current   boolean NOT NULL DEFAULT false,
     opened_at    timestamptz,            -- when it last became current
     sealed_at    timestamptz,            -- when publishing last moved on from it
-    reclaimed_at timestamptz             -- when it was last truncated
+    reclaimed_at timestamptz,            -- when it was last truncated
+    generation   bigint                  -- its turn as the current chunk (1, 2, ...); NULL
+                                         -- when it holds no events (src/topicdict.c)
 );
 CREATE UNIQUE INDEX chunk_one_current ON eventbus.chunk (is_current) WHERE is_current;
-INSERT INTO eventbus.chunk (chunk_no, relname, is_current, opened_at) VALUES
-    (0, 'event_log_0', true, now()),
-    (1, 'event_log_1', false, NULL),
-    (2, 'event_log_2', false, NULL);
+INSERT INTO eventbus.chunk (chunk_no, relname, is_current, opened_at, generation) VALUES
+    (0, 'event_log_0', true, now(), 1),
+    (1, 'event_log_1', false, NULL, NULL),
+    (2, 'event_log_2', false, NULL, NULL);
 COMMENT ON TABLE eventbus.chunk IS 'eventbus: the ring of event log chunks';
 
 -- pg_dump keeps the events, the topics they refer to and the id sequences.

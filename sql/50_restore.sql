@@ -31,6 +31,13 @@ BEGIN
     -- reclaim them, once no subscription needs them (sql/60_workers.sql).
     UPDATE eventbus.chunk ch SET sealed_at = now()
      WHERE NOT ch.is_current AND ch.sealed_at IS NULL;
+    -- Restored chunks may hold events of every restored topic: they count
+    -- as of the current generation until they are truncated, and the
+    -- restored topics as not retired (src/topicdict.c).
+    UPDATE eventbus.chunk ch SET generation = (SELECT cc.generation FROM eventbus.chunk cc WHERE cc.is_current)
+     WHERE ch.generation IS NULL;
+    UPDATE eventbus.topic t SET used_gen = 0, retired_gen = NULL
+     WHERE t.used_gen <> 0 OR t.retired_gen IS NOT NULL;
     IF NOT EXISTS (SELECT 1 FROM eventbus.origin o WHERE o.system_identifier <> cur) THEN
         -- Restored into this same cluster: the xids are ours; one row is enough.
         IF (SELECT count(*) FROM eventbus.origin) > 1 THEN

@@ -107,6 +107,10 @@ DECLARE
     v_now       timestamptz := clock_timestamp();
     v_rel       regclass;
     v_any       boolean;
+    v_min_gen   bigint;
+    v_cur_gen   bigint;
+    v_from      integer[];
+    v_to        integer[];
     c           eventbus.chunk;
     n           eventbus.chunk;
 BEGIN
@@ -149,7 +153,12 @@ BEGIN
             CONTINUE;                       -- a writer is still open: next round
         END;
         EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', v_rel) INTO v_any;
-        CONTINUE WHEN NOT v_any;
+        IF NOT v_any THEN
+            -- Empty, and no writer open (the lock): it holds no generation.
+            UPDATE eventbus.chunk ch SET generation = NULL
+             WHERE ch.chunk_no = c.chunk_no AND ch.generation IS NOT NULL;
+            CONTINUE;
+        END IF;
         CONTINUE WHEN cardinality(eventbus._chunk_pins(v_rel)) > 0;
         BEGIN
             EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', v_rel);
@@ -157,19 +166,60 @@ BEGIN
             CONTINUE;                       -- being read right now: next round
         END;
         EXECUTE format('TRUNCATE %s', v_rel);
-        UPDATE eventbus.chunk ch SET reclaimed_at = v_now WHERE ch.chunk_no = c.chunk_no;
+        UPDATE eventbus.chunk ch SET reclaimed_at = v_now, generation = NULL WHERE ch.chunk_no = c.chunk_no;
         reclaimed := reclaimed + 1;
     END LOOP;
+
+    -- The topic dictionary (src/topicdict.c says why this is safe): fold
+    -- the uses publishers recorded, retire topics used in no chunk
+    -- generation still stored, and drop retired ones that no stored chunk
+    -- can hold (their counts go to the topic's new id). At most so many
+    -- rows per round, so that a round stays short. Before the rotation,
+    -- whose lock on the next chunk holds publishers until the commit.
+    SELECT min(ch.generation), max(ch.generation) INTO v_min_gen, v_cur_gen
+      FROM eventbus.chunk ch WHERE ch.generation IS NOT NULL;
+    IF v_min_gen IS NOT NULL THEN
+        WITH u AS (DELETE FROM eventbus.topic_use x
+                    WHERE x.ctid = ANY (ARRAY(SELECT y.ctid FROM eventbus.topic_use y LIMIT 20000))
+                   RETURNING x.topic_id, x.generation)
+        UPDATE eventbus.topic t SET used_gen = q.g
+          FROM (SELECT u.topic_id, max(u.generation) AS g FROM u GROUP BY u.topic_id) q
+         WHERE t.id = q.topic_id AND t.used_gen < q.g;
+        UPDATE eventbus.topic t SET retired_gen = v_cur_gen
+         WHERE t.id = ANY (ARRAY(SELECT r.id FROM eventbus.topic r
+                                  WHERE r.retired_gen IS NULL AND r.used_gen < v_min_gen
+                                  LIMIT 5000));
+        WITH d AS (DELETE FROM eventbus.topic t
+                    WHERE t.id = ANY (ARRAY(SELECT r.id FROM eventbus.topic r
+                                             WHERE r.retired_gen < v_min_gen
+                                             LIMIT 5000))
+                   RETURNING t.id, t.topic)
+        SELECT array_agg(d.id),
+               array_agg((SELECT max(l.id) FROM eventbus.topic l
+                           WHERE l.topic = d.topic
+                             AND (l.retired_gen IS NULL OR l.retired_gen >= v_min_gen)))
+          INTO v_from, v_to
+          FROM d;
+        PERFORM eventbus._stats_move_topics(v_from, v_to) WHERE v_from IS NOT NULL;
+    END IF;
 
     SELECT * INTO c FROM eventbus.chunk ch WHERE ch.is_current;
     EXECUTE format('SELECT EXISTS (SELECT 1 FROM eventbus.%I)', c.relname) INTO v_any;
     IF v_any AND (c.opened_at <= v_now - v_interval
                   OR pg_relation_size(format('eventbus.%I', c.relname)::regclass) >= v_size) THEN
         SELECT * INTO n FROM eventbus.chunk ch WHERE ch.chunk_no = (c.chunk_no + 1) % 3;
-        EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM eventbus.%I)', n.relname) INTO v_any;
+        -- Empty, with no writer still open (a long transaction of its last
+        -- turn would otherwise add events of that turn to the new one).
+        BEGIN
+            EXECUTE format('LOCK TABLE eventbus.%I IN SHARE MODE NOWAIT', n.relname);
+            EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM eventbus.%I)', n.relname) INTO v_any;
+        EXCEPTION WHEN lock_not_available THEN
+            v_any := false;                 -- next round
+        END;
         IF v_any THEN
             UPDATE eventbus.chunk ch SET is_current = false, sealed_at = v_now WHERE ch.chunk_no = c.chunk_no;
-            UPDATE eventbus.chunk ch SET is_current = true, opened_at = v_now, sealed_at = NULL
+            UPDATE eventbus.chunk ch SET is_current = true, opened_at = v_now, sealed_at = NULL,
+                                         generation = coalesce(c.generation, 0) + 1
              WHERE ch.chunk_no = n.chunk_no;
             PERFORM eventbus._chunks_changed();
             rotated := true;

@@ -40,6 +40,13 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventbus._stats_prune(integer[]) IS
     'eventbus (internal): forget the counts of subscriptions not in "live"';
 
+CREATE FUNCTION eventbus._stats_move_topics("from" integer[], "to" integer[])
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_stats_move_topics'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus._stats_move_topics(integer[], integer[]) IS
+    'eventbus (internal): move the counts of dropped topic ids to the topic''s live id (NULL: forget them)';
+
 CREATE FUNCTION eventbus._stats_topics(
     OUT topic_id integer, OUT published bigint, OUT bytes bigint, OUT last_published_at timestamptz)
 RETURNS SETOF record
@@ -111,7 +118,6 @@ AS $$
 DECLARE
     s eventbus.subscription;
     c eventbus.cursor;
-    v_topics integer[];
     v_now timestamptz := clock_timestamp();
     v_oldest timestamptz;
 BEGIN
@@ -120,7 +126,6 @@ BEGIN
     IF s.id IS NULL OR c.sub_id IS NULL THEN
         RETURN;
     END IF;
-    v_topics := eventbus._topic_ids(s.patterns);
     SELECT count(*) FILTER (WHERE NOT u.gone), count(*) FILTER (WHERE u.gone),
            min(u.published_at) FILTER (WHERE NOT u.gone), max(u.published_at)
       INTO unread, unread_expired, oldest_pending, newest
@@ -151,15 +156,23 @@ BEGIN
     IF newest IS NULL AND oldest_pending IS NOT NULL THEN
         -- Nothing unread: the newest matching event was read already. Its
         -- topic's last commit (shared memory), else a bounded look back.
-        SELECT max(t.last_published_at) INTO newest
-          FROM eventbus._stats_topics() t WHERE t.topic_id = ANY (v_topics);
+        -- Topics are matched among those the counters, or the events
+        -- looked at, name: never the whole dictionary.
+        SELECT max(st.last_published_at) INTO newest
+          FROM eventbus._stats_topics() st
+          JOIN eventbus.topic tp ON tp.id = st.topic_id
+         WHERE EXISTS (SELECT 1 FROM unnest(s.patterns) p WHERE eventbus.topic_matches(tp.topic, p));
         IF newest IS NULL THEN
+            WITH q AS (SELECT ev.published_at, ev.topic_id, ev.rejected_by
+                         FROM eventbus.event_log ev
+                        ORDER BY ev.txid DESC, ev.id DESC
+                        LIMIT 100000),
+                 m AS (SELECT tp.id FROM eventbus.topic tp
+                        WHERE tp.id IN (SELECT DISTINCT q.topic_id FROM q)
+                          AND EXISTS (SELECT 1 FROM unnest(s.patterns) p
+                                       WHERE eventbus.topic_matches(tp.topic, p)))
             SELECT max(q.published_at) INTO newest
-              FROM (SELECT ev.published_at, ev.topic_id, ev.rejected_by
-                      FROM eventbus.event_log ev
-                     ORDER BY ev.txid DESC, ev.id DESC
-                     LIMIT 100000) q
-             WHERE q.topic_id = ANY (v_topics) AND q.rejected_by IS NULL;
+              FROM q WHERE q.topic_id IN (SELECT m.id FROM m) AND q.rejected_by IS NULL;
         END IF;
     END IF;
 END
@@ -167,15 +180,18 @@ $$;
 COMMENT ON FUNCTION eventbus._pending(integer) IS
     'eventbus (internal): a subscription''s pending events, read from the tables';
 
+-- One row per topic, whatever number of dictionary ids it has (a race, or
+-- a new id after the topic was retired: src/topicdict.c).
 CREATE VIEW eventbus.topic_stats AS
 SELECT t.topic,
-       CASE WHEN i.enabled THEN coalesce(st.published, 0) END AS published,
-       CASE WHEN i.enabled THEN coalesce(st.bytes, 0) END AS bytes,
-       st.last_published_at,
+       CASE WHEN i.enabled THEN coalesce(sum(st.published), 0)::bigint END AS published,
+       CASE WHEN i.enabled THEN coalesce(sum(st.bytes), 0)::bigint END AS bytes,
+       max(st.last_published_at) AS last_published_at,
        i.stats_reset
   FROM eventbus.topic t
  CROSS JOIN eventbus._stats_info() i
-  LEFT JOIN eventbus._stats_topics() st ON st.topic_id = t.id;
+  LEFT JOIN eventbus._stats_topics() st ON st.topic_id = t.id
+ GROUP BY t.topic, i.enabled, i.stats_reset;
 COMMENT ON VIEW eventbus.topic_stats IS
     'eventbus: events and bytes published (committed) per topic since the last reset';
 

@@ -72,7 +72,7 @@ extern void EbCheckPublishAcl(const char *topic, int len);
 extern void EbAclInit(void);
 
 /* ---- topicdict.c: the topic dictionary ---- */
-extern int32 EbTopicId(const char *topic, int len);
+extern int32 EbTopicId(const char *topic, int len, int64 generation);
 extern const char *EbTopicName(int32 id);
 extern void EbTopicDictInit(void);
 
@@ -81,7 +81,9 @@ extern void EbTopicDictInit(void);
 /* One event, as publish hands it to the log. */
 typedef struct EbEvent
 {
-	int32		topic_id;
+	const char *topic;			/* not NUL-terminated */
+	int			topic_len;
+	int32		topic_id;		/* set by EbLogWrite */
 	Datum		payload;		/* jsonb */
 	text	   *key;			/* NULL: none */
 	Datum		headers;		/* jsonb; 0 when headers_null */
@@ -100,7 +102,7 @@ typedef struct EbLogWriter EbLogWriter;
 extern Oid	EbSchemaOid(void);
 extern Oid	EbRelid(const char *relname);
 extern EbLogWriter *EbLogWriterOpen(void);
-extern int64 EbLogWrite(EbLogWriter *writer, const EbEvent *event);
+extern int64 EbLogWrite(EbLogWriter *writer, EbEvent *event);
 extern void EbLogWriterClose(EbLogWriter *writer);
 extern void EbEventLogInit(void);
 

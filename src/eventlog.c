@@ -82,12 +82,14 @@ struct EbLogWriter
 {
 	EbRowWriter *rows;
 	Oid			seqid;
+	int64		generation;		/* of the chunk written to (topicdict.c) */
 };
 
 /* Cached OIDs; all reset when any of our relations is invalidated. */
 static Oid	SchemaOid = InvalidOid;
 static Oid	ChunkRegistryOid = InvalidOid;
 static Oid	CurrentChunkOid = InvalidOid;
+static int64 CurrentChunkGeneration = 0;
 
 /* Counts invalidations, so that a lookup never caches what one made stale. */
 static uint64 InvalCount = 0;
@@ -124,9 +126,14 @@ EbRelid(const char *relname)
 	return relid;
 }
 
-/* Reads eventbus.chunk and returns the OID of the current chunk table. */
+/*
+ * Reads eventbus.chunk and returns the OID of the current chunk table, and
+ * in *generation its generation: the number of the chunk's turn as the
+ * current one, which the topic dictionary needs (topicdict.c). A table
+ * without the column (version 0.1.0 before its update) gives 0.
+ */
 static Oid
-LookupCurrentChunk(void)
+LookupCurrentChunk(int64 *generation)
 {
 	Relation	rel;
 	TableScanDesc scan;
@@ -134,6 +141,7 @@ LookupCurrentChunk(void)
 	Oid			registry = EbRelid("chunk");
 	Oid			chunk;
 	char	   *relname = NULL;
+	AttrNumber	genattr;
 
 	/*
 	 * SnapshotSelf: the committed ring, without an SSI predicate lock. A
@@ -141,6 +149,8 @@ LookupCurrentChunk(void)
 	 * current row from it (they are two rows); a second scan sees the result.
 	 */
 	rel = table_open(registry, AccessShareLock);
+	genattr = get_attnum(registry, "generation");
+	*generation = 0;
 	for (int attempt = 0; attempt < 3 && relname == NULL; attempt++)
 	{
 		scan = table_beginscan(rel, SnapshotSelf, 0, NULL);
@@ -154,6 +164,12 @@ LookupCurrentChunk(void)
 				Datum		name = heap_getattr(tuple, 2, RelationGetDescr(rel), &isnull);
 
 				relname = pstrdup(NameStr(*DatumGetName(name)));
+				if (genattr != InvalidAttrNumber)
+				{
+					Datum		gen = heap_getattr(tuple, genattr, RelationGetDescr(rel), &isnull);
+
+					*generation = isnull ? 0 : DatumGetInt64(gen);
+				}
 				break;
 			}
 		}
@@ -311,15 +327,17 @@ EbLogWriterOpen(void)
 	EbLogWriter *w = palloc(sizeof(EbLogWriter));
 
 	Oid			chunk = CurrentChunkOid;
+	int64		generation = CurrentChunkGeneration;
 	Oid			seq = EventSeqOid;
 	uint64		inval = InvalCount;
 
 	/* Locals: a lookup may process invalidations that reset the statics. */
 	if (!OidIsValid(chunk))
-		chunk = LookupCurrentChunk();
+		chunk = LookupCurrentChunk(&generation);
 	if (!OidIsValid(seq))
 		seq = EbRelid("event_id_seq");
 	w->seqid = seq;
+	w->generation = generation;
 	w->rows = EbRowWriterOpen(chunk, LOG_NATTS);
 	/*
 	 * Cached only if no invalidation arrived meanwhile (opening the chunk
@@ -330,19 +348,25 @@ EbLogWriterOpen(void)
 	if (InvalCount == inval)
 	{
 		CurrentChunkOid = chunk;
+		CurrentChunkGeneration = generation;
 		EventSeqOid = seq;
 	}
 	return w;
 }
 
-/* Appends one event to the log and returns its id. */
+/*
+ * Appends one event to the log and returns its id; sets ev->topic_id (the
+ * dictionary id is valid for the chunk written to only: topicdict.c).
+ */
 int64
-EbLogWrite(EbLogWriter *w, const EbEvent *ev)
+EbLogWrite(EbLogWriter *w, EbEvent *ev)
 {
 	Datum		values[LOG_NATTS];
 	bool		nulls[LOG_NATTS];
-	int64		id = nextval_internal(w->seqid, false);
+	int64		id;
 
+	ev->topic_id = EbTopicId(ev->topic, ev->topic_len, w->generation);
+	id = nextval_internal(w->seqid, false);
 	memset(nulls, 0, sizeof(nulls));
 	values[LOG_ID] = Int64GetDatum(id);
 	values[LOG_TXID] = FullTransactionIdGetDatum(GetTopFullTransactionId());

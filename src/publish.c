@@ -210,7 +210,8 @@ PrepareEvent(const PublishArgs *a, EbEvent *ev)
 	ev->rejected_by = NULL;
 	ev->schema_error = NULL;
 	EbCheckSchema(topic, topic_len, a->payload, ev);
-	ev->topic_id = EbTopicId(topic, topic_len);
+	ev->topic = topic;
+	ev->topic_len = topic_len;
 	if (ev->rejected_by == NULL)	/* a dead letter is not backlog */
 		EbCheckBacklog(topic, topic_len);
 }

@@ -861,3 +861,80 @@ eventbus_stats_prune(PG_FUNCTION_ARGS)
 	LWLockRelease(StatsShared->lock);
 	PG_RETURN_VOID();
 }
+
+PG_FUNCTION_INFO_V1(eventbus_stats_move_topics);
+
+/*
+ * SQL eventbus._stats_move_topics(from integer[], to integer[]): the
+ * counts of each dictionary id "from" dropped by maintenance go to the id
+ * "to" of the same topic (NULL: the topic is gone, and so are its counts),
+ * so that topic_stats does not lose what a topic published when it got a
+ * new id (src/topicdict.c).
+ */
+Datum
+eventbus_stats_move_topics(PG_FUNCTION_ARGS)
+{
+	Datum	   *from;
+	Datum	   *to;
+	bool	   *from_nulls;
+	bool	   *to_nulls;
+	int			n;
+	int			nto;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || StatsShared == NULL)
+		PG_RETURN_VOID();
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(0), INT4OID, 4, true, TYPALIGN_INT, &from, &from_nulls, &n);
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(1), INT4OID, 4, true, TYPALIGN_INT, &to, &to_nulls, &nto);
+	if (n != nto)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("from has %d elements but to has %d", n, nto)));
+	LWLockAcquire(StatsShared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < n; i++)
+	{
+		EbStatsKey	key;
+		EbStatsEntry *old;
+		EbStatsEntry *dest;
+		bool		found;
+		int64		counts[EB_SUB_NCOUNTERS];
+		TimestampTz last_at;
+
+		if (from_nulls[i])
+			continue;
+		memset(&key, 0, sizeof(key));
+		key.dboid = MyDatabaseId;
+		key.kind = EB_STATS_TOPIC;
+		key.id = DatumGetInt32(from[i]);
+		old = hash_search(StatsHash, &key, HASH_FIND, NULL);
+		if (old == NULL)
+			continue;
+		/* Under the exclusive lock: nobody is adding to a counter. */
+		memcpy(counts, old->v.c, sizeof(counts));
+		last_at = old->last_at;
+		(void) hash_search(StatsHash, &key, HASH_REMOVE, NULL);
+		if (to_nulls[i])
+			continue;
+		key.id = DatumGetInt32(to[i]);
+		dest = hash_search(StatsHash, &key, HASH_FIND, NULL);
+		if (dest == NULL && hash_get_num_entries(StatsHash) < eb_stats_max)
+		{
+			dest = hash_search(StatsHash, &key, HASH_ENTER_NULL, &found);
+			if (dest != NULL && !found)
+			{
+				SpinLockInit(&dest->mutex);
+				memset(&dest->v, 0, sizeof(dest->v));
+				dest->last_at = 0;
+			}
+		}
+		if (dest == NULL)
+		{
+			pg_atomic_fetch_add_u64(&StatsShared->dropped, 1);
+			continue;
+		}
+		for (int c = 0; c < EB_SUB_NCOUNTERS; c++)
+			dest->v.c[c] += counts[c];
+		dest->last_at = Max(dest->last_at, last_at);
+	}
+	LWLockRelease(StatsShared->lock);
+	PG_RETURN_VOID();
+}

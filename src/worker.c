@@ -344,21 +344,31 @@ WindowTopics(const char *prev, const EbSnap *snap, int *ntopics)
 	EbPos		pos;
 	int			max = 16;
 	int32	   *topics = palloc(sizeof(int32) * max);
+	int32		last = -1;
+	HASHCTL		ctl;
+	HTAB	   *seen;
 
+	/* A set, not a list search: a window may hold 100,000s of topics. */
+	ctl.keysize = sizeof(int32);
+	ctl.entrysize = sizeof(int32);
+	ctl.hcxt = CurrentMemoryContext;
+	seen = hash_create("eventbus window topics", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	*ntopics = 0;
 	while ((slot = EbWindowNext(ws, &pos)) != NULL)
 	{
 		bool		isnull;
+		bool		found;
 		int32		t;
-		bool		known = false;
 
 		(void) slot_getattr(slot, EB_LOG_REJECTED_BY, &isnull);
 		if (!isnull)
 			continue;
 		t = DatumGetInt32(slot_getattr(slot, EB_LOG_TOPIC_ID, &isnull));
-		for (int i = *ntopics - 1; i >= 0 && !known; i--)
-			known = topics[i] == t;
-		if (known)
+		if (t == last)
+			continue;			/* the common case: a run of one topic */
+		last = t;
+		(void) hash_search(seen, &t, HASH_ENTER, &found);
+		if (found)
 			continue;
 		if (*ntopics == max)
 		{
@@ -367,6 +377,7 @@ WindowTopics(const char *prev, const EbSnap *snap, int *ntopics)
 		}
 		topics[(*ntopics)++] = t;
 	}
+	hash_destroy(seen);
 	EbWindowEnd(ws);
 	EbLogClose(log);
 	return topics;

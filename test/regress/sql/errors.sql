@@ -68,11 +68,6 @@ select eventbus.unsubscribe('errors_sub');
 -- 55000 extension objects damaged: a missing table, no current chunk.
 -- (This session has not published yet, so nothing is cached.)
 begin;
-alter table eventbus.topic rename to topic_renamed;
-select eventbus.publish('damaged.topic', '{}');
-\echo :LAST_ERROR_SQLSTATE
-rollback;
-begin;
 update eventbus.chunk set is_current = false;
 select eventbus.publish('damaged.chunk', '{}');
 \echo :LAST_ERROR_SQLSTATE
@@ -80,6 +75,11 @@ rollback;
 begin;
 update eventbus.chunk set relname = 'topic' where is_current;
 select eventbus.publish('damaged.chunk', '{}');
+\echo :LAST_ERROR_SQLSTATE
+rollback;
+begin;
+alter table eventbus.topic rename to topic_renamed;
+select eventbus.publish('damaged.topic', '{}');
 \echo :LAST_ERROR_SQLSTATE
 rollback;
 -- and after the rollbacks everything works again
