@@ -427,6 +427,7 @@ REVOKE EXECUTE ON FUNCTION
     eventbus._stats_sub(integer, bigint, bigint, bigint, bigint, bigint, bigint, bigint, bigint, bigint, timestamptz[], timestamptz[], boolean),
     eventbus._stats_drop_sub(integer),
     eventbus._stats_prune(integer[]),
+    eventbus._stats_move_topics(integer[], integer[]),
     eventbus._stats_topics(),
     eventbus._stats_subscriptions(),
     eventbus._stats_info(),

@@ -6,7 +6,8 @@
 -- eventbus._unread in C. Owners and rights: subscriptions and schemas get
 -- an owner (the extension's owner, for those made before), subscriptions
 -- their consumers and managers; the management functions become gates
--- to internal functions that learn who called (access.c).
+-- to internal functions that learn who called (access.c). Topics get the
+-- columns that let maintenance drop unused ones, chunks their generation.
 -- Every function and view is (re)created from the 0.2.0 install script; what users were granted on the functions and
 -- views that are dropped and created again (their signature or columns
 -- changed) is granted again. Leased, waiting and dead deliveries and the
@@ -116,6 +117,32 @@ CREATE TABLE eventbus.topic_acl (
 );
 COMMENT ON TABLE eventbus.topic_acl IS 'eventbus: which topics a role may publish to, which patterns it may subscribe with';
 SELECT pg_catalog.pg_extension_config_dump('eventbus.topic_acl', '');
+-- The topic dictionary drops unused topics (src/topicdict.c): chunk
+-- generations, and what publishers used. Chunks holding events, and the
+-- current one, count as generation 1; the others hold none.
+ALTER TABLE eventbus.topic ADD COLUMN used_gen bigint NOT NULL DEFAULT 0;
+ALTER TABLE eventbus.topic ADD COLUMN retired_gen bigint;
+CREATE INDEX topic_used_gen_idx ON eventbus.topic (used_gen) WHERE retired_gen IS NULL;
+CREATE INDEX topic_retired_gen_idx ON eventbus.topic (retired_gen) WHERE retired_gen IS NOT NULL;
+CREATE TABLE eventbus.topic_use (
+    topic_id   integer NOT NULL,
+    generation bigint NOT NULL
+);
+COMMENT ON TABLE eventbus.topic_use IS 'eventbus: topic uses not yet folded into eventbus.topic.used_gen';
+ALTER TABLE eventbus.chunk ADD COLUMN generation bigint;
+DO $$
+DECLARE
+    c record;
+    v_any boolean;
+BEGIN
+    FOR c IN SELECT ch.chunk_no, ch.relname, ch.is_current FROM eventbus.chunk ch LOOP
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM eventbus.%I)', c.relname) INTO v_any;
+        IF c.is_current OR v_any THEN
+            UPDATE eventbus.chunk ch SET generation = 1 WHERE ch.chunk_no = c.chunk_no;
+        END IF;
+    END LOOP;
+END
+$$;
 
 -- Functions and views whose signature, result or columns changed, or that
 -- are gone.
@@ -993,6 +1020,13 @@ BEGIN
     -- reclaim them, once no subscription needs them (sql/60_workers.sql).
     UPDATE eventbus.chunk ch SET sealed_at = now()
      WHERE NOT ch.is_current AND ch.sealed_at IS NULL;
+    -- Restored chunks may hold events of every restored topic: they count
+    -- as of the current generation until they are truncated, and the
+    -- restored topics as not retired (src/topicdict.c).
+    UPDATE eventbus.chunk ch SET generation = (SELECT cc.generation FROM eventbus.chunk cc WHERE cc.is_current)
+     WHERE ch.generation IS NULL;
+    UPDATE eventbus.topic t SET used_gen = 0, retired_gen = NULL
+     WHERE t.used_gen <> 0 OR t.retired_gen IS NOT NULL;
     IF NOT EXISTS (SELECT 1 FROM eventbus.origin o WHERE o.system_identifier <> cur) THEN
         -- Restored into this same cluster: the xids are ours; one row is enough.
         IF (SELECT count(*) FROM eventbus.origin) > 1 THEN
@@ -1136,6 +1170,10 @@ DECLARE
     v_now       timestamptz := clock_timestamp();
     v_rel       regclass;
     v_any       boolean;
+    v_min_gen   bigint;
+    v_cur_gen   bigint;
+    v_from      integer[];
+    v_to        integer[];
     c           eventbus.chunk;
     n           eventbus.chunk;
 BEGIN
@@ -1178,7 +1216,12 @@ BEGIN
             CONTINUE;                       -- a writer is still open: next round
         END;
         EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', v_rel) INTO v_any;
-        CONTINUE WHEN NOT v_any;
+        IF NOT v_any THEN
+            -- Empty, and no writer open (the lock): it holds no generation.
+            UPDATE eventbus.chunk ch SET generation = NULL
+             WHERE ch.chunk_no = c.chunk_no AND ch.generation IS NOT NULL;
+            CONTINUE;
+        END IF;
         CONTINUE WHEN cardinality(eventbus._chunk_pins(v_rel)) > 0;
         BEGIN
             EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', v_rel);
@@ -1186,19 +1229,60 @@ BEGIN
             CONTINUE;                       -- being read right now: next round
         END;
         EXECUTE format('TRUNCATE %s', v_rel);
-        UPDATE eventbus.chunk ch SET reclaimed_at = v_now WHERE ch.chunk_no = c.chunk_no;
+        UPDATE eventbus.chunk ch SET reclaimed_at = v_now, generation = NULL WHERE ch.chunk_no = c.chunk_no;
         reclaimed := reclaimed + 1;
     END LOOP;
+
+    -- The topic dictionary (src/topicdict.c says why this is safe): fold
+    -- the uses publishers recorded, retire topics used in no chunk
+    -- generation still stored, and drop retired ones that no stored chunk
+    -- can hold (their counts go to the topic's new id). At most so many
+    -- rows per round, so that a round stays short. Before the rotation,
+    -- whose lock on the next chunk holds publishers until the commit.
+    SELECT min(ch.generation), max(ch.generation) INTO v_min_gen, v_cur_gen
+      FROM eventbus.chunk ch WHERE ch.generation IS NOT NULL;
+    IF v_min_gen IS NOT NULL THEN
+        WITH u AS (DELETE FROM eventbus.topic_use x
+                    WHERE x.ctid = ANY (ARRAY(SELECT y.ctid FROM eventbus.topic_use y LIMIT 20000))
+                   RETURNING x.topic_id, x.generation)
+        UPDATE eventbus.topic t SET used_gen = q.g
+          FROM (SELECT u.topic_id, max(u.generation) AS g FROM u GROUP BY u.topic_id) q
+         WHERE t.id = q.topic_id AND t.used_gen < q.g;
+        UPDATE eventbus.topic t SET retired_gen = v_cur_gen
+         WHERE t.id = ANY (ARRAY(SELECT r.id FROM eventbus.topic r
+                                  WHERE r.retired_gen IS NULL AND r.used_gen < v_min_gen
+                                  LIMIT 5000));
+        WITH d AS (DELETE FROM eventbus.topic t
+                    WHERE t.id = ANY (ARRAY(SELECT r.id FROM eventbus.topic r
+                                             WHERE r.retired_gen < v_min_gen
+                                             LIMIT 5000))
+                   RETURNING t.id, t.topic)
+        SELECT array_agg(d.id),
+               array_agg((SELECT max(l.id) FROM eventbus.topic l
+                           WHERE l.topic = d.topic
+                             AND (l.retired_gen IS NULL OR l.retired_gen >= v_min_gen)))
+          INTO v_from, v_to
+          FROM d;
+        PERFORM eventbus._stats_move_topics(v_from, v_to) WHERE v_from IS NOT NULL;
+    END IF;
 
     SELECT * INTO c FROM eventbus.chunk ch WHERE ch.is_current;
     EXECUTE format('SELECT EXISTS (SELECT 1 FROM eventbus.%I)', c.relname) INTO v_any;
     IF v_any AND (c.opened_at <= v_now - v_interval
                   OR pg_relation_size(format('eventbus.%I', c.relname)::regclass) >= v_size) THEN
         SELECT * INTO n FROM eventbus.chunk ch WHERE ch.chunk_no = (c.chunk_no + 1) % 3;
-        EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM eventbus.%I)', n.relname) INTO v_any;
+        -- Empty, with no writer still open (a long transaction of its last
+        -- turn would otherwise add events of that turn to the new one).
+        BEGIN
+            EXECUTE format('LOCK TABLE eventbus.%I IN SHARE MODE NOWAIT', n.relname);
+            EXECUTE format('SELECT NOT EXISTS (SELECT 1 FROM eventbus.%I)', n.relname) INTO v_any;
+        EXCEPTION WHEN lock_not_available THEN
+            v_any := false;                 -- next round
+        END;
         IF v_any THEN
             UPDATE eventbus.chunk ch SET is_current = false, sealed_at = v_now WHERE ch.chunk_no = c.chunk_no;
-            UPDATE eventbus.chunk ch SET is_current = true, opened_at = v_now, sealed_at = NULL
+            UPDATE eventbus.chunk ch SET is_current = true, opened_at = v_now, sealed_at = NULL,
+                                         generation = coalesce(c.generation, 0) + 1
              WHERE ch.chunk_no = n.chunk_no;
             PERFORM eventbus._chunks_changed();
             rotated := true;
@@ -1472,6 +1556,11 @@ CREATE OR REPLACE FUNCTION eventbus._stats_prune(live integer[])
 RETURNS void
 AS 'MODULE_PATHNAME', 'eventbus_stats_prune'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION eventbus._stats_move_topics("from" integer[], "to" integer[])
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_stats_move_topics'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
 CREATE OR REPLACE FUNCTION eventbus._stats_topics(
     OUT topic_id integer, OUT published bigint, OUT bytes bigint, OUT last_published_at timestamptz)
 RETURNS SETOF record
@@ -1525,7 +1614,6 @@ AS $$
 DECLARE
     s eventbus.subscription;
     c eventbus.cursor;
-    v_topics integer[];
     v_now timestamptz := clock_timestamp();
     v_oldest timestamptz;
 BEGIN
@@ -1534,7 +1622,6 @@ BEGIN
     IF s.id IS NULL OR c.sub_id IS NULL THEN
         RETURN;
     END IF;
-    v_topics := eventbus._topic_ids(s.patterns);
     SELECT count(*) FILTER (WHERE NOT u.gone), count(*) FILTER (WHERE u.gone),
            min(u.published_at) FILTER (WHERE NOT u.gone), max(u.published_at)
       INTO unread, unread_expired, oldest_pending, newest
@@ -1565,15 +1652,23 @@ BEGIN
     IF newest IS NULL AND oldest_pending IS NOT NULL THEN
         -- Nothing unread: the newest matching event was read already. Its
         -- topic's last commit (shared memory), else a bounded look back.
-        SELECT max(t.last_published_at) INTO newest
-          FROM eventbus._stats_topics() t WHERE t.topic_id = ANY (v_topics);
+        -- Topics are matched among those the counters, or the events
+        -- looked at, name: never the whole dictionary.
+        SELECT max(st.last_published_at) INTO newest
+          FROM eventbus._stats_topics() st
+          JOIN eventbus.topic tp ON tp.id = st.topic_id
+         WHERE EXISTS (SELECT 1 FROM unnest(s.patterns) p WHERE eventbus.topic_matches(tp.topic, p));
         IF newest IS NULL THEN
+            WITH q AS (SELECT ev.published_at, ev.topic_id, ev.rejected_by
+                         FROM eventbus.event_log ev
+                        ORDER BY ev.txid DESC, ev.id DESC
+                        LIMIT 100000),
+                 m AS (SELECT tp.id FROM eventbus.topic tp
+                        WHERE tp.id IN (SELECT DISTINCT q.topic_id FROM q)
+                          AND EXISTS (SELECT 1 FROM unnest(s.patterns) p
+                                       WHERE eventbus.topic_matches(tp.topic, p)))
             SELECT max(q.published_at) INTO newest
-              FROM (SELECT ev.published_at, ev.topic_id, ev.rejected_by
-                      FROM eventbus.event_log ev
-                     ORDER BY ev.txid DESC, ev.id DESC
-                     LIMIT 100000) q
-             WHERE q.topic_id = ANY (v_topics) AND q.rejected_by IS NULL;
+              FROM q WHERE q.topic_id IN (SELECT m.id FROM m) AND q.rejected_by IS NULL;
         END IF;
     END IF;
 END
@@ -1789,13 +1884,14 @@ SELECT s.pattern, s.uri, s.on_invalid, s.schema, s.created_at, s.owner
   FROM eventbus.schema s;
 CREATE OR REPLACE VIEW eventbus.topic_stats AS
 SELECT t.topic,
-       CASE WHEN i.enabled THEN coalesce(st.published, 0) END AS published,
-       CASE WHEN i.enabled THEN coalesce(st.bytes, 0) END AS bytes,
-       st.last_published_at,
+       CASE WHEN i.enabled THEN coalesce(sum(st.published), 0)::bigint END AS published,
+       CASE WHEN i.enabled THEN coalesce(sum(st.bytes), 0)::bigint END AS bytes,
+       max(st.last_published_at) AS last_published_at,
        i.stats_reset
   FROM eventbus.topic t
  CROSS JOIN eventbus._stats_info() i
-  LEFT JOIN eventbus._stats_topics() st ON st.topic_id = t.id;
+  LEFT JOIN eventbus._stats_topics() st ON st.topic_id = t.id
+ GROUP BY t.topic, i.enabled, i.stats_reset;
 CREATE OR REPLACE VIEW eventbus.subscription_stats AS
 SELECT s.name AS subscription,
        CASE WHEN i.enabled THEN coalesce(st."read", 0) + p.unread + p.unread_expired + p.ready END AS routed,
@@ -2024,6 +2120,8 @@ COMMENT ON FUNCTION eventbus._stats_drop_sub(integer) IS
     'eventbus (internal): forget a subscription''s counts when this transaction commits';
 COMMENT ON FUNCTION eventbus._stats_prune(integer[]) IS
     'eventbus (internal): forget the counts of subscriptions not in "live"';
+COMMENT ON FUNCTION eventbus._stats_move_topics(integer[], integer[]) IS
+    'eventbus (internal): move the counts of dropped topic ids to the topic''s live id (NULL: forget them)';
 COMMENT ON FUNCTION eventbus._stats_topics() IS
     'eventbus (internal): this database''s topic counters in shared memory';
 COMMENT ON FUNCTION eventbus._stats_subscriptions() IS
@@ -2079,6 +2177,7 @@ REVOKE EXECUTE ON FUNCTION
     eventbus._stats_sub(integer, bigint, bigint, bigint, bigint, bigint, bigint, bigint, bigint, bigint, timestamptz[], timestamptz[], boolean),
     eventbus._stats_drop_sub(integer),
     eventbus._stats_prune(integer[]),
+    eventbus._stats_move_topics(integer[], integer[]),
     eventbus._stats_topics(),
     eventbus._stats_subscriptions(),
     eventbus._stats_info(),
