@@ -81,6 +81,73 @@ $$;
 COMMENT ON FUNCTION eventbus._chunk_pins(regclass) IS
     'eventbus (internal): names of the subscriptions that still need events of a chunk';
 
+-- One step of the topic dictionary's upkeep (src/topicdict.c says why it
+-- is safe): fold the uses publishers recorded into used_gen, retire topics
+-- used in no chunk generation still stored, and drop retired ones that no
+-- stored chunk can hold any more (their counts go to the topic's new id).
+-- At most so many rows each, so that a step stays short; returns whether
+-- more is left. Holds eventbus.chunk's lock (taken without waiting), so
+-- that no rotation changes the generations meanwhile; does nothing while
+-- restored data is not adopted.
+CREATE FUNCTION eventbus._maintain_topics(OUT more boolean)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_min_gen bigint;
+    v_cur_gen bigint;
+    v_from    integer[];
+    v_to      integer[];
+    v_n       bigint;
+BEGIN
+    more := false;
+    BEGIN
+        LOCK TABLE eventbus.chunk IN EXCLUSIVE MODE NOWAIT;
+    EXCEPTION WHEN lock_not_available THEN
+        more := true;                       -- a maintenance round is running
+        RETURN;
+    END;
+    IF (SELECT count(*) <> 1 OR bool_or(o.system_identifier <> (SELECT system_identifier FROM pg_control_system()))
+          FROM eventbus.origin o) THEN
+        RETURN;                             -- restored data not adopted yet
+    END IF;
+    SELECT min(ch.generation), max(ch.generation) INTO v_min_gen, v_cur_gen
+      FROM eventbus.chunk ch WHERE ch.generation IS NOT NULL;
+    IF v_min_gen IS NULL THEN
+        RETURN;
+    END IF;
+    WITH u AS (DELETE FROM eventbus.topic_use x
+                WHERE x.ctid = ANY (ARRAY(SELECT y.ctid FROM eventbus.topic_use y LIMIT 20000))
+               RETURNING x.topic_id, x.generation),
+         f AS (UPDATE eventbus.topic t SET used_gen = q.g
+                 FROM (SELECT u.topic_id, max(u.generation) AS g FROM u GROUP BY u.topic_id) q
+                WHERE t.id = q.topic_id AND t.used_gen < q.g)
+    SELECT count(*) INTO v_n FROM u;
+    more := more OR v_n >= 20000;
+    UPDATE eventbus.topic t SET retired_gen = v_cur_gen
+     WHERE t.id = ANY (ARRAY(SELECT r.id FROM eventbus.topic r
+                              WHERE r.retired_gen IS NULL AND r.used_gen < v_min_gen
+                              LIMIT 5000));
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    more := more OR v_n >= 5000;
+    WITH d AS (DELETE FROM eventbus.topic t
+                WHERE t.id = ANY (ARRAY(SELECT r.id FROM eventbus.topic r
+                                         WHERE r.retired_gen < v_min_gen
+                                         LIMIT 5000))
+               RETURNING t.id, t.topic)
+    SELECT array_agg(d.id),
+           array_agg((SELECT max(l.id) FROM eventbus.topic l
+                       WHERE l.topic = d.topic
+                         AND (l.retired_gen IS NULL OR l.retired_gen >= v_min_gen)))
+      INTO v_from, v_to
+      FROM d;
+    more := more OR coalesce(cardinality(v_from), 0) >= 5000;
+    PERFORM eventbus._stats_move_topics(v_from, v_to) WHERE v_from IS NOT NULL;
+END
+$$;
+COMMENT ON FUNCTION eventbus._maintain_topics() IS
+    'eventbus (internal): one bounded step of dropping unused topics from the dictionary';
+
 -- One round of chunk maintenance:
 --   1. reclaim: a chunk that is not current, sealed more than
 --      eventbus.retention ago and needed by no subscription is truncated.
@@ -107,10 +174,6 @@ DECLARE
     v_now       timestamptz := clock_timestamp();
     v_rel       regclass;
     v_any       boolean;
-    v_min_gen   bigint;
-    v_cur_gen   bigint;
-    v_from      integer[];
-    v_to        integer[];
     c           eventbus.chunk;
     n           eventbus.chunk;
 BEGIN
@@ -170,38 +233,10 @@ BEGIN
         reclaimed := reclaimed + 1;
     END LOOP;
 
-    -- The topic dictionary (src/topicdict.c says why this is safe): fold
-    -- the uses publishers recorded, retire topics used in no chunk
-    -- generation still stored, and drop retired ones that no stored chunk
-    -- can hold (their counts go to the topic's new id). At most so many
-    -- rows per round, so that a round stays short. Before the rotation,
-    -- whose lock on the next chunk holds publishers until the commit.
-    SELECT min(ch.generation), max(ch.generation) INTO v_min_gen, v_cur_gen
-      FROM eventbus.chunk ch WHERE ch.generation IS NOT NULL;
-    IF v_min_gen IS NOT NULL THEN
-        WITH u AS (DELETE FROM eventbus.topic_use x
-                    WHERE x.ctid = ANY (ARRAY(SELECT y.ctid FROM eventbus.topic_use y LIMIT 20000))
-                   RETURNING x.topic_id, x.generation)
-        UPDATE eventbus.topic t SET used_gen = q.g
-          FROM (SELECT u.topic_id, max(u.generation) AS g FROM u GROUP BY u.topic_id) q
-         WHERE t.id = q.topic_id AND t.used_gen < q.g;
-        UPDATE eventbus.topic t SET retired_gen = v_cur_gen
-         WHERE t.id = ANY (ARRAY(SELECT r.id FROM eventbus.topic r
-                                  WHERE r.retired_gen IS NULL AND r.used_gen < v_min_gen
-                                  LIMIT 5000));
-        WITH d AS (DELETE FROM eventbus.topic t
-                    WHERE t.id = ANY (ARRAY(SELECT r.id FROM eventbus.topic r
-                                             WHERE r.retired_gen < v_min_gen
-                                             LIMIT 5000))
-                   RETURNING t.id, t.topic)
-        SELECT array_agg(d.id),
-               array_agg((SELECT max(l.id) FROM eventbus.topic l
-                           WHERE l.topic = d.topic
-                             AND (l.retired_gen IS NULL OR l.retired_gen >= v_min_gen)))
-          INTO v_from, v_to
-          FROM d;
-        PERFORM eventbus._stats_move_topics(v_from, v_to) WHERE v_from IS NOT NULL;
-    END IF;
+    -- One step of the topic dictionary's upkeep (the worker takes the
+    -- next ones between its ticks). Before the rotation, whose lock on
+    -- the next chunk holds publishers until the commit.
+    PERFORM eventbus._maintain_topics();
 
     SELECT * INTO c FROM eventbus.chunk ch WHERE ch.is_current;
     EXECUTE format('SELECT EXISTS (SELECT 1 FROM eventbus.%I)', c.relname) INTO v_any;

@@ -66,6 +66,7 @@ REVOKE EXECUTE ON FUNCTION
     eventbus.run_maintenance(),
     eventbus._notify_needed(integer),
     eventbus._maintain(),
+    eventbus._maintain_topics(),
     eventbus._chunk_pins(regclass),
     eventbus._chunks_changed(),
     eventbus._worker_start(),

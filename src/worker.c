@@ -200,6 +200,9 @@ WorkerOnExit(int code, Datum arg)
 }
 
 /* The last cut request a committed tick served. */
+/* More of the topic dictionary's upkeep to do (Maintain), a step at most this often. */
+static bool TopicsPending = false;
+#define EB_TOPIC_STEP_MS 200
 static uint64 LastCutServed = 0;
 
 /* Subscriptions the tick cut to the end or not, and whether some are not there yet. */
@@ -488,26 +491,48 @@ Tick(EbTickState *ts)
 	return present;
 }
 
-/* One round of maintenance (eventbus._maintain()), in its own transaction. */
-static void
-Maintain(void)
+/*
+ * Runs an internal SQL function of maintenance in its own transaction and
+ * returns its boolean result (false when the extension is gone).
+ */
+static bool
+RunMaintenanceStep(const char *query, const char *activity)
 {
+	bool		result = false;
+
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	pgstat_report_activity(STATE_RUNNING, "eventbus maintenance");
+	pgstat_report_activity(STATE_RUNNING, activity);
 	if (ExtensionPresent() && VersionMatches())
 	{
+		bool		isnull;
+
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		PushActiveSnapshot(GetTransactionSnapshot());
-		if (SPI_execute("SELECT eventbus._maintain()", false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "eventbus._maintain() failed");
+		if (SPI_execute(query, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "%s failed", query);
+		result = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) && !isnull;
 		SPI_finish();
 		PopActiveSnapshot();
 	}
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
+	return result;
+}
+
+/*
+ * One round of maintenance (eventbus._maintain()), in its own transaction.
+ * It takes one step of the topic dictionary's upkeep; the worker takes the
+ * next ones, one per loop between its ticks (TopicsPending), so that
+ * dropping 100,000s of topics never holds the ticks up.
+ */
+static void
+Maintain(void)
+{
+	(void) RunMaintenanceStep("SELECT true FROM eventbus._maintain()", "eventbus maintenance");
+	TopicsPending = true;
 }
 
 /*
@@ -716,6 +741,9 @@ eventbus_worker_main(Datum arg)
 				VacuumConsumeTables(false);
 				last_vacuum_check = now;
 			}
+			else if (present && TopicsPending)
+				TopicsPending = RunMaintenanceStep("SELECT more FROM eventbus._maintain_topics()",
+												   "eventbus topic upkeep");
 		}
 		PG_CATCH();
 		{
@@ -742,6 +770,8 @@ eventbus_worker_main(Datum arg)
 		now = GetCurrentTimestamp();
 
 		sleep_ms = eb_tick_interval;
+		if (TopicsPending)
+			sleep_ms = Min(sleep_ms, EB_TOPIC_STEP_MS);
 		if (ts.next_due != 0)
 			sleep_ms = Min(sleep_ms, TimestampDifferenceMilliseconds(now, ts.next_due) + 1);
 		sleep_ms = Min(sleep_ms, TimestampDifferenceMilliseconds(now, NextMaintenance(last_maintenance)) + 1);
