@@ -628,6 +628,7 @@ eventbus_worker_main(Datum arg)
 	EbTickState ts = {0};
 	volatile TimestampTz last_maintenance = 0;
 	volatile TimestampTz last_vacuum_check = 0;
+	volatile TimestampTz last_topic_step = 0;
 	volatile TimestampTz last_tick = 0;
 	volatile int64 last_tick_cost = 0;	/* us */
 	volatile bool present;
@@ -710,11 +711,23 @@ eventbus_worker_main(Datum arg)
 		{
 			long		gap_ms = Max((long) eb_tick_min_interval,
 									 (long) (EB_TICK_SPACING * last_tick_cost / 1000));
-			long		ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
-															 TimestampTzPlusMilliseconds(last_tick, gap_ms));
+			TimestampTz until = TimestampTzPlusMilliseconds(last_tick, gap_ms);
+			long		ms;
 
-			if (ms > 0)
-				(void) WaitLatch(NULL, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, ms, PG_WAIT_EXTENSION);
+			/*
+			 * Commits that set the latch meanwhile are taken by the tick
+			 * that follows; only SIGTERM ends the wait early.
+			 */
+			while (!GotSigterm &&
+				   (ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until)) > 0)
+			{
+				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 ms, PG_WAIT_EXTENSION);
+				ResetLatch(MyLatch);
+				CHECK_FOR_INTERRUPTS();
+			}
+			if (GotSigterm)
+				break;
 		}
 		last_tick = GetCurrentTimestamp();
 		ResetLatch(MyLatch);
@@ -741,9 +754,13 @@ eventbus_worker_main(Datum arg)
 				VacuumConsumeTables(false);
 				last_vacuum_check = now;
 			}
-			else if (present && TopicsPending)
+			else if (present && TopicsPending &&
+					 now >= TimestampTzPlusMilliseconds(last_topic_step, EB_TOPIC_STEP_MS))
+			{
 				TopicsPending = RunMaintenanceStep("SELECT more FROM eventbus._maintain_topics()",
 												   "eventbus topic upkeep");
+				last_topic_step = now;
+			}
 		}
 		PG_CATCH();
 		{

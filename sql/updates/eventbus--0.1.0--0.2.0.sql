@@ -1152,7 +1152,7 @@ $$;
 -- more is left. Holds eventbus.chunk's lock (taken without waiting), so
 -- that no rotation changes the generations meanwhile; does nothing while
 -- restored data is not adopted.
-CREATE FUNCTION eventbus._maintain_topics(OUT more boolean)
+CREATE OR REPLACE FUNCTION eventbus._maintain_topics(OUT more boolean)
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -1179,32 +1179,38 @@ BEGIN
     IF v_min_gen IS NULL THEN
         RETURN;
     END IF;
-    WITH u AS (DELETE FROM eventbus.topic_use x
-                WHERE x.ctid = ANY (ARRAY(SELECT y.ctid FROM eventbus.topic_use y LIMIT 20000))
-               RETURNING x.topic_id, x.generation),
-         f AS (UPDATE eventbus.topic t SET used_gen = q.g
-                 FROM (SELECT u.topic_id, max(u.generation) AS g FROM u GROUP BY u.topic_id) q
-                WHERE t.id = q.topic_id AND t.used_gen < q.g)
-    SELECT count(*) INTO v_n FROM u;
+    -- EXECUTE: planned each time for the dictionary's current size (a
+    -- plan cached while it was small would scan it once per row).
+    EXECUTE $q$
+        WITH u AS (DELETE FROM eventbus.topic_use x
+                    WHERE x.ctid = ANY (ARRAY(SELECT y.ctid FROM eventbus.topic_use y LIMIT 20000))
+                   RETURNING x.topic_id, x.generation),
+             f AS (UPDATE eventbus.topic t SET used_gen = q.g
+                     FROM (SELECT u.topic_id, max(u.generation) AS g FROM u GROUP BY u.topic_id) q
+                    WHERE t.id = q.topic_id AND t.used_gen < q.g)
+        SELECT count(*) FROM u$q$ INTO v_n;
     more := more OR v_n >= 20000;
-    UPDATE eventbus.topic t SET retired_gen = v_cur_gen
-     WHERE t.id = ANY (ARRAY(SELECT r.id FROM eventbus.topic r
-                              WHERE r.retired_gen IS NULL AND r.used_gen < v_min_gen
-                              LIMIT 5000));
+    EXECUTE $q$
+        UPDATE eventbus.topic t SET retired_gen = $1
+         WHERE t.id = ANY (ARRAY(SELECT r.id FROM eventbus.topic r
+                                  WHERE r.retired_gen IS NULL AND r.used_gen < $2
+                                  LIMIT 2000))$q$ USING v_cur_gen, v_min_gen;
     GET DIAGNOSTICS v_n = ROW_COUNT;
-    more := more OR v_n >= 5000;
-    WITH d AS (DELETE FROM eventbus.topic t
-                WHERE t.id = ANY (ARRAY(SELECT r.id FROM eventbus.topic r
-                                         WHERE r.retired_gen < v_min_gen
-                                         LIMIT 5000))
-               RETURNING t.id, t.topic)
-    SELECT array_agg(d.id),
-           array_agg((SELECT max(l.id) FROM eventbus.topic l
-                       WHERE l.topic = d.topic
-                         AND (l.retired_gen IS NULL OR l.retired_gen >= v_min_gen)))
-      INTO v_from, v_to
-      FROM d;
-    more := more OR coalesce(cardinality(v_from), 0) >= 5000;
+    more := more OR v_n >= 2000;
+    EXECUTE $q$
+        WITH d AS (DELETE FROM eventbus.topic t
+                    WHERE t.id = ANY (ARRAY(SELECT r.id FROM eventbus.topic r
+                                             WHERE r.retired_gen < $1
+                                             LIMIT 2000))
+                   RETURNING t.id, t.topic)
+        -- The topic alone in WHERE: found through its index, never by a
+        -- scan of another index once per row.
+        SELECT array_agg(d.id),
+               array_agg((SELECT max(CASE WHEN l.retired_gen IS NULL OR l.retired_gen >= $1 THEN l.id END)
+                            FROM eventbus.topic l
+                           WHERE l.topic = d.topic))
+          FROM d$q$ INTO v_from, v_to USING v_min_gen;
+    more := more OR coalesce(cardinality(v_from), 0) >= 2000;
     PERFORM eventbus._stats_move_topics(v_from, v_to) WHERE v_from IS NOT NULL;
 END
 $$;
@@ -1592,7 +1598,7 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'eventbus_stats_prune'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-CREATE FUNCTION eventbus._stats_move_topics("from" integer[], "to" integer[])
+CREATE OR REPLACE FUNCTION eventbus._stats_move_topics("from" integer[], "to" integer[])
 RETURNS void
 AS 'MODULE_PATHNAME', 'eventbus_stats_move_topics'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
