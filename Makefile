@@ -43,6 +43,7 @@ OBJS = \
 	src/jsonschema/unevaluated.o \
 	src/schemareg.o \
 	src/stats.o \
+	src/stats_sql.o \
 	src/window.o \
 	src/sub.o \
 	src/batch.o \

@@ -11,19 +11,6 @@
 -- subscription's cursor row, and never for longer than its own
 -- transaction.
 
--- The ids of the topics that match any of the patterns.
-CREATE FUNCTION eventbus._topic_ids(patterns text[])
-RETURNS integer[]
-LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT ARRAY(SELECT t.id FROM eventbus.topic t
-                  WHERE EXISTS (SELECT 1 FROM unnest(patterns) p
-                                 WHERE eventbus.topic_matches(t.topic, p)))
-$$;
-COMMENT ON FUNCTION eventbus._topic_ids(text[]) IS
-    'eventbus (internal): ids of the topics any of the patterns match';
-
 -- The events of the log a subscription has not cut into batches yet, in
 -- commit order, read in C with the snapshot formula of src/window.c (the
 -- one place it is written): matching one of its topics and its filter,

@@ -83,7 +83,7 @@ typedef struct EbEvent
 {
 	const char *topic;			/* not NUL-terminated */
 	int			topic_len;
-	int32		topic_id;		/* set by EbLogWrite */
+	int32		topic_id;		/* for the writer's chunk: EbTopicId */
 	Datum		payload;		/* jsonb */
 	text	   *key;			/* NULL: none */
 	Datum		headers;		/* jsonb; 0 when headers_null */
@@ -102,7 +102,8 @@ typedef struct EbLogWriter EbLogWriter;
 extern Oid	EbSchemaOid(void);
 extern Oid	EbRelid(const char *relname);
 extern EbLogWriter *EbLogWriterOpen(void);
-extern int64 EbLogWrite(EbLogWriter *writer, EbEvent *event);
+extern int64 EbLogWriterGeneration(EbLogWriter *writer);
+extern int64 EbLogWrite(EbLogWriter *writer, const EbEvent *event);
 extern void EbLogWriterClose(EbLogWriter *writer);
 extern void EbEventLogInit(void);
 

@@ -355,18 +355,23 @@ EbLogWriterOpen(void)
 }
 
 /*
- * Appends one event to the log and returns its id; sets ev->topic_id (the
- * dictionary id is valid for the chunk written to only: topicdict.c).
+ * The generation of the chunk a writer writes to: the topic ids of its
+ * events must be looked up for it (EbTopicId, topicdict.c).
  */
 int64
-EbLogWrite(EbLogWriter *w, EbEvent *ev)
+EbLogWriterGeneration(EbLogWriter *w)
+{
+	return w->generation;
+}
+
+/* Appends one event to the log and returns its id. */
+int64
+EbLogWrite(EbLogWriter *w, const EbEvent *ev)
 {
 	Datum		values[LOG_NATTS];
 	bool		nulls[LOG_NATTS];
-	int64		id;
+	int64		id = nextval_internal(w->seqid, false);
 
-	ev->topic_id = EbTopicId(ev->topic, ev->topic_len, w->generation);
-	id = nextval_internal(w->seqid, false);
 	memset(nulls, 0, sizeof(nulls));
 	values[LOG_ID] = Int64GetDatum(id);
 	values[LOG_TXID] = FullTransactionIdGetDatum(GetTopFullTransactionId());

@@ -244,6 +244,7 @@ eventbus_publish(PG_FUNCTION_ARGS)
 	EbCheckOrigin();
 	PrepareEvent(&a, &ev);
 	writer = EbLogWriterOpen();
+	ev.topic_id = EbTopicId(ev.topic, ev.topic_len, EbLogWriterGeneration(writer));
 	id = EbLogWrite(writer, &ev);
 	EbLogWriterClose(writer);
 	EbStatsCountPublish(ev.topic_id, ev.bytes);
@@ -387,6 +388,8 @@ eventbus_publish_batch(PG_FUNCTION_ARGS)
 			Datum		value;
 			bool		isnull = false;
 
+			events[i].topic_id = EbTopicId(events[i].topic, events[i].topic_len,
+										   EbLogWriterGeneration(writer));
 			ids[i] = EbLogWrite(writer, &events[i]);
 			EbStatsCountPublish(events[i].topic_id, events[i].bytes);
 			value = Int64GetDatum(ids[i]);

@@ -526,69 +526,6 @@ EbStatsInit(void)
 
 /* ---- SQL ---- */
 
-/* Seconds elapsed from "since" to now; 0 for NULL. */
-static double
-SecondsSince(TimestampTz since, TimestampTz now)
-{
-	return (double) (now - since) / USECS_PER_SEC;
-}
-
-/* Adds an observation per non-NULL element of a timestamptz[] argument. */
-static void
-ObserveArray(FunctionCallInfo fcinfo, int argno, int32 sub_id, EbHist hist)
-{
-	ArrayType  *arr;
-	Datum	   *elems;
-	bool	   *nulls;
-	int			n;
-	TimestampTz now = GetCurrentTimestamp();
-
-	if (PG_ARGISNULL(argno))
-		return;
-	arr = PG_GETARG_ARRAYTYPE_P(argno);
-	deconstruct_array(arr, TIMESTAMPTZOID, sizeof(TimestampTz), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
-					  &elems, &nulls, &n);
-	for (int i = 0; i < n; i++)
-		if (!nulls[i])
-			EbStatsObserve(sub_id, hist, SecondsSince(DatumGetTimestampTz(elems[i]), now));
-}
-
-PG_FUNCTION_INFO_V1(eventbus_stats_sub);
-
-/*
- * SQL eventbus._stats_sub(sub_id, "read", delivered, acked, nacked, retried,
- * dead, expired, redriven, first_at timestamptz[], leased_at timestamptz[],
- * polled boolean): counts for a subscription, added at commit. first_at
- * holds, per event delivered for the first time, when it could first be
- * delivered (its publication, or deliver_at); leased_at, per event acked,
- * when its lease began. polled records the time of a poll at once.
- */
-Datum
-eventbus_stats_sub(PG_FUNCTION_ARGS)
-{
-	int32		sub_id;
-
-	if (PG_ARGISNULL(0))
-		PG_RETURN_VOID();
-	sub_id = PG_GETARG_INT32(0);
-	/* A poll starts: the worker may notify the subscription again. */
-	if (!PG_ARGISNULL(EB_SUB_NCOUNTERS + 3) && PG_GETARG_BOOL(EB_SUB_NCOUNTERS + 3))
-		EbNotifyPolled(sub_id, 0);
-	if (StatsShared == NULL)
-		PG_RETURN_VOID();
-	if (eb_track_stats)
-	{
-		for (int i = 0; i < EB_SUB_NCOUNTERS; i++)
-			if (!PG_ARGISNULL(i + 1))
-				EbStatsCountSub(sub_id, (EbSubCounter) i, PG_GETARG_INT64(i + 1));
-		ObserveArray(fcinfo, EB_SUB_NCOUNTERS + 1, sub_id, EB_HIST_DELIVERY);
-		ObserveArray(fcinfo, EB_SUB_NCOUNTERS + 2, sub_id, EB_HIST_ACK);
-	}
-	if (!PG_ARGISNULL(EB_SUB_NCOUNTERS + 3) && PG_GETARG_BOOL(EB_SUB_NCOUNTERS + 3))
-		EbStatsPolled(sub_id);
-	PG_RETURN_VOID();
-}
-
 /* Records the time of a poll at once, shown as last_poll_at (also with track_stats off). */
 void
 EbStatsPolled(int32 sub_id)
@@ -815,6 +752,23 @@ EbStatsForgetDatabase(Oid dboid)
 	LWLockRelease(StatsShared->lock);
 }
 
+/* An integer[] argument as ids, NULLs as 0 (no id); NULL when the argument is. */
+static int32 *
+IdArray(FunctionCallInfo fcinfo, int argno, int *n)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int32	   *ids;
+
+	if (PG_ARGISNULL(argno))
+		return NULL;
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(argno), INT4OID, 4, true, TYPALIGN_INT, &elems, &nulls, n);
+	ids = palloc(sizeof(int32) * Max(*n, 1));
+	for (int i = 0; i < *n; i++)
+		ids[i] = nulls[i] ? 0 : DatumGetInt32(elems[i]);
+	return ids;
+}
+
 PG_FUNCTION_INFO_V1(eventbus_stats_prune);
 
 /*
@@ -828,20 +782,11 @@ eventbus_stats_prune(PG_FUNCTION_ARGS)
 {
 	HASH_SEQ_STATUS seq;
 	EbStatsEntry *e;
-	Datum	   *elems;
-	bool	   *nulls;
-	int			n;
+	int			nlive;
+	int32	   *live_ids = IdArray(fcinfo, 0, &nlive);
 
-	int32	   *live_ids;
-	int			nlive = 0;
-
-	if (PG_ARGISNULL(0))
+	if (live_ids == NULL)
 		PG_RETURN_VOID();
-	deconstruct_array(PG_GETARG_ARRAYTYPE_P(0), INT4OID, 4, true, TYPALIGN_INT, &elems, &nulls, &n);
-	live_ids = palloc(sizeof(int32) * Max(n, 1));
-	for (int i = 0; i < n; i++)
-		if (!nulls[i])
-			live_ids[nlive++] = DatumGetInt32(elems[i]);
 	EbNotifyPrune(live_ids, nlive);
 	if (StatsShared == NULL)
 		PG_RETURN_VOID();
@@ -868,73 +813,47 @@ PG_FUNCTION_INFO_V1(eventbus_stats_move_topics);
  * SQL eventbus._stats_move_topics(from integer[], to integer[]): the
  * counts of each dictionary id "from" dropped by maintenance go to the id
  * "to" of the same topic (NULL: the topic is gone, and so are its counts),
- * so that topic_stats does not lose what a topic published when it got a
- * new id (src/topicdict.c).
+ * so that topic_stats keeps what a topic published before it got a new id
+ * (src/topicdict.c). At once, not at commit.
  */
 Datum
 eventbus_stats_move_topics(PG_FUNCTION_ARGS)
 {
-	Datum	   *from;
-	Datum	   *to;
-	bool	   *from_nulls;
-	bool	   *to_nulls;
 	int			n;
 	int			nto;
+	int32	   *from = IdArray(fcinfo, 0, &n);
+	int32	   *to = IdArray(fcinfo, 1, &nto);
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || StatsShared == NULL)
-		PG_RETURN_VOID();
-	deconstruct_array(PG_GETARG_ARRAYTYPE_P(0), INT4OID, 4, true, TYPALIGN_INT, &from, &from_nulls, &n);
-	deconstruct_array(PG_GETARG_ARRAYTYPE_P(1), INT4OID, 4, true, TYPALIGN_INT, &to, &to_nulls, &nto);
-	if (n != nto)
-		ereport(ERROR,
-				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
-				 errmsg("from has %d elements but to has %d", n, nto)));
-	LWLockAcquire(StatsShared->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < n; i++)
+	for (int i = 0; StatsShared != NULL && from != NULL && to != NULL && i < Min(n, nto); i++)
 	{
-		EbStatsKey	key;
-		EbStatsEntry *old;
-		EbStatsEntry *dest;
-		bool		found;
-		int64		counts[EB_SUB_NCOUNTERS];
-		TimestampTz last_at;
+		EbStatsKey	key = {MyDatabaseId, EB_STATS_TOPIC, from[i]};
+		EbStatsEntry *e;
+		EbStatsValues v;
+		TimestampTz last_at = 0;
 
-		if (from_nulls[i])
-			continue;
-		memset(&key, 0, sizeof(key));
-		key.dboid = MyDatabaseId;
-		key.kind = EB_STATS_TOPIC;
-		key.id = DatumGetInt32(from[i]);
-		old = hash_search(StatsHash, &key, HASH_FIND, NULL);
-		if (old == NULL)
-			continue;
-		/* Under the exclusive lock: nobody is adding to a counter. */
-		memcpy(counts, old->v.c, sizeof(counts));
-		last_at = old->last_at;
-		(void) hash_search(StatsHash, &key, HASH_REMOVE, NULL);
-		if (to_nulls[i])
-			continue;
-		key.id = DatumGetInt32(to[i]);
-		dest = hash_search(StatsHash, &key, HASH_FIND, NULL);
-		if (dest == NULL && hash_get_num_entries(StatsHash) < eb_stats_max)
+		LWLockAcquire(StatsShared->lock, LW_EXCLUSIVE);
+		e = hash_search(StatsHash, &key, HASH_FIND, NULL);
+		if (e != NULL)
 		{
-			dest = hash_search(StatsHash, &key, HASH_ENTER_NULL, &found);
-			if (dest != NULL && !found)
-			{
-				SpinLockInit(&dest->mutex);
-				memset(&dest->v, 0, sizeof(dest->v));
-				dest->last_at = 0;
-			}
+			v = e->v;			/* under the exclusive lock: nobody adds to it */
+			last_at = e->last_at;
+			(void) hash_search(StatsHash, &key, HASH_REMOVE, NULL);
 		}
-		if (dest == NULL)
-		{
+		LWLockRelease(StatsShared->lock);
+		if (e == NULL || to[i] == 0)
+			continue;
+		LWLockAcquire(StatsShared->lock, LW_SHARED);
+		if ((e = FindEntry(MyDatabaseId, EB_STATS_TOPIC, to[i])) == NULL)
 			pg_atomic_fetch_add_u64(&StatsShared->dropped, 1);
-			continue;
+		else
+		{
+			SpinLockAcquire(&e->mutex);
+			for (int c = 0; c < EB_SUB_NCOUNTERS; c++)
+				e->v.c[c] += v.c[c];
+			e->last_at = Max(e->last_at, last_at);
+			SpinLockRelease(&e->mutex);
 		}
-		for (int c = 0; c < EB_SUB_NCOUNTERS; c++)
-			dest->v.c[c] += counts[c];
-		dest->last_at = Max(dest->last_at, last_at);
+		LWLockRelease(StatsShared->lock);
 	}
-	LWLockRelease(StatsShared->lock);
 	PG_RETURN_VOID();
 }

@@ -160,6 +160,7 @@ DROP FUNCTION eventbus._topic_names(integer[]);
 DROP FUNCTION eventbus._unread(eventbus.subscription, eventbus.cursor, integer[]);
 DROP FUNCTION eventbus._backlog(integer, bigint);
 DROP FUNCTION eventbus._pending(integer);
+DROP FUNCTION eventbus._topic_ids(text[]);
 DROP FUNCTION eventbus._tick(pg_snapshot, timestamptz, integer[], boolean);
 DROP FUNCTION eventbus._subscription(text);
 DROP FUNCTION eventbus._caller();
@@ -869,16 +870,6 @@ AS $$ SELECT eventbus._set_acl(role, 'subscribe', pattern, false) $$;
 -- subscription's cursor row, and never for longer than its own
 -- transaction.
 
--- The ids of the topics that match any of the patterns.
-CREATE OR REPLACE FUNCTION eventbus._topic_ids(patterns text[])
-RETURNS integer[]
-LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT ARRAY(SELECT t.id FROM eventbus.topic t
-                  WHERE EXISTS (SELECT 1 FROM unnest(patterns) p
-                                 WHERE eventbus.topic_matches(t.topic, p)))
-$$;
 -- The events of the log a subscription has not cut into batches yet, in
 -- commit order, read in C with the snapshot formula of src/window.c (the
 -- one place it is written): matching one of its topics and its filter,
@@ -2086,8 +2077,6 @@ COMMENT ON FUNCTION eventbus.revoke_subscribe(regrole, text) IS
     'eventbus: take a subscribe pattern back from a role';
 COMMENT ON VIEW eventbus.topic_acls IS
     'eventbus: the per-topic rights: who may publish to, and subscribe to, which patterns';
-COMMENT ON FUNCTION eventbus._topic_ids(text[]) IS
-    'eventbus (internal): ids of the topics any of the patterns match';
 COMMENT ON FUNCTION eventbus._unread(integer, bigint, regclass, boolean) IS
     'eventbus (internal): events of the log a subscription has not cut into batches yet';
 COMMENT ON FUNCTION eventbus._backlog(integer, bigint) IS
