@@ -715,15 +715,16 @@ eventbus_worker_main(Datum arg)
 			long		ms;
 
 			/*
-			 * Commits that set the latch meanwhile are taken by the tick
-			 * that follows; only SIGTERM ends the wait early.
+			 * Not on the latch: every commit sets it, and waking for each
+			 * would cost the publishers CPU. Commits meanwhile are taken by
+			 * the tick that follows. In slices, so that SIGTERM (which
+			 * cannot end a wait without a latch) is seen within 100 ms.
 			 */
 			while (!GotSigterm &&
 				   (ms = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), until)) > 0)
 			{
-				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-								 ms, PG_WAIT_EXTENSION);
-				ResetLatch(MyLatch);
+				(void) WaitLatch(NULL, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, Min(ms, 100),
+								 PG_WAIT_EXTENSION);
 				CHECK_FOR_INTERRUPTS();
 			}
 			if (GotSigterm)

@@ -99,7 +99,23 @@ is(finish_wait($bg, 'quiet'), 'quiet 0 -', '50 commits on other topics: nothing 
 my $updates = $cursor_updates->() - $before;
 cmp_ok($updates, '<=', 3, "the cursor was updated $updates times during the wait, not once per wake-up");
 
-# 6. pg_cancel_backend ends a wait.
+# 6. A subscription dropped and made again while a poll waits on it: the
+# poll ends with 55000 when it wakes, and says what to do.
+$node->safe_psql('postgres', "SELECT eventbus.subscribe('gone', array['gone.#'])");
+$bg->{stderr} = '';
+ok(start_wait($node, $bg, 'gone', 600, 'gone'), 'waiting on subscription gone');
+$node->safe_psql('postgres', "SELECT eventbus.unsubscribe('gone');
+	SELECT eventbus.subscribe('gone', array['gone.#']);");
+$node->safe_psql('postgres', "SELECT eventbus.publish('gone.x', '{}')");
+pump_until($bg->{run}, $bg->{timeout}, \$bg->{stderr}, qr/HINT:.*$/m);
+like($bg->{stderr}, qr/ERROR:  subscription "gone" was dropped while poll waited/,
+	'a poll whose subscription was dropped and made again while it waited fails');
+like($bg->{stderr}, qr/HINT:  It was dropped \(and maybe created again\) by another session; poll it again\./,
+	'with a hint');
+is($node->safe_psql('postgres', "SELECT count(*) FROM eventbus.poll('gone', 10)"), '1',
+	'the new subscription has the event');
+
+# 7. pg_cancel_backend ends a wait.
 ok(start_wait($node, $bg, 'w', 600, 'cancel'), 'waiting for ten minutes');
 $node->safe_psql('postgres',
 	"SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE backend_type = 'client backend' AND wait_event_type = 'Extension'");
@@ -109,7 +125,7 @@ $bg->quit;
 $pub->quit;
 $node->stop;
 
-# 7. Without shared_preload_libraries the waiter re-checks every 100 ms.
+# 8. Without shared_preload_libraries the waiter re-checks every 100 ms.
 my $plain = PostgreSQL::Test::Cluster->new('plain');
 $plain->init;
 $plain->start;
