@@ -59,7 +59,7 @@ EbAckDeliveries(EbSub *sub, const int64 *ids, int nids, bool has_token, int64 to
 
 	if (ids != NULL && nids == 0)
 		return 0;
-	rel = table_open(EbRelid("delivery"), RowExclusiveLock);
+	rel = EbTableOpen(EbRelid("delivery"), RowExclusiveLock);
 	index = index_open(EbRelid("delivery_pkey"), RowExclusiveLock);
 	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(sub->id));
 	if (ids != NULL)

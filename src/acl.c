@@ -105,7 +105,7 @@ LoadRoleAcl(Oid role, RoleAcl *acl, MemoryContext cxt)
 	memset(acl, 0, sizeof(*acl));
 	if (!OidIsValid(relid))
 		return;					/* a version without topic ACLs, not updated yet: nothing restricted */
-	rel = table_open(relid, AccessShareLock);
+	rel = EbTableOpen(relid, AccessShareLock);
 	snap = RegisterSnapshot(GetLatestSnapshot());	/* what committed last, even in REPEATABLE READ */
 	scan = table_beginscan(rel, snap, 0, NULL);
 	desc = RelationGetDescr(rel);

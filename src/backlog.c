@@ -126,7 +126,7 @@ LoadLimited(void)
 	 * SnapshotSelf: every committed subscription (and our own), and no SSI
 	 * predicate lock on eventbus.subscription for SERIALIZABLE publishers.
 	 */
-	rel = table_open(relid, AccessShareLock);
+	rel = EbTableOpen(relid, AccessShareLock);
 	SubColumnNumbers(relid, attnos);
 	desc = RelationGetDescr(rel);
 	scan = table_beginscan(rel, SnapshotSelf, 0, NULL);

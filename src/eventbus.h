@@ -17,6 +17,7 @@
 #include "fmgr.h"
 #include "nodes/pg_list.h"
 #include "storage/itemptr.h"
+#include "storage/lockdefs.h"
 #include "utils/relcache.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
@@ -101,6 +102,7 @@ typedef struct EbLogWriter EbLogWriter;
 
 extern Oid	EbSchemaOid(void);
 extern Oid	EbRelid(const char *relname);
+extern Relation EbTableOpen(Oid relid, LOCKMODE lockmode);
 extern EbLogWriter *EbLogWriterOpen(void);
 extern int64 EbLogWriterGeneration(EbLogWriter *writer);
 extern int64 EbLogWrite(EbLogWriter *writer, const EbEvent *event);

@@ -127,6 +127,24 @@ EbRelid(const char *relname)
 }
 
 /*
+ * Opens a relation of the extension by OID. One dropped meanwhile (DROP
+ * EXTENSION committed while this statement waited for its lock) gives a
+ * clear error rather than "could not open relation with OID".
+ */
+Relation
+EbTableOpen(Oid relid, LOCKMODE lockmode)
+{
+	Relation	rel = try_table_open(relid, lockmode);
+
+	if (rel == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"eventbus\" was dropped while this statement ran"),
+				 errhint("Run CREATE EXTENSION eventbus, then try again.")));
+	return rel;
+}
+
+/*
  * Reads eventbus.chunk and returns the OID of the current chunk table, and
  * in *generation its generation: the number of the chunk's turn as the
  * current one, which the topic dictionary needs (topicdict.c). A table
@@ -148,7 +166,7 @@ LookupCurrentChunk(int64 *generation)
 	 * rotation committing during the scan can hide both the old and the new
 	 * current row from it (they are two rows); a second scan sees the result.
 	 */
-	rel = table_open(registry, AccessShareLock);
+	rel = EbTableOpen(registry, AccessShareLock);
 	genattr = get_attnum(registry, "generation");
 	*generation = 0;
 	for (int attempt = 0; attempt < 3 && relname == NULL; attempt++)
@@ -207,7 +225,7 @@ EbRowWriterOpen(Oid relid, int natts)
 	RangeTblEntry *rte;
 	TupleDesc	desc;
 
-	w->rel = table_open(relid, RowExclusiveLock);
+	w->rel = EbTableOpen(relid, RowExclusiveLock);
 	desc = RelationGetDescr(w->rel);
 	for (int i = 0; i < desc->natts; i++)
 		if (TupleDescAttr(desc, i)->attisdropped)

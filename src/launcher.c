@@ -42,7 +42,10 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_database.h"
+#include "commands/extension.h"
 #include "commands/dbcommands.h"
 #include "commands/defrem.h"
 #include "funcapi.h"
@@ -53,6 +56,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
@@ -60,6 +64,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -78,6 +83,16 @@ static volatile sig_atomic_t GotSigterm = false;
 
 /* Backend-local: start this database's worker when the transaction commits. */
 static bool StartAtCommit = false;
+
+/*
+ * Backend-local: DROP EXTENSION stopped this database's worker; at the end
+ * of the transaction it is resumed, unless the extension is gone
+ * (DroppedAtCommit, known just before the commit).
+ */
+static bool ResumeAtEnd = false;
+static bool DroppedAtCommit = false;
+
+static void ResumeWorkerFor(Oid dboid);
 
 void		eventbus_launcher_main(Datum arg);
 
@@ -117,10 +132,33 @@ LauncherXactCallback(XactEvent event, void *arg)
 		if (latch != NULL)
 			SetLatch(latch);
 	}
+	/*
+	 * After DROP EXTENSION: a committed drop leaves the database without
+	 * a worker for good (what the worker would do on noticing it); a
+	 * rolled-back one, or one a savepoint undid, a worker as before.
+	 */
+	if (event == XACT_EVENT_PRE_COMMIT && ResumeAtEnd)
+		DroppedAtCommit = !OidIsValid(get_extension_oid("eventbus", true));
+	if (event == XACT_EVENT_COMMIT && ResumeAtEnd && DroppedAtCommit)
+	{
+		EbDbSlot   *slot;
+
+		LWLockAcquire(WorkerShared->lock, LW_EXCLUSIVE);
+		slot = EbFindSlot(MyDatabaseId);
+		if (slot != NULL && slot->state == EB_DB_STOPPED)
+			slot->state = EB_DB_ABSENT;
+		LWLockRelease(WorkerShared->lock);
+		EbStatsForgetDatabase(MyDatabaseId);
+		EbNotifyForgetDatabase(MyDatabaseId);
+		ereport(LOG, (errmsg("eventbus worker stopping: the extension was dropped from database %u",
+							 MyDatabaseId)));
+	}
+	else if ((event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT) && ResumeAtEnd)
+		ResumeWorkerFor(MyDatabaseId);
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
 		event == XACT_EVENT_PREPARE)
-		StartAtCommit = false;
+		StartAtCommit = ResumeAtEnd = DroppedAtCommit = false;
 }
 
 /*
@@ -228,6 +266,111 @@ DatabaseNeededAlone(Node *parsetree)
 	}
 }
 
+/* Whether a statement drops extension eventbus of this database, by one who may. */
+static bool
+DropsEventbus(Node *parsetree)
+{
+	DropStmt   *stmt = (DropStmt *) parsetree;
+	ListCell   *lc;
+	Oid			extoid;
+
+	if (!IsA(parsetree, DropStmt) || stmt->removeType != OBJECT_EXTENSION)
+		return false;
+	foreach(lc, stmt->objects)
+	{
+		if (strcmp(strVal(lfirst(lc)), "eventbus") != 0)
+			continue;
+		extoid = get_extension_oid("eventbus", true);
+		return OidIsValid(extoid) && pg_extension_ownercheck(extoid, GetUserId());
+	}
+	return false;
+}
+
+/*
+ * Before DROP EXTENSION eventbus: takes ACCESS EXCLUSIVE on every table,
+ * sequence and view of schema eventbus, never waiting while it holds one.
+ * The drop itself would lock them one by one in its own order, which a
+ * poller or handler holding eventbus.subscription and then wanting
+ * eventbus.topic crosses: a deadlock. Here it waits for one lock (first
+ * eventbus.subscription, where consumers begin), takes the others only
+ * if free, and otherwise lets all go and waits for the one it missed.
+ */
+static void
+LockEventbusRelations(void)
+{
+	Oid			nsp = get_namespace_oid(EB_SCHEMA, true);
+	Relation	pgclass;
+	TableScanDesc scan;
+	HeapTuple	tuple;
+	List	   *rels = NIL;
+	Oid			first;
+
+	if (!OidIsValid(nsp))
+		return;
+	pgclass = table_open(RelationRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(pgclass, 0, NULL);
+	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Form_pg_class c = (Form_pg_class) GETSTRUCT(tuple);
+
+		if (c->relnamespace == nsp &&
+			(c->relkind == RELKIND_RELATION || c->relkind == RELKIND_SEQUENCE ||
+			 c->relkind == RELKIND_VIEW))
+			rels = lappend_oid(rels, c->oid);
+	}
+	table_endscan(scan);
+	table_close(pgclass, AccessShareLock);
+	first = get_relname_relid("subscription", nsp);
+	if (!OidIsValid(first) && rels != NIL)
+		first = linitial_oid(rels);
+	while (OidIsValid(first))
+	{
+		List	   *held;
+		ListCell   *lc;
+		Oid			missed = InvalidOid;
+
+		LockRelationOid(first, AccessExclusiveLock);
+		held = list_make1_oid(first);
+		foreach(lc, rels)
+		{
+			if (lfirst_oid(lc) == first)
+				continue;
+			if (!ConditionalLockRelationOid(lfirst_oid(lc), AccessExclusiveLock))
+			{
+				missed = lfirst_oid(lc);
+				break;
+			}
+			held = lappend_oid(held, lfirst_oid(lc));
+		}
+		if (!OidIsValid(missed))
+			break;
+		foreach(lc, held)
+			UnlockRelationOid(lfirst_oid(lc), AccessExclusiveLock);
+		list_free(held);
+		first = missed;
+	}
+}
+
+/*
+ * DROP EXTENSION eventbus: stops this database's worker and waits until it
+ * is gone (the launcher starts it again when the transaction ends: a
+ * committed drop leaves it nothing to do), then takes the locks.
+ */
+static void
+BeforeDropEventbus(void)
+{
+	if (WorkerShared != NULL)
+	{
+		pid_t		pid;
+
+		if (MarkWorkerStopped(MyDatabaseId, &pid))
+			ResumeAtEnd = true;
+		if (pid != 0)
+			WaitWorkerGone(MyDatabaseId, pid);
+	}
+	LockEventbusRelations();
+}
+
 /*
  * Statements that need a database without other connections stop its
  * worker (and the metrics endpoint connected to it) first; the launcher
@@ -252,6 +395,8 @@ LauncherProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnl
 
 	PG_TRY();
 	{
+		if (DropsEventbus(pstmt->utilityStmt))
+			BeforeDropEventbus();
 		if (OidIsValid(dboid))
 		{
 			pid_t		metrics_pid = EbMetricsWorkerIn(dboid);
@@ -414,6 +559,9 @@ eventbus_launcher_main(Datum arg)
 			EbDbSlot   *slot = &WorkerShared->dbs[i];
 			bool		start = false;
 			bool		died = false;
+			bool		sigterm = false;
+			bool		error = false;
+			char		last_error[256];
 			EbDbState	prev_state = EB_DB_NEW;
 			Oid			dboid;
 			pid_t		pid;
@@ -447,6 +595,11 @@ eventbus_launcher_main(Datum arg)
 				}
 				else
 					died = false;	/* it stopped on purpose */
+				/* How it ended, for the log line. */
+				sigterm = slot->exit_sigterm;
+				error = slot->exit_error;
+				strlcpy(last_error, slot->last_error, sizeof(last_error));
+				slot->exit_sigterm = slot->exit_error = false;
 			}
 			if (slot->start_requested && handles[i] == NULL &&
 				slot->state != EB_DB_FREE && slot->state != EB_DB_STOPPED)
@@ -467,8 +620,18 @@ eventbus_launcher_main(Datum arg)
 				sleep_ms = Min(sleep_ms, TimestampDifferenceMilliseconds(now, slot->restart_at) + 1);
 			LWLockRelease(WorkerShared->lock);
 
-			if (died)
+			if (died && sigterm)
 				ereport(LOG,
+						(errmsg("eventbus worker for database %u was stopped by SIGTERM; restarting it in %d s",
+								dboid, eb_worker_restart_delay),
+						 errdetail("pg_terminate_backend() or a signal sent by hand stops a worker; the launcher starts it again.")));
+			else if (died && error)
+				ereport(LOG,
+						(errmsg("eventbus worker for database %u stopped after an error; restarting it in %d s",
+								dboid, eb_worker_restart_delay),
+						 errdetail("The error: %s", last_error)));
+			else if (died)
+				ereport(WARNING,
 						(errmsg("eventbus worker for database %u exited unexpectedly; restarting it in %d s",
 								dboid, eb_worker_restart_delay)));
 			if (start)

@@ -47,6 +47,7 @@ extern void EbSlotCountTick(int notifications, TimestampTz at);
 extern void EbSlotCountRound(double seconds);
 extern void EbCountHandlerCalls(Oid dboid, int calls);
 extern void EbSlotSetError(const char *message);
+extern void EbSlotSetSigterm(void);
 
 extern void EbLauncherInit(void);
 

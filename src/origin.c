@@ -46,7 +46,7 @@ HasForeignOrigin(void)
 	bool		foreign = false;
 	int			rows = 0;
 
-	rel = table_open(relid, AccessShareLock);
+	rel = EbTableOpen(relid, AccessShareLock);
 	scan = table_beginscan(rel, SnapshotSelf, 0, NULL);
 	while (!foreign && (tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
 	{

@@ -186,7 +186,7 @@ static SPIPlanPtr DropDuePlan = NULL;
 static bool
 AnyDue(Poll *p)
 {
-	Relation	rel = table_open(EbRelid("delivery"), AccessShareLock);
+	Relation	rel = EbTableOpen(EbRelid("delivery"), AccessShareLock);
 	Relation	index = index_open(EbRelid("delivery_due_idx"), AccessShareLock);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	ScanKeyData keys[2];

@@ -75,7 +75,7 @@ static Relation
 OpenSchemaTable(AttrNumber *attnos)
 {
 	Oid			relid = EbRelid("schema");
-	Relation	rel = table_open(relid, AccessShareLock);
+	Relation	rel = EbTableOpen(relid, AccessShareLock);
 
 	for (int i = 0; i < SCH_NCOLUMNS; i++)
 	{

@@ -343,6 +343,16 @@ EbSlotSetError(const char *message)
 {
 	LWLockAcquire(WorkerShared->lock, LW_EXCLUSIVE);
 	strlcpy(MySlot->last_error, message ? message : "", sizeof(MySlot->last_error));
+	MySlot->exit_error = true;
+	LWLockRelease(WorkerShared->lock);
+}
+
+/* Says, for the launcher's log line, that this worker ends on SIGTERM. */
+void
+EbSlotSetSigterm(void)
+{
+	LWLockAcquire(WorkerShared->lock, LW_EXCLUSIVE);
+	MySlot->exit_sigterm = true;
 	LWLockRelease(WorkerShared->lock);
 }
 

@@ -39,6 +39,8 @@ typedef struct EbDbSlot
 	double		last_loop_seconds;	/* the last round's work */
 	double		loop_seconds;	/* all rounds' work */
 	char		last_error[256];
+	bool		exit_error;		/* the worker ended on an error (last_error) */
+	bool		exit_sigterm;	/* the worker ended on SIGTERM */
 } EbDbSlot;
 
 typedef struct EbWorkerShared

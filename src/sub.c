@@ -155,7 +155,7 @@ SubFromTuple(HeapTuple tuple, TupleDesc desc)
 static EbSub *
 SubLookup(const char *indexname, ScanKey key)
 {
-	Relation	rel = table_open(EbRelid("subscription"), AccessShareLock);
+	Relation	rel = EbTableOpen(EbRelid("subscription"), AccessShareLock);
 	SysScanDesc scan;
 	HeapTuple	tuple;
 	EbSub	   *sub = NULL;

@@ -211,7 +211,7 @@ LookupTopic(Relation rel, text *topic, int64 *used_gen)
 static int64
 CountTopics(Oid relid)
 {
-	Relation	rel = table_open(relid, AccessShareLock);
+	Relation	rel = EbTableOpen(relid, AccessShareLock);
 	TableScanDesc scan = table_beginscan(rel, SnapshotSelf, 0, NULL);
 	int64		n = 0;
 
@@ -294,7 +294,7 @@ LoadTopicNames(int32 id)
 	const char *result = NULL;
 
 	/* Opening the table may reset the caches: read first, cache after. */
-	rel = table_open(EbRelid("topic"), AccessShareLock);
+	rel = EbTableOpen(EbRelid("topic"), AccessShareLock);
 	ScanKeyInit(&keys[0], TOPIC_ID, BTGreaterEqualStrategyNumber, F_INT4GE, Int32GetDatum(id));
 	ScanKeyInit(&keys[1], TOPIC_ID, BTLessStrategyNumber, F_INT4LT, Int32GetDatum(last));
 	scan = systable_beginscan(rel, EbRelid("topic_pkey"), true, SnapshotSelf, 2, keys);
@@ -389,7 +389,7 @@ EbTopicId(const char *topic, int len, int64 generation)
 	 */
 	relid = EbRelid("topic");
 	topic_text = cstring_to_text_with_len(topic, len);
-	rel = table_open(relid, AccessShareLock);
+	rel = EbTableOpen(relid, AccessShareLock);
 	id = LookupTopic(rel, topic_text, &used_gen);
 	natts = RelationGetDescr(rel)->natts < TOPIC_NATTS ? TOPIC_NATTS_0_1 : TOPIC_NATTS;
 	table_close(rel, AccessShareLock);

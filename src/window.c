@@ -196,7 +196,7 @@ EbLogOpen(void)
 		char		name[NAMEDATALEN];
 
 		snprintf(name, sizeof(name), "event_log_%d", i);
-		log->heap[i] = table_open(EbRelid(name), AccessShareLock);
+		log->heap[i] = EbTableOpen(EbRelid(name), AccessShareLock);
 		snprintf(name, sizeof(name), "event_log_%d_txid_idx", i);
 		log->index[i] = index_open(EbRelid(name), AccessShareLock);
 		log->slot[i] = table_slot_create(log->heap[i], NULL);
@@ -212,7 +212,7 @@ EbLogOpenChunk(Oid relid)
 	EbLog	   *log = palloc0(sizeof(EbLog));
 	List	   *indexes;
 
-	log->heap[0] = table_open(relid, AccessShareLock);
+	log->heap[0] = EbTableOpen(relid, AccessShareLock);
 	indexes = RelationGetIndexList(log->heap[0]);
 	if (indexes == NIL)
 		ereport(ERROR,

@@ -769,7 +769,11 @@ eventbus_worker_main(Datum arg)
 
 			MemoryContextSwitchTo(loopcxt);
 			edata = CopyErrorData();
-			EbSlotSetError(edata->message);
+			/* Cancelled by SIGTERM: a stop, not an error. */
+			if (GotSigterm)
+				EbSlotSetSigterm();
+			else
+				EbSlotSetError(edata->message);
 			PG_RE_THROW();
 		}
 		PG_END_TRY();
@@ -798,6 +802,7 @@ eventbus_worker_main(Datum arg)
 	}
 
 	/* SIGTERM: stopped on purpose, or killed (the launcher restarts it). */
+	EbSlotSetSigterm();
 	proc_exit(0);
 }
 

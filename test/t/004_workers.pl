@@ -128,8 +128,10 @@ ok(defined $t, 'a new worker replaces the terminated one');
 note(sprintf('new worker %.2f s after pg_terminate_backend (restart delay 1 s)',
 		$t // (time - $t0)));
 like(slurp_file($node->logfile, $log_offset),
-	qr/eventbus worker for database $app_oid exited unexpectedly; restarting it in 1 s/,
-	'the launcher logs the unexpected exit, with the reloaded delay');
+	qr/LOG:  eventbus worker for database $app_oid was stopped by SIGTERM; restarting it in 1 s/,
+	'the launcher logs the stop by SIGTERM as such (LOG), with the reloaded delay');
+unlike(slurp_file($node->logfile, $log_offset), qr/exited unexpectedly/,
+	'and not as an unexpected exit');
 
 # ---- 5b. DROP DATABASE right after CREATE EXTENSION, while the worker that
 # the commit asked for is still starting: the drop must not fail because of
