@@ -48,6 +48,17 @@ SIGTERM. SIGUSR1 stops the publishers after their current transaction
 check: reads the ledgers and the database (after the drain) and prints
 "figure NAME VALUE" lines, the lost / phantom / unexplained duplicate
 events (first ones), and the summary; --report writes it as Markdown.
+Committed: the transaction's chaos_txn row exists (COMMIT returned, or
+in doubt and committed), less what a savepoint rolled back. Lost: a
+committed event that a subscription never delivered, or a COMMIT that
+returned without its row. Phantom: a delivered event that did not
+commit. Stuck: delivery rows, backlog or leases a subscription still
+has. A duplicate (a key delivered again to a subscription) is explained
+when it is the same event (same id) at a higher attempt and the earlier
+delivery's ack never returned, or returned after that lease's end, or
+finished fewer events than the lease held; any other is unexplained, and
+so is every second row of a key in chaos_handled (the handler's writes
+commit with its ack).
 
 Needs psycopg2 (Debian: python3-psycopg2, for /usr/bin/python3).
 """
@@ -349,9 +360,14 @@ def read_consumer(path):
     return deliveries, errors, lost_conns
 
 
-def why_again(lease):
-    """Why an event of this lease may be handed out again: None when an ack
-    returned in time that finished every event of the lease."""
+def why_again(d, prev):
+    """Why delivery d may repeat the earlier delivery prev of its key: None
+    when it may not (a second copy of the event in the log; an attempt
+    number that did not grow, so prev's lease was lost; an ack that
+    returned in time and finished every event of prev's lease)."""
+    lease = prev[4]
+    if d[2] != prev[2] or d[3] <= prev[3]:
+        return None
     if not lease.acks:
         return "ack never returned"
     for t, count, n in lease.acks:
@@ -423,7 +439,7 @@ def check(args):
                 phantoms.append(d)
             prev = seen.get(key)
             if prev is not None:
-                why = why_again(prev[-1][4]) if sub != "handled" else None
+                why = why_again(d, prev[-1]) if sub != "handled" else None
                 if why is None:
                     unexplained.append((d, prev[-1]))
                 else:
@@ -452,9 +468,10 @@ def check(args):
                 lines.append("unexplained duplicate %s: key %s event %d attempt %d, handled before as event %d attempt %d"
                              % (sub, d[1], d[2], d[3], p[2], p[3]))
             else:
-                lines.append("unexplained duplicate %s: key %s event %d attempt %d at %.3f; before at %.3f "
-                             "lease %s until %.3f, acks %s" % (sub, d[1], d[2], d[3], d[0], p[0], p[4].token,
-                                                             p[4].lease_until, p[4].acks))
+                lines.append("unexplained duplicate %s: key %s event %d attempt %d at %.3f; before: event %d "
+                             "attempt %d at %.3f, lease %s until %.3f, acks %s"
+                             % (sub, d[1], d[2], d[3], d[0], p[2], p[3], p[0], p[4].token, p[4].lease_until,
+                                p[4].acks))
     fig["lost"] = lost_total + acked_not_committed
     fig["phantom"] = phantom_total
     fig["duplicates"] = explained_total + unexplained_total
