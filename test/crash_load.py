@@ -517,6 +517,10 @@ def check(args):
             first_any.append(min(got))
         if len(got) == len(SUBS):
             all_three.append(max(got))
+    if cycles:
+        restarts = [ready - restart for _, restart, ready in cycles]
+        fig["restart_median_s"] = "%.2f" % statistics.median(restarts)
+        fig["restart_max_s"] = "%.2f" % max(restarts)
     if first_any:
         fig["recovery_first_delivery_median_s"] = "%.2f" % statistics.median(first_any)
         fig["recovery_first_delivery_max_s"] = "%.2f" % max(first_any)
@@ -567,6 +571,8 @@ def report(fig, args, summary):
         ("... after a lease that ran out before its ack", fig["explained_lease_ran_out_before_the_ack"]),
         ("deliveries: polled / listened / handled", " / ".join(format(fig["delivered_" + s], ",") for s in SUBS)),
         ("client connections lost", fig["lost_connections"]),
+        ("restart (pg_ctl start, crash recovery included): median / max",
+         "%s s / %s s" % (fig.get("restart_median_s", "?"), fig.get("restart_max_s", "?"))),
         ("recovery, restart to first delivery: median / max",
          "%s s / %s s" % (fig.get("recovery_first_delivery_median_s", "?"), fig.get("recovery_first_delivery_max_s", "?"))),
         ("recovery, restart until all three consumers delivered: max", "%s s" % fig.get("recovery_all_consumers_max_s", "?")),
