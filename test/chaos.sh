@@ -2,8 +2,9 @@
 # make chaos: the crash-cycle TAP test (test/t/017_crash_cycles.pl) with 20
 # immediate-shutdown cycles instead of the test command's 3, on a cluster of
 # its own; prints the figures (the table of docs/reliability.md) and keeps
-# them in test/results/chaos/: report.md, tap.out (the test's output) and
-# log/ (the test's and the server's logs). Exits non-zero when the test fails.
+# them in test/results/chaos/: report.md, tap.out (the test's output),
+# log/ (the test's and the server's logs) and, when the test failed, ledger/
+# (test/crash_load.py). Exits non-zero when the test fails.
 #
 # Like make test, it builds with -Werror and assertions and installs first
 # (as root it installs the Debian packages it needs), then runs the test as
@@ -39,6 +40,8 @@ eb_as_pg env EB_CHAOS_CYCLES="$EB_CHAOS_CYCLES" make -s PG_CONFIG="$EB_PG_CONFIG
 	prove_installcheck PROVE_TESTS=test/t/017_crash_cycles.pl PROVE_FLAGS=-v 2>&1 | tee "$OUT/tap.out"
 status=${PIPESTATUS[0]}
 cp -r "$WORK/tap/tmp_check/log" "$OUT/log" 2>/dev/null
+# The ledgers are tens of MB: kept only when the test failed.
+[ "$status" = 0 ] || cp -r "$WORK/tap/tmp_check/chaos_ledger" "$OUT/ledger" 2>/dev/null
 if [ -f "$WORK/tap/tmp_check/chaos_report.md" ]; then
 	cp "$WORK/tap/tmp_check/chaos_report.md" "$OUT/report.md"
 	echo
