@@ -281,7 +281,12 @@ def run(args):
         t.start()
     print("running: %d publishers, consumers polled and listened" % len(pubs), flush=True)
     announced = False
+    parent = os.getppid()
     while not stop_all.wait(0.1):
+        if os.getppid() != parent:  # the test is gone: do not load a server forever
+            print("parent exited", flush=True)
+            stop_all.set()
+            break
         if stop_pub.is_set() and not announced and not any(t.is_alive() for t in pubs):
             print("publishers stopped", flush=True)
             announced = True

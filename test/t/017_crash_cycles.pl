@@ -133,9 +133,12 @@ my $load = IPC::Run::start(
 	],
 	'>' => "$dir/driver.out",
 	'2>' => "$dir/driver.err");
+# Should the test die, the driver must not outlive it (it also exits when
+# its parent goes away).
+END { eval { $load->kill_kill(grace => 5) if $load && $load->pumpable; }; }
 sub driver_out { return -e "$dir/driver.out" ? slurp_file("$dir/driver.out") : ''; }
 ok(wait_for(sub { driver_out() =~ /^running/m }, 30), 'the load driver runs')
-  or BAIL_OUT('crash_load.py did not start: ' . slurp_file("$dir/driver.err"));
+  or die 'crash_load.py did not start: ' . slurp_file("$dir/driver.err");
 
 my $t_cycle = time;
 for my $c (1 .. $ncycles)
