@@ -113,6 +113,7 @@ sub delivered_since
 	return 0;
 }
 
+# Whether the handler has handled an event after time $t.
 sub handled_since
 {
 	my ($t) = @_;
