@@ -10,6 +10,8 @@
 #   make demo-stop           stop and remove the demo cluster
 #   make fuzz                build the libFuzzer targets (test/fuzz) and run each FUZZ_SECONDS (60)
 #   make bench               the performance targets, side by side on a throwaway cluster (docs/performance.md)
+#   make chaos               the crash-cycle test with 20 immediate shutdowns under load; prints
+#                            the figures of docs/reliability.md (EB_CHAOS_CYCLES=N for another count)
 
 EXTENSION  = eventbus
 EXTVERSION = 0.2.0
@@ -122,7 +124,7 @@ prove_installcheck:
 
 # make fuzz [FUZZ_SECONDS=N]: build the libFuzzer targets (test/fuzz) and run each N seconds
 FUZZ_SECONDS ?= 60
-.PHONY: test demo demo-stop fuzz bench
+.PHONY: test demo demo-stop fuzz bench chaos
 fuzz:
 	bash test/fuzz/run.sh $(FUZZ_SECONDS)
 
@@ -137,3 +139,6 @@ demo-stop:
 
 bench:
 	bash test/bench/run.sh
+
+chaos:
+	bash test/chaos.sh
