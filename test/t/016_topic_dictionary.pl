@@ -201,8 +201,21 @@ sub measure
 	@lat = sort { $a <=> $b } @lat;
 	return ($lat[30], $secs / (($ticks1 - $ticks0) || 1));
 }
-my ($poll_many, $tick_many) = measure('many');
-my ($poll_few, $tick_few) = measure('few');
+# Three rounds, alternating, after VACUUM ANALYZE (so that autovacuum does
+# not take the CPU from one of them): the median of each.
+sql('VACUUM ANALYZE', $_) for ('many', 'few');
+my (@pm, @tm, @pf, @tf);
+for my $round (1 .. 3)
+{
+	my ($p, $t) = measure('many');
+	push @pm, $p;
+	push @tm, $t;
+	($p, $t) = measure('few');
+	push @pf, $p;
+	push @tf, $t;
+}
+sub median { my @v = sort { $a <=> $b } @_; return $v[ int(@v / 2) ]; }
+my ($poll_many, $tick_many, $poll_few, $tick_few) = (median(@pm), median(@tm), median(@pf), median(@tf));
 note sprintf('poll median: %.1f ms with 200,000 topics, %.1f ms with 20; tick interval %.1f ms vs %.1f ms',
 	1000 * $poll_many, 1000 * $poll_few, 1000 * $tick_many, 1000 * $tick_few);
 # Within 2x, with a millisecond of slack for a busy machine.
@@ -214,7 +227,8 @@ cmp_ok($tick_many, '<=', 2 * $tick_few + 0.001, 'the tick interval with 200,000 
 cycle('many') for 1 .. 3;
 ok($node->poll_query_until('many', "SELECT count(*) > 1000 FROM eventbus.topic WHERE retired_gen IS NOT NULL"),
 	'maintenance retires the unused topics');
-my ($poll_drop, $tick_drop) = measure('many');
+my @drop = (measure('many'), measure('many'), measure('many'));
+my ($poll_drop, $tick_drop) = (median(@drop[0, 2, 4]), median(@drop[1, 3, 5]));
 my $left = sql("SELECT count(*) FROM eventbus.topic WHERE topic LIKE 'noise.%'", 'many');
 note sprintf('while dropping (%d noise topics left after): poll median %.1f ms, tick interval %.1f ms',
 	$left, 1000 * $poll_drop, 1000 * $tick_drop);
