@@ -9,7 +9,10 @@
  *
  *	 GET /metrics  200, the text of eventbus.prometheus() (format 0.0.4);
  *				   503 when the extension is not installed there
- *	 GET /health   200 "ok" when the database answers a query, else 503
+ *	 GET /health   200 "healthy" when every check of eventbus.health() passes
+ *				   (the worker runs and ticks, lag and new dead letters within
+ *				   the eventbus.health_* settings), else 503 "unhealthy";
+ *				   each check on a line of its own
  *	 anything else 404 (unknown path) or 405 (other method)
  *
  * It is its own process, so a slow scrape never delays the per-database
@@ -30,6 +33,7 @@
 #include "metrics_http.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <sys/socket.h>
@@ -55,6 +59,22 @@
 #include "utils/snapmgr.h"
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
+
+/*
+ * GET /health: "healthy" or "unhealthy", then one line per check of
+ * eventbus.health() (sql/80_stats.sql).
+ */
+#define EB_HEALTH_QUERY \
+	"SELECT CASE WHEN bool_and(h.ok) THEN 'healthy' ELSE 'unhealthy' END || E'\\n' " \
+	"    || string_agg(format('%s %s: %s (threshold: %s)', CASE WHEN h.ok THEN 'ok' ELSE 'FAIL' END, " \
+	"                         h.check_name, h.value, h.threshold), E'\\n') || E'\\n' " \
+	"  FROM eventbus.health() h"
+
+/* eventbus.health_* (read by eventbus.health() through current_setting) */
+static int	eb_health_tick_age = 60;
+static int	eb_health_max_lag = 0;
+static int	eb_health_dead_window = 300;
+static int	eb_health_max_new_dead = -1;
 
 #define EB_HTTP_READ_MS		2000
 #define EB_HTTP_WRITE_MS	5000
@@ -416,8 +436,8 @@ Serve(pgsocket fd, const char *req, bool whole)
 		bool		metrics = strcmp(path, "/metrics") == 0;
 		char	   *error;
 		bool		missing;
-		char	   *body = RunQuery(metrics ? "SELECT eventbus.prometheus()" : "SELECT 'ok'",
-									metrics, &error, &missing);
+		char	   *body = RunQuery(metrics ? "SELECT eventbus.prometheus()" : EB_HEALTH_QUERY,
+									true, &error, &missing);
 
 		if (missing)
 			Respond(fd, head_only, "503 Service Unavailable", "text/plain; charset=utf-8", NULL,
@@ -428,7 +448,8 @@ Serve(pgsocket fd, const char *req, bool whole)
 			Respond(fd, head_only, "200 OK", "text/plain; version=0.0.4; charset=utf-8", NULL,
 					pg_server_to_any(body, strlen(body), PG_UTF8));
 		else
-			Respond(fd, head_only, "200 OK", "text/plain; charset=utf-8", NULL, "ok\n");
+			Respond(fd, head_only, strncmp(body, "healthy", 7) == 0 ? "200 OK" : "503 Service Unavailable",
+					"text/plain; charset=utf-8", NULL, pg_server_to_any(body, strlen(body), PG_UTF8));
 	}
 }
 
@@ -579,6 +600,28 @@ void
 EbMetricsHttpInit(void)
 {
 	BackgroundWorker worker;
+
+	/* The thresholds of eventbus.health() (GET /health), in any backend. */
+	DefineCustomIntVariable("eventbus.health_tick_age",
+							"Age of the worker's last tick beyond which eventbus.health() (GET /health) fails.",
+							"Valid range: 1 s to 1 day.",
+							&eb_health_tick_age, 60, 1, 86400, PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("eventbus.health_max_lag",
+							"Age of the oldest pending event of a subscription beyond which eventbus.health() fails; 0: not checked.",
+							"Paused subscriptions do not count. Valid range: 0 to 30 days.",
+							&eb_health_max_lag, 0, 0, 30 * 86400, PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("eventbus.health_dead_letter_window",
+							"Window in which eventbus.health() counts new dead letters.",
+							"Valid range: 1 s to 30 days.",
+							&eb_health_dead_window, 300, 1, 30 * 86400, PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("eventbus.health_max_new_dead_letters",
+							"Most new dead letters in the window that eventbus.health() accepts; -1: not checked.",
+							"Valid range: -1 to 2147483647.",
+							&eb_health_max_new_dead, -1, -1, INT_MAX, PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
 
 	/* Server-start settings can only be defined while preloading. */
 	if (!process_shared_preload_libraries_in_progress)

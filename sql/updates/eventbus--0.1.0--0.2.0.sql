@@ -1914,6 +1914,68 @@ SELECT c.chunk_no, c.relname, c.is_current, c.opened_at, c.sealed_at, c.reclaime
 CREATE OR REPLACE VIEW eventbus.schemas AS
 SELECT s.pattern, s.uri, s.on_invalid, s.schema, s.created_at, s.owner
   FROM eventbus.schema s;
+-- The checks behind GET /health of the metrics endpoint, also for probes
+-- that use SQL: one row per check, whether it passes, what was seen and
+-- the threshold (settings eventbus.health_*; 0 or -1: reported only).
+--   worker        this database's worker runs
+--   ticking       its last tick is at most health_tick_age old
+--   lag           the oldest pending event of any subscription that is
+--                 not paused is at most health_max_lag old
+--   dead_letters  at most health_max_new_dead_letters events became dead
+--                 letters in the last health_dead_letter_window
+-- Without the library preloaded there is no worker: "worker" fails.
+CREATE OR REPLACE FUNCTION eventbus.health(OUT check_name text, OUT ok boolean, OUT value text, OUT threshold text)
+RETURNS SETOF record
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    -- The settings show with a unit ('1min'), which interval reads.
+    v_tick     interval := coalesce(current_setting('eventbus.health_tick_age', true), '60s')::interval;
+    v_lag      interval := coalesce(current_setting('eventbus.health_max_lag', true), '0')::interval;
+    v_window   interval := coalesce(current_setting('eventbus.health_dead_letter_window', true), '300s')::interval;
+    v_max_dead bigint := coalesce(current_setting('eventbus.health_max_new_dead_letters', true), '-1')::bigint;
+    v_now      timestamptz := clock_timestamp();
+    w          record;
+    v_worst    record;
+    v_new      bigint;
+BEGIN
+    SELECT ws.pid, ws.state, ws.last_tick_at INTO w
+      FROM eventbus._worker_stats() ws WHERE ws.database = current_database();
+    check_name := 'worker';
+    ok := w.pid IS NOT NULL AND w.state = 'running';
+    value := CASE WHEN w.pid IS NULL THEN coalesce(w.state, 'no worker') ELSE format('pid %s, %s', w.pid, w.state) END;
+    threshold := 'running';
+    RETURN NEXT;
+    check_name := 'ticking';
+    ok := w.last_tick_at IS NOT NULL AND v_now - w.last_tick_at <= v_tick;
+    value := CASE WHEN w.last_tick_at IS NULL THEN 'never ticked'
+                  ELSE format('last tick %s s ago', round(extract(epoch FROM v_now - w.last_tick_at)::numeric, 1)) END;
+    threshold := format('%s s', extract(epoch FROM v_tick)::bigint);
+    RETURN NEXT;
+    SELECT s.name, v_now - p.oldest_pending AS age INTO v_worst
+      FROM eventbus.subscription s CROSS JOIN LATERAL eventbus._pending(s.id) p
+     WHERE NOT s.paused AND p.oldest_pending IS NOT NULL
+     ORDER BY p.oldest_pending LIMIT 1;
+    check_name := 'lag';
+    ok := v_lag = interval '0' OR v_worst.age IS NULL OR v_worst.age <= v_lag;
+    value := CASE WHEN v_worst.age IS NULL THEN 'nothing pending'
+                  ELSE format('oldest pending event %s s old (subscription %s)',
+                              round(extract(epoch FROM v_worst.age)::numeric, 1), v_worst.name) END;
+    threshold := CASE WHEN v_lag = interval '0' THEN 'not checked' ELSE format('%s s', extract(epoch FROM v_lag)::bigint) END;
+    RETURN NEXT;
+    SELECT count(*) INTO v_new FROM eventbus.delivery d
+     WHERE d.state = 'dead' AND d.dead_at > v_now - v_window;
+    check_name := 'dead_letters';
+    ok := v_max_dead < 0 OR v_new <= v_max_dead;
+    value := format('%s new in the last %s s', v_new, extract(epoch FROM v_window)::bigint);
+    threshold := CASE WHEN v_max_dead < 0 THEN 'not checked' ELSE v_max_dead::text END;
+    RETURN NEXT;
+END
+$$;
+COMMENT ON FUNCTION eventbus.health() IS
+    'eventbus: the checks of GET /health (worker running, ticking, lag, new dead letters), each with its threshold';
+
 CREATE OR REPLACE VIEW eventbus.topic_stats AS
 SELECT t.topic,
        CASE WHEN i.enabled THEN coalesce(sum(st.published), 0)::bigint END AS published,
@@ -2204,6 +2266,7 @@ GRANT SELECT ON eventbus.topic_stats, eventbus.subscription_stats, eventbus.late
 REVOKE EXECUTE ON FUNCTION
     eventbus.reset_stats(),
     eventbus.prometheus(),
+    eventbus.health(),
     eventbus._stats_sub(integer, bigint, bigint, bigint, bigint, bigint, bigint, bigint, bigint, bigint, timestamptz[], timestamptz[], boolean),
     eventbus._stats_drop_sub(integer),
     eventbus._stats_prune(integer[]),
@@ -2219,6 +2282,7 @@ REVOKE EXECUTE ON FUNCTION
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     eventbus.prometheus(),
+    eventbus.health(),
     eventbus._stats_topics(),
     eventbus._stats_subscriptions(),
     eventbus._stats_info(),

@@ -137,6 +137,7 @@ INSERT INTO rule VALUES
   ('eventbus.schedule(text,text,text,jsonb)', 'execute', $$SELECT eventbus.schedule('m_job', '* * * * *', 'm.x')$$),
   ('eventbus.unschedule(text)', 'execute', $$SELECT eventbus.unschedule('m_job')$$),
   ('eventbus.prometheus()', 'monitor', $$SELECT eventbus.prometheus()$$),
+  ('eventbus.health()', 'monitor', $$SELECT * FROM eventbus.health()$$),
   ('eventbus.reset_stats()', 'execute', $$SELECT eventbus.reset_stats()$$),
   ('eventbus.events', 'execute', $$SELECT * FROM eventbus.events$$),
   ('eventbus.chunks', 'pg_monitor', $$SELECT * FROM eventbus.chunks$$),

@@ -41,14 +41,15 @@ sub promtool
 	return ($? >> 8, $out);
 }
 
-# Waits until /health answers 200 (the endpoint is up).
+# Waits until /health answers with one of the codes (the endpoint is up).
 sub wait_up
 {
-	my ($port) = @_;
+	my ($port, $want) = @_;
+	$want //= qr/^(200|503)$/;
 	for (my $i = 0; $i < 600; $i++)
 	{
 		my ($code) = http($port, '/health');
-		return 1 if $code eq '200';
+		return 1 if $code =~ $want;
 		sleep 0.1;
 	}
 	return 0;
@@ -66,11 +67,11 @@ max_worker_processes = 16
 });
 $node->start;
 
-# 1. Up, and /metrics before the extension is installed.
+# 1. Up, and /health and /metrics before the extension is installed.
 ok(wait_up($port), 'the endpoint answers /health');
 my ($code, $body, $head) = http($port, '/health');
-is($code, '200', '/health: 200');
-is($body, "ok\n", '/health: body ok');
+is($code, '503', '/health without the extension: 503');
+like($body, qr/eventbus is not installed in database "postgres"/, '503 says why');
 ($code, $body) = http($port, '/metrics');
 is($code, '503', '/metrics without the extension: 503');
 like($body, qr/eventbus is not installed in database "postgres"/, '503 says why');
@@ -102,6 +103,43 @@ my ($rc, $out) = promtool($body);
 is($rc, 0, 'promtool check metrics accepts GET /metrics') or diag($out);
 ($rc, $out) = promtool($node->safe_psql('postgres', 'SELECT eventbus.prometheus()') . "\n");
 is($rc, 0, 'promtool check metrics accepts eventbus.prometheus()') or diag($out);
+
+# 2b. /health: a line per check of eventbus.health(), 200 when all pass,
+# 503 when one fails; thresholds are settings.
+sub set_conf
+{
+	my ($name, $value) = @_;
+	$node->safe_psql('postgres', "ALTER SYSTEM SET $name = '$value'; SELECT pg_reload_conf();");
+	$node->poll_query_until('postgres', "SELECT current_setting('$name') = '$value'")
+	  or die "$name did not become $value";
+}
+ok(wait_up($port, qr/^200$/), '/health: 200 once the worker runs');
+($code, $body) = http($port, '/health');
+like($body, qr/\Ahealthy\nok worker: pid \d+, running \(threshold: running\)\nok ticking: last tick [0-9.]+ s ago \(threshold: 60 s\)\n/,
+	'/health: healthy, the worker runs and ticks');
+like($body, qr/^ok lag: oldest pending event [0-9.]+ s old \(subscription orders\) \(threshold: not checked\)$/m,
+	'/health: the lag, not checked by default');
+like($body, qr/^ok dead_letters: 10 new in the last 300 s \(threshold: not checked\)$/m,
+	'/health: the new dead letters, not checked by default');
+set_conf('eventbus.health_max_lag', '1s');
+sleep 1.2;
+($code, $body) = http($port, '/health');
+is($code, '503', '/health with pending events older than health_max_lag: 503');
+like($body, qr/\Aunhealthy\n.*^FAIL lag: oldest pending event [0-9.]+ s old \(subscription orders\) \(threshold: 1 s\)$/ms,
+	'it names the check that fails and the subscription');
+set_conf('eventbus.health_max_lag', '0');
+set_conf('eventbus.health_max_new_dead_letters', '5');
+($code, $body) = http($port, '/health');
+is($code, '503', '/health with more new dead letters than health_max_new_dead_letters: 503');
+like($body, qr/^FAIL dead_letters: 10 new in the last 300 s \(threshold: 5\)$/m, 'it says how many');
+set_conf('eventbus.health_max_new_dead_letters', '-1');
+is((http($port, '/health'))[0], '200', '/health: 200 again');
+my $wpid = $node->safe_psql('postgres', "SELECT pid FROM pg_stat_activity WHERE backend_type = 'eventbus worker'");
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($wpid)");
+ok(wait_up($port, qr/^503$/), '/health while the worker is down: 503');
+($code, $body) = http($port, '/health');
+like($body, qr/^FAIL worker: /m, 'it says the worker does not run');
+ok(wait_up($port, qr/^200$/), '/health: 200 when the worker is back');
 
 # 3. Other paths and methods.
 ($code) = http($port, '/');
@@ -165,7 +203,7 @@ $node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
 ok($node->poll_query_until('postgres',
 		"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'eventbus metrics' AND pid <> $pid"),
 	'the endpoint restarts after being terminated');
-ok(wait_up($port), 'and answers again');
+ok(wait_up($port, qr/^200$/), 'and answers again');
 
 # 6. reset_stats: the counters go to zero, what is pending stays.
 $node->safe_psql('postgres', 'SELECT eventbus.reset_stats()');
