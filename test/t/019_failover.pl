@@ -11,7 +11,8 @@
 # Part 2: with synchronous_standby_names and synchronous_commit =
 # remote_apply, every event whose COMMIT returned is on the standby at
 # once, without waiting for it to catch up, and is delivered after a
-# second failover. Time bounds here are liveness bounds, not speed claims.
+# second failover. A handler subscription paused until the failover runs
+# on the new primary and handles each committed event once. Time bounds here are liveness bounds, not speed claims.
 use strict;
 use warnings;
 use FindBin;
@@ -29,6 +30,15 @@ my $primary = start_primary('primary', "eventbus.worker_restart_delay = 1\n");
 $primary->safe_psql('postgres', qq{
 CREATE EXTENSION eventbus;
 SELECT eventbus.subscribe('ha', array['ha.#'], lease => '$lease');
+-- A handler subscription, paused until after the failover: its handler
+-- runs on the new primary only, writing each key in the transaction that
+-- acks the event.
+CREATE TABLE ha_handled (key text NOT NULL, event_id bigint NOT NULL);
+CREATE FUNCTION ha_handle(e eventbus.event) RETURNS void LANGUAGE sql AS \$\$
+    INSERT INTO ha_handled VALUES (e.payload->>'k', e.id)
+\$\$;
+SELECT eventbus.subscribe('hh', array['ha.#'], handler => 'ha_handle(eventbus.event)');
+SELECT eventbus.pause('hh');
 });
 $primary->backup('b');
 my $standby = PostgreSQL::Test::Cluster->new('standby');
@@ -160,6 +170,16 @@ $new->safe_psql('postgres', "SELECT eventbus.publish('ha.order', '{\"k\": \"afte
 my $rows = poll_batch($new, 100, 'new');
 is(join(',', map { $_->[0] } @$rows), 'after', 'an event published on the new primary is delivered');
 ack_batch($new, $rows);
+
+# The handler subscription, resumed on the new primary, handles every
+# committed event once (300 and 'after').
+$new->safe_psql('postgres', "SELECT eventbus.resume('hh')");
+ok( $new->poll_query_until('postgres',
+		"SELECT count(DISTINCT key) = $total + 1 FROM ha_handled"),
+	'the handler subscription, resumed on the new primary, handles every committed event');
+is( $new->safe_psql('postgres',
+		"SELECT count(*) || ' ' || count(*) FILTER (WHERE key !~ '^(e[0-9]+|after)\$') FROM ha_handled"),
+	($total + 1) . ' 0', 'each once, and none that never committed');
 
 # ---- 3. Synchronous replication: a COMMIT that returned is on the standby.
 $new->backup('b2');
