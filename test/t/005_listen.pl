@@ -3,7 +3,8 @@
 # 200 events/s for 3 s), a subscription whose patterns do not match and a
 # paused one are not notified meanwhile, and resume notifies the paused
 # one; retries, lease ends and delayed events are notified when they fall
-# due, and a rolled-back poll when it rolls back. Time bounds are liveness bounds, far above what is expected, not
+# due, and a rolled-back poll when it rolls back; an event whose
+# transaction was open at a tick is notified after its commit. Time bounds are liveness bounds, far above what is expected, not
 # speed claims; the latency figures are printed with note().
 use strict;
 use warnings;
@@ -201,7 +202,49 @@ $n = count_lazy(0.5);
 is($n, 1, 'after a poll, the next event is notified at once');
 $bg->quit;
 
-# 6. The worker ran the whole time (a restart would notify everything).
+# 6. An event whose transaction began before a tick and committed after
+# it is notified, on an otherwise idle bus: the tick after the commit finds
+# it among the transactions in progress at the previous tick (the xip of
+# the window's lower snapshot). A listener that polls only when notified
+# would never hear of it otherwise.
+sql("SELECT eventbus.subscribe('straddle', array['straddle.#']);
+	SELECT eventbus.subscribe('ticker', array['ticker.#']);");
+$bg = $node->background_psql('postgres');
+$bg->query_safe('LISTEN eventbus_straddle; LISTEN eventbus_ticker');
+# Waits up to $secs for a notification on channel $chan; returns the
+# seconds it took, or undef. The notifications seen on the way are kept in
+# $seen_straddle.
+my $seen_straddle = '';
+sub wait_channel
+{
+	my ($chan, $secs) = @_;
+	my $t0 = time;
+	while (time - $t0 < $secs)
+	{
+		my $o = $bg->query_safe('SELECT pg_sleep(0.05)');
+		$seen_straddle .= $o;
+		return time - $t0 if $o =~ /Asynchronous notification "$chan"/;
+	}
+	return undef;
+}
+# Nothing is pending for either; drop what subscribing may have notified.
+$bg->query_safe('SELECT pg_sleep(0.3)');
+$seen_straddle = '';
+my $writer = $node->background_psql('postgres');
+$writer->query_safe("BEGIN; SELECT eventbus.publish('straddle.x', '{\"n\": 1}')");
+sql("SELECT eventbus.publish('ticker.x', '{}')");
+ok(defined wait_channel('eventbus_ticker', 10),
+	'a tick ran while the straddling transaction was open (its other topic was notified)');
+unlike($seen_straddle, qr/"eventbus_straddle"/, 'the uncommitted event was not notified');
+$writer->query_safe('COMMIT');
+$writer->quit;
+$t = wait_channel('eventbus_straddle', 2);
+ok(defined $t, 'the event committed after that tick is notified within 2 s');
+note(sprintf('straddling event notified %.2f s after its commit', $t // -1));
+is(sql("SELECT count(*) FROM eventbus.poll('straddle', 10)"), '1', 'and it is then polled');
+$bg->quit;
+
+# 7. The worker ran the whole time (a restart would notify everything).
 unlike(slurp_file($node->logfile), qr/eventbus worker .* exited unexpectedly/,
 	'the worker did not restart');
 

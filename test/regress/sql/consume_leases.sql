@@ -1,6 +1,6 @@
 --
 -- consume_leases: lease expiry (handed out again, a late ack, a dead letter
--- at the last attempt) and extend_lease.
+-- at the last attempt) and extend_lease (only on leased deliveries).
 --
 -- Expected values below are written from docs/consuming.md, not from the
 -- implementation.  The extension is loaded by pg_regress.  Nothing printed
@@ -83,3 +83,50 @@ select eventbus.extend_lease('ext', array[pg_temp.eid('{"ext": 1}')], '0');
 select eventbus.ack('ext', array[pg_temp.eid('{"ext": 2}')]) as acked;
 select eventbus.extend_lease('ext', array[pg_temp.eid('{"ext": 2}')], '1 hour') as extended;
 select eventbus.unsubscribe('ext');
+
+--
+-- 3. extend_lease changes only leased deliveries: a waiting one (a retry
+-- not due yet) and a dead one keep their state and time, a leased one of
+-- its own and a leased one in a batch get the new lease end.
+--
+select eventbus.subscribe('extwd', array['extwd.#'], max_attempts => 2);
+select count(*) from eventbus.publish_batch(array['extwd.x'],
+    array['{"extwd": "waiting"}', '{"extwd": "dead"}', '{"extwd": "own"}',
+          '{"extwd": "batch"}']::jsonb[]);
+select count(*) as polled from eventbus.poll('extwd', 10, lease => '1 minute');
+select eventbus.nack('extwd', pg_temp.eid('{"extwd": "waiting"}'), 'later', retry_in => '10 minutes');
+select eventbus.nack('extwd', pg_temp.eid('{"extwd": "dead"}'), 'again', retry_in => '0');
+select eventbus.nack('extwd', pg_temp.eid('{"extwd": "own"}'), 'again', retry_in => '0');
+-- The two due retries, leased again (attempt 2, rows of their own); the
+-- second nack at max_attempts makes "dead" a dead letter.
+select e.payload->>'extwd' as polled, p.attempt
+  from eventbus.poll('extwd', 10, lease => '1 minute') p join eventbus.events e on e.id = p.event_id
+ order by 1;
+select eventbus.nack('extwd', pg_temp.eid('{"extwd": "dead"}'), 'again');
+create temp table extwd_before as
+  select e.payload->>'extwd' as name, d.state, d.attempt, d.available_at, d.batch_id is not null as in_batch
+    from eventbus.deliveries d join eventbus.events e on e.id = d.event_id
+   where d.subscription = 'extwd';
+select name, state, attempt, in_batch from extwd_before order by name;
+-- Only the two leased ones count.
+select eventbus.extend_lease('extwd', array[pg_temp.eid('{"extwd": "waiting"}'),
+    pg_temp.eid('{"extwd": "dead"}'), pg_temp.eid('{"extwd": "own"}'),
+    pg_temp.eid('{"extwd": "batch"}')], '1 hour') as extended;
+select b.name, d.state, d.attempt,
+       d.state is not distinct from b.state as same_state,
+       d.available_at is not distinct from b.available_at as same_time,
+       d.available_at > now() + interval '59 minutes' as ends_in_1h
+  from extwd_before b
+  join eventbus.events e on e.payload->>'extwd' = b.name
+  join eventbus.deliveries d on d.event_id = e.id and d.subscription = 'extwd'
+ order by b.name;
+-- Alone, a waiting or a dead event has no lease to extend.
+select eventbus.extend_lease('extwd', array[pg_temp.eid('{"extwd": "waiting"}'),
+    pg_temp.eid('{"extwd": "dead"}')], '2 hours') as extended;
+select b.name, d.available_at is not distinct from b.available_at as same_time
+  from extwd_before b
+  join eventbus.events e on e.payload->>'extwd' = b.name
+  join eventbus.deliveries d on d.event_id = e.id and d.subscription = 'extwd'
+ where b.name in ('waiting', 'dead') order by b.name;
+drop table extwd_before;
+select eventbus.unsubscribe('extwd');
