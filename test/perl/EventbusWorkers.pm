@@ -1,5 +1,5 @@
 # Helpers shared by the TAP tests of the background workers (004_workers,
-# 010_worker_crash_standby, 011_notify_lock): a primary with eventbus
+# 010_worker_crash_standby, 011_notify_lock) and others (settings): a primary with eventbus
 # preloaded, waits on queries and the server log, and who runs (the
 # launcher, the workers and their databases).
 package EventbusWorkers;
@@ -12,7 +12,19 @@ use PostgreSQL::Test::Utils;
 use Time::HiRes qw(time usleep);
 
 our @EXPORT = qw(start_primary wait_true wait_log workers launchers worker_pid
-  has_worker_query no_worker_query);
+  has_worker_query no_worker_query set_conf);
+
+# Sets a setting for the whole cluster (ALTER SYSTEM, reload) and waits
+# until the sessions see it.
+sub set_conf
+{
+	my ($node, $name, $value) = @_;
+	$node->safe_psql('postgres', "ALTER SYSTEM SET $name = '$value'");
+	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+	$node->poll_query_until('postgres', "SELECT current_setting('$name') = '$value'")
+	  or die "$name did not become $value";
+	return;
+}
 
 # Starts a cluster that can have a streaming standby, with eventbus preloaded
 # and crash restarts on; $extra is appended to postgresql.conf.

@@ -5,6 +5,9 @@
 # same on its own, and storage returns to what the live chunks hold.
 use strict;
 use warnings;
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use EventbusWorkers;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -20,16 +23,6 @@ eventbus.chunk_interval = '1h'
 $node->start;
 
 sub sql { return $node->safe_psql('postgres', $_[0]); }
-
-# Sets a setting for the whole cluster and waits until it applies.
-sub set_conf
-{
-	my ($name, $value) = @_;
-	sql("ALTER SYSTEM SET $name = '$value'");
-	sql("SELECT pg_reload_conf()");
-	$node->poll_query_until('postgres', "SELECT current_setting('$name') = '$value'")
-	  or die "$name did not become $value";
-}
 
 sub maintain { return sql("SELECT reclaimed || ' ' || rotated::int FROM eventbus.run_maintenance()"); }
 sub current { return sql("SELECT chunk_no FROM eventbus.chunk WHERE is_current"); }
@@ -48,14 +41,14 @@ is(maintain(), '0 0', 'a young current chunk is neither rotated nor reclaimed');
 is(current(), '0', 'chunk 0 is current');
 
 # 2. Rotation: once older than chunk_interval, publishing moves to chunk 1.
-set_conf('eventbus.chunk_interval', '1s');
+set_conf($node, 'eventbus.chunk_interval', '1s');
 sleep 1.2;
 is(maintain(), '0 1', 'an old current chunk is rotated');
 is(current(), '1', 'chunk 1 is current');
 sql("SELECT eventbus.publish('a.y', '{}')");
 is(rows(1), '1', 'new events go to chunk 1');
 is(rows(0), '200', 'chunk 0 keeps its 200 events');
-set_conf('eventbus.chunk_interval', '1h');
+set_conf($node, 'eventbus.chunk_interval', '1h');
 
 # 3. Unread events pin a chunk, per subscription and only for matching topics.
 is(pins(0), 'a,b', 'chunk 0 is pinned by a and b (c matches none of its topics)');
@@ -87,17 +80,17 @@ is(rows(1), '1', 'chunk 1 still holds its event');
 ok(sql("SELECT reclaimed_at IS NOT NULL FROM eventbus.chunk WHERE chunk_no = 0"), 'reclaimed_at is set');
 
 # 8. Retention keeps a consumed chunk until it has passed.
-set_conf('eventbus.chunk_interval', '1s');
+set_conf($node, 'eventbus.chunk_interval', '1s');
 sleep 1.2;
 is(maintain(), '0 1', 'rotated to chunk 2');
-set_conf('eventbus.chunk_interval', '1h');
+set_conf($node, 'eventbus.chunk_interval', '1h');
 is(current(), '2', 'chunk 2 is current');
 sql("SELECT eventbus.ack('a', array_agg(event_id)) FROM eventbus.poll('a', 1000)");
-set_conf('eventbus.retention', '1h');
+set_conf($node, 'eventbus.retention', '1h');
 is(pins(1), '', 'chunk 1 is consumed');
 is(maintain(), '0 0', 'but retention keeps it');
 is(rows(1), '1', 'its event is still there');
-set_conf('eventbus.retention', '0');
+set_conf($node, 'eventbus.retention', '0');
 
 # 9. A transaction still open on a chunk keeps it; maintenance does not wait.
 my $writer = $node->background_psql('postgres');
@@ -112,11 +105,11 @@ is(rows(1), '0', 'chunk 1 is empty');
 
 # 10. A subscription created with start_at 'earliest' that never reads pins
 # what it has not read.
-set_conf('eventbus.chunk_interval', '1s');
+set_conf($node, 'eventbus.chunk_interval', '1s');
 sql("SELECT eventbus.publish('c.x', '{}')");
 sleep 1.2;
 is(maintain(), '0 1', 'rotated to chunk 0');
-set_conf('eventbus.chunk_interval', '1h');
+set_conf($node, 'eventbus.chunk_interval', '1h');
 is(pins(2), 'c', 'chunk 2 has an unread event of c');
 sql("SELECT eventbus.ack('c', array_agg(event_id)) FROM eventbus.poll('c', 10)");
 sql("SELECT eventbus.ack('a', array_agg(event_id)) FROM eventbus.poll('a', 10)");
@@ -127,8 +120,8 @@ is(maintain(), '1 0', 'reclaimed after it is gone');
 
 # 11. The worker does all this on its own, and storage stays bounded: many
 # events published and acked leave at most two chunks' worth behind.
-set_conf('eventbus.chunk_interval', '1s');
-set_conf('eventbus.maintenance_interval', '1s');
+set_conf($node, 'eventbus.chunk_interval', '1s');
+set_conf($node, 'eventbus.maintenance_interval', '1s');
 my $empty = sql("SELECT pg_total_relation_size('eventbus.event_log_1')");
 for my $round (1 .. 4)
 {

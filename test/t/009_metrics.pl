@@ -6,6 +6,9 @@
 # liveness bounds, far above what is expected, not speed claims.
 use strict;
 use warnings;
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use EventbusWorkers;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -106,13 +109,6 @@ is($rc, 0, 'promtool check metrics accepts eventbus.prometheus()') or diag($out)
 
 # 2b. /health: a line per check of eventbus.health(), 200 when all pass,
 # 503 when one fails; thresholds are settings.
-sub set_conf
-{
-	my ($name, $value) = @_;
-	$node->safe_psql('postgres', "ALTER SYSTEM SET $name = '$value'; SELECT pg_reload_conf();");
-	$node->poll_query_until('postgres', "SELECT current_setting('$name') = '$value'")
-	  or die "$name did not become $value";
-}
 ok(wait_up($port, qr/^200$/), '/health: 200 once the worker runs');
 ($code, $body) = http($port, '/health');
 like($body, qr/\Ahealthy\nok worker: pid \d+, running \(threshold: running\)\nok ticking: last tick [0-9.]+ s ago \(threshold: 60 s\)\n/,
@@ -121,18 +117,18 @@ like($body, qr/^ok lag: oldest pending event [0-9.]+ s old \(subscription orders
 	'/health: the lag, not checked by default');
 like($body, qr/^ok dead_letters: 10 new in the last 300 s \(threshold: not checked\)$/m,
 	'/health: the new dead letters, not checked by default');
-set_conf('eventbus.health_max_lag', '1s');
+set_conf($node, 'eventbus.health_max_lag', '1s');
 sleep 1.2;
 ($code, $body) = http($port, '/health');
 is($code, '503', '/health with pending events older than health_max_lag: 503');
 like($body, qr/\Aunhealthy\n.*^FAIL lag: oldest pending event [0-9.]+ s old \(subscription orders\) \(threshold: 1 s\)$/ms,
 	'it names the check that fails and the subscription');
-set_conf('eventbus.health_max_lag', '0');
-set_conf('eventbus.health_max_new_dead_letters', '5');
+set_conf($node, 'eventbus.health_max_lag', '0');
+set_conf($node, 'eventbus.health_max_new_dead_letters', '5');
 ($code, $body) = http($port, '/health');
 is($code, '503', '/health with more new dead letters than health_max_new_dead_letters: 503');
 like($body, qr/^FAIL dead_letters: 10 new in the last 300 s \(threshold: 5\)$/m, 'it says how many');
-set_conf('eventbus.health_max_new_dead_letters', '-1');
+set_conf($node, 'eventbus.health_max_new_dead_letters', '-1');
 is((http($port, '/health'))[0], '200', '/health: 200 again');
 my $wpid = $node->safe_psql('postgres', "SELECT pid FROM pg_stat_activity WHERE backend_type = 'eventbus worker'");
 $node->safe_psql('postgres', "SELECT pg_terminate_backend($wpid)");

@@ -9,6 +9,9 @@
 # steps while the worker keeps ticking.
 use strict;
 use warnings;
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use EventbusWorkers;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -26,16 +29,6 @@ eventbus.max_topics = 1000000
 $node->start;
 
 sub sql { my ($q, $db) = @_; return $node->safe_psql($db // 'postgres', $q); }
-
-# Sets a setting for the whole cluster and waits until it applies.
-sub set_conf
-{
-	my ($name, $value) = @_;
-	sql("ALTER SYSTEM SET $name = '$value'");
-	sql("SELECT pg_reload_conf()");
-	$node->poll_query_until('postgres', "SELECT current_setting('$name') = '$value'")
-	  or die "$name did not become $value";
-}
 
 # One maintenance round after the current chunk got old: it rotates (when
 # the next chunk is free) and reclaims what nobody needs.
@@ -160,7 +153,7 @@ note sprintf('published 200,000 distinct topics in %.1f s', time - $t0);
 sql("SELECT count(eventbus.publish('noise.' || (g % 20) || '.x', '{}')) FROM generate_series(1, 200000) g", 'few');
 is(count_topics('noise.%', 'many'), '200000', '200,000 topics in one database');
 is(count_topics('noise.%', 'few'), '20', '20 in the other');
-set_conf('eventbus.maintenance_interval', '1s');
+set_conf($node, 'eventbus.maintenance_interval', '1s');
 
 # Polling: publish one order, then a poll that waits for it (the worker
 # cuts it); the median of 60, after 10 not counted. Ticking: how often the worker ticked while
