@@ -31,7 +31,11 @@ OBJS = \
 	src/launcher.o \
 	src/worker.o \
 	src/tick.o \
+	src/subproc.o \
 	src/handler.o \
+	src/cloudevent.o \
+	src/kafka.o \
+	src/relay.o \
 	src/util.o \
 	src/access.o \
 	src/acl.o \
@@ -90,6 +94,9 @@ EB_CFLAGS ?=
 PG_CPPFLAGS += -DEB_VERSION='"$(EXTVERSION)"'
 PG_CFLAGS += -Wall -Wextra -Wmissing-prototypes -Wno-unused-parameter \
 	-Wno-sign-compare -Wno-missing-field-initializers $(EB_CFLAGS)
+
+# Relays to Kafka: librdkafka (Debian librdkafka-dev).
+SHLIB_LINK += -lrdkafka
 
 EXTRA_CLEAN = $(DATA_built) tmp_check
 

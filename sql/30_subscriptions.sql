@@ -23,7 +23,11 @@ CREATE TABLE eventbus.subscription (
     concurrency     integer NOT NULL DEFAULT 1, -- handler processes for it
     owner           regrole NOT NULL,           -- the role that created it (docs/security.md)
     consumers       regrole[] NOT NULL DEFAULT '{}',  -- granted consume
-    managers        regrole[] NOT NULL DEFAULT '{}'   -- granted manage
+    managers        regrole[] NOT NULL DEFAULT '{}',  -- granted manage
+    sink            text CHECK (sink IN ('kafka')),   -- a relay's sink (docs/relay.md); NULL: not a relay
+    sink_server     text,                   -- its FOREIGN SERVER
+    sink_topic      text,                   -- its topic, or a template of one
+    sink_options    jsonb                   -- its producer properties and relay options
 );
 COMMENT ON TABLE eventbus.subscription IS 'eventbus: subscriptions (configuration)';
 COMMENT ON SEQUENCE eventbus.subscription_id_seq IS 'eventbus: subscription ids';
@@ -338,6 +342,11 @@ BEGIN
         RAISE EXCEPTION 'concurrency must be between 1 and 64: %', s.concurrency
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Pass e.g. 4: handler processes that run the subscription''s handler side by side.';
+    END IF;
+    IF s.handler IS NOT NULL AND s.sink IS NOT NULL THEN
+        RAISE EXCEPTION 'relay "%" cannot have a handler', s.name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A relay''s events go to its sink; subscribe with a handler under another name.';
     END IF;
     IF s.handler IS NOT NULL AND NOT EXISTS (
            SELECT 1 FROM pg_proc p

@@ -86,13 +86,14 @@ COMMENT ON FUNCTION eventbus.ack(text, bigint[], bigint) IS
     'eventbus: finish leased events (under lease_token, if given; all of that lease when event_ids is NULL); returns how many are now done';
 
 CREATE FUNCTION eventbus.nack(subscription text, event_id bigint, error text DEFAULT NULL,
-                              retry_in interval DEFAULT NULL, lease_token bigint DEFAULT NULL)
+                              retry_in interval DEFAULT NULL, lease_token bigint DEFAULT NULL,
+                              dead boolean DEFAULT false)
 RETURNS text
 AS 'MODULE_PATHNAME', 'eventbus_nack'
 LANGUAGE C VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp;
-COMMENT ON FUNCTION eventbus.nack(text, bigint, text, interval, bigint) IS
-    'eventbus: give a leased event back: retried after backoff (or retry_in), dead after max_attempts';
+COMMENT ON FUNCTION eventbus.nack(text, bigint, text, interval, bigint, boolean) IS
+    'eventbus: give a leased event back: retried after backoff (or retry_in), dead after max_attempts or at once with dead => true';
 
 CREATE FUNCTION eventbus.extend_lease(subscription text, event_ids bigint[], lease interval,
                                       lease_token bigint DEFAULT NULL)

@@ -171,6 +171,8 @@ static const struct
 	{"grant_subscription", EB_RIGHT_OWN},
 	{"revoke_subscription", EB_RIGHT_OWN},
 	{"alter_subscription_owner", EB_RIGHT_OWN},
+	{"alter_relay", EB_RIGHT_OWN},
+	{"drop_relay", EB_RIGHT_MANAGE},
 };
 
 /* Finds eventbus._<name>(regrole, <the gate's arguments>) for the gate function. */

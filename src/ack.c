@@ -368,6 +368,7 @@ typedef struct NackArg
 	EbLog	   *log;
 	const char *error;
 	Interval   *retry_in;
+	bool		force_dead;		/* dead => true */
 	bool		dead;
 	TimestampTz at;
 } NackArg;
@@ -384,7 +385,7 @@ NackEvent(EbBatch *b, const int *offsets, int n, void *arg)
 	proto.sub_id = b->sub_id;
 	proto.attempt = b->attempt;
 	proto.last_error = na->error;
-	na->dead = b->attempt >= na->sub->max_attempts;
+	na->dead = na->force_dead || b->attempt >= na->sub->max_attempts;
 	if (na->dead)
 	{
 		proto.state = "dead";
@@ -410,9 +411,9 @@ static SPIPlanPtr NackSetPlan = NULL;
 PG_FUNCTION_INFO_V1(eventbus_nack);
 
 /*
- * SQL eventbus.nack(subscription, event_id, error, retry_in, lease_token):
- * gives a leased event back: 'retry' after the backoff (or retry_in), or
- * 'dead' at max_attempts.
+ * SQL eventbus.nack(subscription, event_id, error, retry_in, lease_token,
+ * dead): gives a leased event back: 'retry' after the backoff (or
+ * retry_in), or 'dead' at max_attempts (at once with dead => true).
  */
 Datum
 eventbus_nack(PG_FUNCTION_ARGS)
@@ -423,6 +424,7 @@ eventbus_nack(PG_FUNCTION_ARGS)
 	Interval   *retry_in = PG_ARGISNULL(3) ? NULL : PG_GETARG_INTERVAL_P(3);
 	bool		has_token = !PG_ARGISNULL(4);
 	int64		token = has_token ? PG_GETARG_INT64(4) : 0;
+	bool		force_dead = PG_NARGS() > 5 && !PG_ARGISNULL(5) && PG_GETARG_BOOL(5);
 	Oid			types[3] = {INT4OID, INT8OID, INT8OID};
 	Datum		args[3];
 	char		nulls[3] = {' ', ' ', ' '};
@@ -478,7 +480,7 @@ eventbus_nack(PG_FUNCTION_ARGS)
 		char		snulls[5] = {' ', ' ', ' ', ' ', ' '};
 		TimestampTz now = GetCurrentTimestamp();
 
-		na.dead = attempt >= sub->max_attempts;
+		na.dead = force_dead || attempt >= sub->max_attempts;
 		na.at = na.dead ? now : retry_in ? EbAddInterval(now, retry_in) : now + EbBackoff(sub, attempt);
 		EbKeepPlan(&NackSetPlan,
 			 "UPDATE eventbus.delivery SET last_error = $3, "
@@ -502,6 +504,7 @@ eventbus_nack(PG_FUNCTION_ARGS)
 		na.log = EbLogOpen();
 		na.error = error;
 		na.retry_in = retry_in;
+		na.force_dead = force_dead;
 		if (ForLeasedBatches(sub, &id, 1, has_token, token, NackEvent, &na) == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

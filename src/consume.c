@@ -75,6 +75,9 @@
 /* eventbus.cut_by_poll: poll cuts itself, as without the worker (testing). */
 bool		eb_cut_by_poll = false;
 
+/* Set in a relay process (relay.c): it may consume its relay's subscription. */
+bool		eb_relay_process = false;
+
 /* Sorts int64 ids. */
 int
 EbCompareIds(const void *a, const void *b)
@@ -214,6 +217,11 @@ EbConsumeBegin(const char *name, EbUserSave *save)
 	EbNewSnapshot(false);
 	sub = EbSubByName(name);
 	EbCheckRight(&sub->rights, sub->name, caller, EB_RIGHT_CONSUME);
+	if (sub->relay && !eb_relay_process)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("subscription \"%s\" is a relay: only its relay process consumes it", sub->name),
+				 errhint("Read its events from the sink, or subscribe under another name to consume them here.")));
 	return sub;
 }
 

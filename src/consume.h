@@ -22,6 +22,7 @@
 #define EB_CLAIM_CACHE		1024
 
 extern bool eb_cut_by_poll;
+extern bool eb_relay_process;
 
 extern int	EbCompareIds(const void *a, const void *b);
 extern int64 *EbSortedIds(ArrayType *arr, int *count);

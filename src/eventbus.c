@@ -9,9 +9,11 @@
  */
 #include "eventbus.h"
 #include "handler.h"
+#include "subproc.h"
 #include "launcher.h"
 #include "metrics_http.h"
 #include "notify.h"
+#include "relay.h"
 #include "stats.h"
 #include "worker.h"
 
@@ -39,7 +41,9 @@ _PG_init(void)
 	EbMetricsHttpInit();
 	EbLauncherInit();
 	EbWorkerInit();
+	EbProcsInit();
 	EbHandlerInit();
+	EbRelayInit();
 	/* Last: the subsystems above define settings of their own. */
 	MarkGUCPrefixReserved("eventbus");
 }

@@ -14,8 +14,6 @@
 
 #include "nodes/pg_list.h"
 
-extern void EbHandlersEnsure(void);
-extern void EbHandlersStop(void);
 extern void EbHandlerInit(void);
 
 #endif							/* EB_HANDLER_H */

@@ -57,7 +57,8 @@ enum
 	SUB_CONCURRENCY,
 	SUB_OWNER,
 	SUB_CONSUMERS,
-	SUB_MANAGERS
+	SUB_MANAGERS,
+	SUB_SINK
 };
 
 /* An interval in microseconds (a month counted as 30 days). */
@@ -107,10 +108,10 @@ SubFromTuple(HeapTuple tuple, TupleDesc desc)
 	bool	   *enulls;
 	int			n;
 
-	if (desc->natts < SUB_MANAGERS)
+	if (desc->natts < SUB_SINK)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("eventbus.subscription has %d columns, this library reads %d", desc->natts, SUB_MANAGERS),
+				 errmsg("eventbus.subscription has %d columns, this library reads %d", desc->natts, SUB_SINK),
 				 errhint("Run ALTER EXTENSION eventbus UPDATE in this database.")));
 	sub->id = DatumGetInt32(heap_getattr(tuple, SUB_ID, desc, &isnull));
 	sub->name = TextDatumGetCString(heap_getattr(tuple, SUB_NAME, desc, &isnull));
@@ -138,6 +139,8 @@ SubFromTuple(HeapTuple tuple, TupleDesc desc)
 	d = heap_getattr(tuple, SUB_ON_OVERFLOW, desc, &isnull);
 	sub->drop_oldest = !isnull && strcmp(TextDatumGetCString(d), "drop_oldest") == 0;
 	sub->paused = DatumGetBool(heap_getattr(tuple, SUB_PAUSED, desc, &isnull));
+	(void) heap_getattr(tuple, SUB_SINK, desc, &isnull);
+	sub->relay = !isnull;
 	{
 		bool		cnull;
 		bool		mnull;

@@ -33,6 +33,7 @@ typedef struct EbSub
 	int64		max_backlog;	/* 0: none */
 	bool		drop_oldest;
 	bool		paused;
+	bool		relay;			/* a relay's: only its relay process consumes it */
 	EbRights	rights;			/* owner, consumers, managers */
 	HTAB	   *topics;			/* topic id -> matches, filled as met */
 } EbSub;

@@ -14,7 +14,8 @@
  * NOTIFY per subscription with something new (tick.c; notify.c decides
  * which need one). Polls that found nothing to claim ask it to
  * tick now and wait for that tick to commit (launcher.c). It keeps the
- * handler processes of handler subscriptions running (handler.c), and
+ * handler processes of handler subscriptions and relay processes running
+ * (subproc.c), and
  * runs maintenance every eventbus.maintenance_interval. It sleeps until
  * the next due retry or lease end, at most eventbus.tick_interval.
  *
@@ -41,7 +42,7 @@
 #include "cut.h"
 #include "sub.h"
 #include "window.h"
-#include "handler.h"
+#include "subproc.h"
 #include "launcher.h"
 #include "notify.h"
 #include "stats.h"
@@ -196,7 +197,7 @@ static TimestampTz NextHandlerCheck = 0;
 static void
 WorkerOnExit(int code, Datum arg)
 {
-	EbHandlersStop();
+	EbProcsStop();
 }
 
 /* The last cut request a committed tick served. */
@@ -449,7 +450,7 @@ Tick(EbTickState *ts)
 		/* Handler processes: every half second, or when named. */
 		if (nkicks > 0 || kick_all || now_ts >= NextHandlerCheck)
 		{
-			EbHandlersEnsure();
+			EbProcsEnsure();
 			NextHandlerCheck = TimestampTzPlusMilliseconds(now_ts, 500);
 		}
 		/* Batches for the consumers, committed with the notifications. */

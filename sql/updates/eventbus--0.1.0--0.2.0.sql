@@ -24,7 +24,7 @@ SELECT 'function', m.old_name, m.new_name, a.grantee, a.privilege_type
   FROM (VALUES
         ('eventbus.poll(text,integer,interval,interval)', 'eventbus.poll(text,integer,interval,interval,bigint)'),
         ('eventbus.ack(text,bigint[])', 'eventbus.ack(text,bigint[],bigint)'),
-        ('eventbus.nack(text,bigint,text,interval)', 'eventbus.nack(text,bigint,text,interval,bigint)'),
+        ('eventbus.nack(text,bigint,text,interval)', 'eventbus.nack(text,bigint,text,interval,bigint,boolean)'),
         ('eventbus.extend_lease(text,bigint[],interval)', 'eventbus.extend_lease(text,bigint[],interval,bigint)'),
         ('eventbus.subscribe(text,text[],integer,interval,interval,interval,boolean,text,jsonpath,bigint,text,regprocedure)',
          'eventbus.subscribe(text,text[],integer,interval,interval,interval,boolean,text,jsonpath,bigint,text,regprocedure,integer)'),
@@ -2147,7 +2147,7 @@ COMMENT ON FUNCTION eventbus.poll(text, integer, interval, interval, bigint) IS
     'eventbus: lease up to max_events events of a subscription: due retries first, then new events in commit order; wait for them up to "wait"; first ack what is still leased under ack_lease';
 COMMENT ON FUNCTION eventbus.ack(text, bigint[], bigint) IS
     'eventbus: finish leased events (under lease_token, if given; all of that lease when event_ids is NULL); returns how many are now done';
-COMMENT ON FUNCTION eventbus.nack(text, bigint, text, interval, bigint) IS
+COMMENT ON FUNCTION eventbus.nack(text, bigint, text, interval, bigint, boolean) IS
     'eventbus: give a leased event back: retried after backoff (or retry_in), dead after max_attempts';
 COMMENT ON FUNCTION eventbus.extend_lease(text, bigint[], interval, bigint) IS
     'eventbus: make leases of events still being worked on end "lease" from now';
@@ -2308,7 +2308,7 @@ REVOKE EXECUTE ON FUNCTION
     eventbus.alter_subscription_owner(text, regrole),
     eventbus.poll(text, integer, interval, interval, bigint),
     eventbus.ack(text, bigint[], bigint),
-    eventbus.nack(text, bigint, text, interval, bigint),
+    eventbus.nack(text, bigint, text, interval, bigint, boolean),
     eventbus.extend_lease(text, bigint[], interval, bigint),
     eventbus.redrive(text, bigint[]),
     eventbus.purge_dead_letters(text, interval),
