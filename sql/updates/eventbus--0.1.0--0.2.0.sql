@@ -52,6 +52,11 @@ UPDATE eventbus.subscription
 ALTER TABLE eventbus.subscription ALTER COLUMN owner SET NOT NULL;
 ALTER TABLE eventbus.subscription ADD COLUMN consumers regrole[] NOT NULL DEFAULT '{}';
 ALTER TABLE eventbus.subscription ADD COLUMN managers regrole[] NOT NULL DEFAULT '{}';
+-- Relays (docs/relay.md).
+ALTER TABLE eventbus.subscription ADD COLUMN sink text CHECK (sink IN ('kafka'));
+ALTER TABLE eventbus.subscription ADD COLUMN sink_server text;
+ALTER TABLE eventbus.subscription ADD COLUMN sink_topic text;
+ALTER TABLE eventbus.subscription ADD COLUMN sink_options jsonb;
 -- Nobody loses access: a role that could poll every subscription before
 -- (EXECUTE on poll) gets consume on each existing one, a role that could
 -- manage them (EXECUTE on a management function) gets manage.
@@ -377,6 +382,11 @@ BEGIN
         RAISE EXCEPTION 'concurrency must be between 1 and 64: %', s.concurrency
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Pass e.g. 4: handler processes that run the subscription''s handler side by side.';
+    END IF;
+    IF s.handler IS NOT NULL AND s.sink IS NOT NULL THEN
+        RAISE EXCEPTION 'relay "%" cannot have a handler', s.name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A relay''s events go to its sink; subscribe with a handler under another name.';
     END IF;
     IF s.handler IS NOT NULL AND NOT EXISTS (
            SELECT 1 FROM pg_proc p
@@ -933,7 +943,8 @@ AS 'MODULE_PATHNAME', 'eventbus_ack'
 LANGUAGE C VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp;
 CREATE OR REPLACE FUNCTION eventbus.nack(subscription text, event_id bigint, error text DEFAULT NULL,
-                              retry_in interval DEFAULT NULL, lease_token bigint DEFAULT NULL)
+                              retry_in interval DEFAULT NULL, lease_token bigint DEFAULT NULL,
+                              dead boolean DEFAULT false)
 RETURNS text
 AS 'MODULE_PATHNAME', 'eventbus_nack'
 LANGUAGE C VOLATILE PARALLEL UNSAFE
@@ -2034,6 +2045,220 @@ SELECT w.database, w.pid, w.state, w.ticks, w.notifications, w.handler_calls, w.
        w.last_error
   FROM eventbus._worker_stats() w;
 
+-- Relays (sql/65_relays.sql).
+CREATE FUNCTION eventbus._kafka_validator(options text[], catalog oid)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_kafka_validator'
+LANGUAGE C STRICT;
+COMMENT ON FUNCTION eventbus._kafka_validator(text[], oid) IS
+    'eventbus (internal): check the options of a server or user mapping of eventbus_kafka against librdkafka';
+
+CREATE FOREIGN DATA WRAPPER eventbus_kafka VALIDATOR eventbus._kafka_validator;
+COMMENT ON FOREIGN DATA WRAPPER eventbus_kafka IS
+    'eventbus: Kafka brokers for relays; server options are librdkafka properties, user mapping options hold credentials';
+
+CREATE FUNCTION eventbus._kafka_check_options(options jsonb)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_kafka_check_options'
+LANGUAGE C STRICT;
+COMMENT ON FUNCTION eventbus._kafka_check_options(jsonb) IS
+    'eventbus (internal): raise a clear error unless a relay''s options are valid';
+
+CREATE FUNCTION eventbus._kafka_check_topic(topic text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_kafka_check_topic'
+LANGUAGE C;
+COMMENT ON FUNCTION eventbus._kafka_check_topic(text) IS
+    'eventbus (internal): raise a clear error unless a relay''s topic (or topic template) is valid';
+
+-- What a relay's sink, server, topic and options must be, for its owner.
+CREATE FUNCTION eventbus._check_relay(owner regrole, name text, sink text, server name,
+                                      topic text, options jsonb)
+RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    srv pg_foreign_server;
+    wrapper name;
+BEGIN
+    IF sink IS NULL OR sink <> 'kafka' THEN
+        RAISE EXCEPTION 'invalid sink "%" for relay "%"', sink, name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The sink is ''kafka''.';
+    END IF;
+    IF server IS NULL THEN
+        RAISE EXCEPTION 'relay "%" needs a server', name
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'CREATE SERVER kafka FOREIGN DATA WRAPPER eventbus_kafka OPTIONS ("bootstrap.servers" ''host:9092''), then pass server => ''kafka''.';
+    END IF;
+    SELECT * INTO srv FROM pg_foreign_server s WHERE s.srvname = server;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'server "%" does not exist', server
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'CREATE SERVER ' || quote_ident(server) || ' FOREIGN DATA WRAPPER eventbus_kafka OPTIONS ("bootstrap.servers" ''host:9092'').';
+    END IF;
+    SELECT w.fdwname INTO wrapper FROM pg_foreign_data_wrapper w WHERE w.oid = srv.srvfdw;
+    IF wrapper <> 'eventbus_kafka' THEN
+        RAISE EXCEPTION 'server "%" is not a server of eventbus_kafka but of %', server, wrapper
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = 'A relay to Kafka needs a server made with FOREIGN DATA WRAPPER eventbus_kafka.';
+    END IF;
+    IF NOT has_server_privilege(owner, srv.oid, 'USAGE') THEN
+        RAISE EXCEPTION 'permission denied for server %', server
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = format('The relay''s owner %s needs USAGE on the server.', owner),
+                  HINT = 'GRANT USAGE ON FOREIGN SERVER ' || quote_ident(server) || ' TO ' || owner || ';';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_user_mapping m
+                    WHERE m.umserver = srv.oid AND m.umuser IN (owner, 0)) THEN
+        RAISE EXCEPTION 'user mapping for "%" does not exist for server "%"', owner, server
+            USING ERRCODE = 'undefined_object',
+                  DETAIL = 'The relay connects with the user mapping of its owner (or of PUBLIC).',
+                  HINT = 'CREATE USER MAPPING FOR ' || owner || ' SERVER ' || quote_ident(server)
+                         || ' (with OPTIONS ("sasl.username" ..., "sasl.password" ...) when the brokers need them).';
+    END IF;
+    PERFORM eventbus._kafka_check_topic(topic);
+    IF options IS NULL OR jsonb_typeof(options) <> 'object' THEN
+        RAISE EXCEPTION 'options of relay "%" must be a JSON object', name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass e.g. ''{"compression.type": "lz4", "source": "https://shop.example/orders"}''.';
+    END IF;
+    PERFORM eventbus._kafka_check_options(options);
+END
+$$;
+COMMENT ON FUNCTION eventbus._check_relay(regrole, text, text, name, text, jsonb) IS
+    'eventbus (internal): raise a clear error unless a relay''s sink, server, topic and options are valid for its owner';
+
+CREATE FUNCTION eventbus._create_relay(
+    caller          regrole,
+    name            text,
+    patterns        text[],
+    sink            text,
+    server          name,
+    topic           text,
+    options         jsonb,
+    filter          jsonpath,
+    start_at        text,
+    max_attempts    integer,
+    backoff_initial interval,
+    backoff_max     interval)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM eventbus._check_relay(caller, name, sink, server, topic, options);
+    PERFORM eventbus._subscribe(caller, name, patterns, max_attempts, backoff_initial, backoff_max,
+                                interval '30 seconds', false, start_at, filter, NULL, 'reject', NULL, 1);
+    UPDATE eventbus.subscription s
+       SET sink = _create_relay.sink, sink_server = server, sink_topic = topic, sink_options = options
+     WHERE s.name = _create_relay.name;
+    PERFORM eventbus._subscriptions_changed();
+END
+$$;
+COMMENT ON FUNCTION eventbus._create_relay(regrole, text, text[], text, name, text, jsonb, jsonpath, text, integer, interval, interval) IS
+    'eventbus (internal): create_relay for the role that called eventbus.create_relay (access.c)';
+
+CREATE FUNCTION eventbus.create_relay(
+    name            text,
+    patterns        text[],
+    sink            text     DEFAULT 'kafka',
+    server          name     DEFAULT NULL,
+    topic           text     DEFAULT '{topic}',
+    options         jsonb    DEFAULT '{}',
+    filter          jsonpath DEFAULT NULL,
+    start_at        text     DEFAULT 'now',
+    max_attempts    integer  DEFAULT 5,
+    backoff_initial interval DEFAULT '1 second',
+    backoff_max     interval DEFAULT '1 hour')
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_gate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus.create_relay(text, text[], text, name, text, jsonb, jsonpath, text, integer, interval, interval) IS
+    'eventbus: create a relay: a subscription whose events a relay process sends to a sink (Kafka), at least once, in commit order per key';
+
+-- Changing where a relay's events go is the owner's right: a manager could
+-- otherwise send the payloads to a server of its own.
+CREATE FUNCTION eventbus._alter_relay(caller regrole, name text, server name, topic text, options jsonb)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s eventbus.subscription := eventbus._subscription(_alter_relay.name, caller, 'own');
+BEGIN
+    SELECT * INTO s FROM eventbus.subscription sb WHERE sb.id = s.id FOR UPDATE;
+    IF s.sink IS NULL THEN
+        RAISE EXCEPTION 'subscription "%" is not a relay', name
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = 'Change a subscription with eventbus.alter_subscription().';
+    END IF;
+    s.sink_server := coalesce(server, s.sink_server);
+    s.sink_topic := coalesce(topic, s.sink_topic);
+    s.sink_options := coalesce(options, s.sink_options);
+    PERFORM eventbus._check_relay(s.owner, s.name, s.sink, s.sink_server, s.sink_topic, s.sink_options);
+    UPDATE eventbus.subscription sb
+       SET sink_server = s.sink_server, sink_topic = s.sink_topic, sink_options = s.sink_options
+     WHERE sb.id = s.id;
+    PERFORM eventbus._wake(s.id);
+END
+$$;
+COMMENT ON FUNCTION eventbus._alter_relay(regrole, text, name, text, jsonb) IS
+    'eventbus (internal): alter_relay for the role that called eventbus.alter_relay (access.c)';
+
+CREATE FUNCTION eventbus.alter_relay(name text, server name DEFAULT NULL, topic text DEFAULT NULL,
+                                     options jsonb DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_gate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus.alter_relay(text, name, text, jsonb) IS
+    'eventbus: change a relay''s server, topic or options (NULL keeps one); its relay process picks them up before its next batch';
+
+CREATE FUNCTION eventbus._drop_relay(caller regrole, name text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF (eventbus._subscription(_drop_relay.name, caller, 'manage')).sink IS NULL THEN
+        RAISE EXCEPTION 'subscription "%" is not a relay', name
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = 'Drop a subscription with eventbus.unsubscribe().';
+    END IF;
+    PERFORM eventbus._unsubscribe(caller, name);
+END
+$$;
+COMMENT ON FUNCTION eventbus._drop_relay(regrole, text) IS
+    'eventbus (internal): drop_relay for the role that called eventbus.drop_relay (access.c)';
+
+CREATE FUNCTION eventbus.drop_relay(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_gate'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus.drop_relay(text) IS
+    'eventbus: drop a relay with its position and dead letters; its relay process stops';
+
+CREATE FUNCTION eventbus._relay_status()
+RETURNS TABLE (sub_id integer, pid integer, state text, produced bigint, last_produced_at timestamptz,
+               last_error text, last_error_at timestamptz)
+AS 'MODULE_PATHNAME', 'eventbus_relay_status'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION eventbus._relay_status() IS
+    'eventbus (internal): what the relay processes of this server report (shared memory)';
+
+CREATE VIEW eventbus.relays WITH (security_barrier) AS
+SELECT s.name, s.sink, s.sink_server AS server, s.sink_topic AS topic, s.sink_options AS options,
+       s.patterns, s.paused,
+       CASE WHEN s.paused THEN 'paused' ELSE coalesce(r.state, 'stopped') END AS state,
+       r.pid, coalesce(r.produced, 0) AS produced, r.last_produced_at, r.last_error, r.last_error_at,
+       s.owner
+  FROM eventbus.subscription s
+  LEFT JOIN eventbus._relay_status() r ON r.sub_id = s.id
+ WHERE s.sink IS NOT NULL AND eventbus._visible(s.owner, s.consumers, s.managers);
+COMMENT ON VIEW eventbus.relays IS
+    'eventbus: the relays the current role holds a right on: sink, server, topic, options, what the relay process is doing, its last error';
+
 -- Comments and privileges, as a fresh install sets them.
 COMMENT ON FUNCTION eventbus._may_read_topic(text) IS
     'eventbus (internal): whether current_user may read events of the topic (topic ACLs)';
@@ -2306,6 +2531,10 @@ REVOKE EXECUTE ON FUNCTION
     eventbus.grant_subscription(text, regrole, text),
     eventbus.revoke_subscription(text, regrole, text),
     eventbus.alter_subscription_owner(text, regrole),
+    eventbus.create_relay(text, text[], text, name, text, jsonb, jsonpath, text, integer, interval, interval),
+    eventbus.alter_relay(text, name, text, jsonb),
+    eventbus.drop_relay(text),
+    eventbus._relay_status(),
     eventbus.poll(text, integer, interval, interval, bigint),
     eventbus.ack(text, bigint[], bigint),
     eventbus.nack(text, bigint, text, interval, bigint, boolean),

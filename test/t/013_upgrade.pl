@@ -56,7 +56,7 @@ is($updated, $fresh, 'the updated extension is exactly a fresh install');
 is(sql(q{SELECT string_agg(p.oid::regprocedure::text, ' ' ORDER BY 1) FROM pg_proc p
           WHERE p.pronamespace = 'eventbus'::regnamespace AND has_function_privilege('consumer', p.oid, 'EXECUTE')
             AND p.proname IN ('poll', 'ack', 'nack')}),
-	'eventbus.ack(text,bigint[],bigint) eventbus.nack(text,bigint,text,interval,bigint) eventbus.poll(text,integer,interval,interval,bigint)',
+	'eventbus.ack(text,bigint[],bigint) eventbus.nack(text,bigint,text,interval,bigint,boolean) eventbus.poll(text,integer,interval,interval,bigint)',
 	'the consumer may still poll, ack and nack');
 
 # Owners and rights: the extension's owner owns what was there; the role
