@@ -53,7 +53,9 @@ OBJS = \
 	src/consume.o \
 	src/poll.o \
 	src/ack.o \
-	src/metrics_http.o
+	src/metrics_http.o \
+	src/context.o \
+	src/cloudevent.o
 
 # The install script is concatenated from sql/NN_*.sql, by concern.
 SQL_PARTS  = $(sort $(wildcard sql/[0-9]*.sql))

@@ -8,6 +8,7 @@
  *-------------------------------------------------------------------------
  */
 #include "eventbus.h"
+#include "context.h"
 #include "handler.h"
 #include "launcher.h"
 #include "metrics_http.h"
@@ -40,6 +41,7 @@ _PG_init(void)
 	EbLauncherInit();
 	EbWorkerInit();
 	EbHandlerInit();
+	EbContextInit();
 	/* Last: the subsystems above define settings of their own. */
 	MarkGUCPrefixReserved("eventbus");
 }

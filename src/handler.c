@@ -43,6 +43,7 @@
  *-------------------------------------------------------------------------
  */
 #include "eventbus.h"
+#include "context.h"
 #include "handler.h"
 #include "launcher.h"
 
@@ -725,7 +726,9 @@ HandleRound(Round *r)
 	for (int i = 0; i < r->n; i++)
 	{
 		SetSlot(r->slot, r->ids[i], r->token);
+		EbContextEnterEvent(r->events[i]);	/* its publishes inherit E's ids (context.c) */
 		errors[i] = CallHandler(r, r->events[i]);
+		EbContextLeave();
 		SetSlot(r->slot, 0, 0);
 		if (errors[i] == NULL)
 			ok[nok++] = Int64GetDatum(r->ids[i]);
