@@ -73,7 +73,7 @@ named_on_command_line = $(and $(filter command line,$(origin $(1))),$(strip $($(
 
 REGRESS := $(if $(call named_on_command_line,ISOLATION),,\
 	topics publish consume_subscribe consume_routing consume_basic consume_leases \
-	consume_retry consume_delay_ttl errors options workers schemas stats access acl)
+	consume_retry consume_delay_ttl errors options workers schemas stats access acl cloudevents)
 REGRESS_OPTS = --inputdir=test/regress --outputdir=$(TEST_OUTDIR)/regress \
 	--temp-instance=$(TEST_OUTDIR)/regress/instance \
 	--temp-config=$(CURDIR)/test/eventbus.conf --load-extension=$(EXTENSION)
