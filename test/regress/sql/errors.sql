@@ -137,3 +137,11 @@ select eventbus.set_context(-1);
 reset role;
 drop owned by eb_err_reader;
 drop role eb_err_reader;
+-- 55000 instance_id, to_cloudevent: the row of eventbus.instance was deleted
+-- (this session has not read it yet: it is read once per backend)
+begin;
+delete from eventbus.instance;
+select eventbus.instance_id();
+\echo :LAST_ERROR_SQLSTATE
+rollback;
+select eventbus.instance_id() is not null as instance_again;
