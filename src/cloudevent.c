@@ -245,6 +245,12 @@ eventbus_to_cloudevent(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("event_id must not be NULL"),
 				 errhint("Pass the id of a stored event, e.g. eventbus.to_cloudevent(42).")));
+	if (!PG_ARGISNULL(1) && VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(1)) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("source must not be empty"),
+				 errdetail("A CloudEvent's source is a non-empty URI-reference."),
+				 errhint("Pass e.g. '/shop/orders' or 'urn:shop', or NULL for the default.")));
 	EbFetchVisibleEvent(PG_GETARG_INT64(0), &ev);
 	n = EbCloudEventAttrs(ev.id, ev.topic, ev.key ? text_to_cstring(ev.key) : NULL,
 						  ev.headers, ev.headers_null, ev.published_at,

@@ -230,6 +230,8 @@ select eventbus.to_cloudevent(null);
 \echo :LAST_ERROR_SQLSTATE
 select eventbus.to_cloudevent(-1);
 \echo :LAST_ERROR_SQLSTATE
+select eventbus.to_cloudevent(:e1, '');
+\echo :LAST_ERROR_SQLSTATE
 select eventbus.publish('a.short', '{}', ttl => '1 millisecond') as short \gset
 select pg_sleep(0.01);
 select eventbus.to_cloudevent(:short);

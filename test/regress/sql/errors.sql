@@ -115,6 +115,8 @@ select eventbus.unsubscribe('errors_wait');
 -- 22023 publish_cloudevent: an invalid CloudEvent attribute
 select eventbus.publish_cloudevent('{"specversion": "0.3", "id": "1", "source": "s", "type": "a.b"}');
 \echo :LAST_ERROR_SQLSTATE
+select eventbus.to_cloudevent(1, '');
+\echo :LAST_ERROR_SQLSTATE
 -- 22004 publish_cloudevent, to_cloudevent: NULL event or event_id
 select eventbus.publish_cloudevent(null);
 \echo :LAST_ERROR_SQLSTATE
