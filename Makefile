@@ -57,7 +57,8 @@ OBJS = \
 	src/consume.o \
 	src/poll.o \
 	src/ack.o \
-	src/metrics_http.o
+	src/metrics_http.o \
+	src/context.o
 
 # The install script is concatenated from sql/NN_*.sql, by concern.
 SQL_PARTS  = $(sort $(wildcard sql/[0-9]*.sql))
@@ -75,7 +76,7 @@ named_on_command_line = $(and $(filter command line,$(origin $(1))),$(strip $($(
 
 REGRESS := $(if $(call named_on_command_line,ISOLATION),,\
 	topics publish consume_subscribe consume_routing consume_basic consume_leases \
-	consume_retry consume_delay_ttl errors options workers schemas stats access acl relay)
+	consume_retry consume_delay_ttl errors options workers schemas stats access acl relay cloudevents)
 REGRESS_OPTS = --inputdir=test/regress --outputdir=$(TEST_OUTDIR)/regress \
 	--temp-instance=$(TEST_OUTDIR)/regress/instance \
 	--temp-config=$(CURDIR)/test/eventbus.conf --load-extension=$(EXTENSION)

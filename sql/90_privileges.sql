@@ -10,8 +10,13 @@ REVOKE ALL ON ALL TABLES IN SCHEMA eventbus FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA eventbus FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION
     eventbus.publish(text, jsonb, text, jsonb, timestamptz, interval),
-    eventbus.publish_batch(text[], jsonb[], text[], jsonb[], timestamptz, interval)
+    eventbus.publish_batch(text[], jsonb[], text[], jsonb[], timestamptz, interval),
+    eventbus.publish_cloudevent(jsonb),
+    eventbus.set_context(bigint)
 FROM PUBLIC;
+-- to_cloudevent and instance_id only read: to_cloudevent shows an event
+-- only to a role that could read it in eventbus.events (SELECT on the
+-- view, the topic ACL), else 42501.
 
 -- Subscriptions and consuming: granted per role, never to PUBLIC. A role
 -- that may call them still needs a right on the subscription (owner,

@@ -421,6 +421,13 @@ eventbus_check_subscribe_acl(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/* Whether the current user may read the topic's events (eventbus.events, context.c). */
+bool
+EbMayReadTopic(const char *topic, int len)
+{
+	return TopicAllowed(EB_ACL_SUBSCRIBE, topic, len);
+}
+
 PG_FUNCTION_INFO_V1(eventbus_may_read_topic);
 
 /*

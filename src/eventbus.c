@@ -8,6 +8,7 @@
  *-------------------------------------------------------------------------
  */
 #include "eventbus.h"
+#include "context.h"
 #include "handler.h"
 #include "subproc.h"
 #include "launcher.h"
@@ -44,6 +45,7 @@ _PG_init(void)
 	EbProcsInit();
 	EbHandlerInit();
 	EbRelayInit();
+	EbContextInit();
 	/* Last: the subsystems above define settings of their own. */
 	MarkGUCPrefixReserved("eventbus");
 }

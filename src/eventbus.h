@@ -34,6 +34,7 @@
 
 /* ---- publish.c: publish and publish_batch ---- */
 extern void EbPublishInit(void);
+extern int64 EbPublishEvent(text *topic, Datum payload, text *key, Datum headers, bool headers_null);
 
 /* ---- consume.c: poll, ack, nack, extend_lease ---- */
 extern void EbConsumeInit(void);
@@ -70,6 +71,7 @@ extern bool EbPatternMatches(const EbPattern *pattern, const char *topic, int le
 
 /* ---- acl.c: per-topic rights ---- */
 extern void EbCheckPublishAcl(const char *topic, int len);
+extern bool EbMayReadTopic(const char *topic, int len);
 extern void EbAclInit(void);
 
 /* ---- topicdict.c: the topic dictionary ---- */

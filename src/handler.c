@@ -34,6 +34,7 @@
  *-------------------------------------------------------------------------
  */
 #include "eventbus.h"
+#include "context.h"
 #include "handler.h"
 #include "launcher.h"
 #include "subproc.h"
@@ -292,7 +293,9 @@ HandleRound(Round *r)
 	for (int i = 0; i < r->n; i++)
 	{
 		EbProcSetSlot(r->slot, r->ids[i], r->token);
+		EbContextEnterEvent(r->events[i]);	/* its publishes inherit E's ids (context.c) */
 		errors[i] = CallHandler(r, r->events[i]);
+		EbContextLeave();
 		EbProcSetSlot(r->slot, 0, 0);
 		if (errors[i] == NULL)
 			ok[nok++] = Int64GetDatum(r->ids[i]);

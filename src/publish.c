@@ -13,6 +13,7 @@
  *-------------------------------------------------------------------------
  */
 #include "eventbus.h"
+#include "context.h"
 #include "stats.h"
 
 #include "access/detoast.h"
@@ -108,7 +109,7 @@ IntervalText(Interval *iv)
  * invalid argument, so nothing is written for an event that fails.
  */
 static void
-PrepareEvent(const PublishArgs *a, EbEvent *ev)
+PrepareEvent(PublishArgs *a, EbEvent *ev)
 {
 	const char *topic;
 	int			topic_len;
@@ -120,6 +121,10 @@ PrepareEvent(const PublishArgs *a, EbEvent *ev)
 		RejectNull("topic", "Pass a topic such as 'orders.eu.created'.");
 	if (a->payload_null)
 		RejectNull("payload", "Pass a JSON value, e.g. '{}' or 'null'::jsonb for an empty payload.");
+
+	/* The event being handled, if any, gives its ids and trace (context.c). */
+	if (unlikely(EbContextActive))
+		EbContextApply(&a->headers, &a->headers_null);
 
 	topic = VARDATA_ANY(a->topic);
 	topic_len = VARSIZE_ANY_EXHDR(a->topic);
@@ -216,6 +221,27 @@ PrepareEvent(const PublishArgs *a, EbEvent *ev)
 		EbCheckBacklog(topic, topic_len);
 }
 
+/* Checks and appends one event in the current transaction; returns its id. */
+static int64
+PublishOne(PublishArgs *a)
+{
+	EbEvent		ev;
+	EbLogWriter *writer;
+	int64		id;
+
+	EbCheckOrigin();
+	PrepareEvent(a, &ev);
+	writer = EbLogWriterOpen();
+	ev.topic_id = EbTopicId(ev.topic, ev.topic_len, EbLogWriterGeneration(writer));
+	id = EbLogWrite(writer, &ev);
+	EbLogWriterClose(writer);
+	EbStatsCountPublish(ev.topic_id, ev.bytes);
+	if (ev.rejected_by)
+		EbSchemaDeadLetter(id, VARDATA_ANY(a->topic), VARSIZE_ANY_EXHDR(a->topic), &ev);
+	EbCutAtCommit();
+	return id;
+}
+
 PG_FUNCTION_INFO_V1(eventbus_publish);
 
 /*
@@ -226,9 +252,6 @@ Datum
 eventbus_publish(PG_FUNCTION_ARGS)
 {
 	PublishArgs a;
-	EbEvent		ev;
-	EbLogWriter *writer;
-	int64		id;
 
 	a.topic = PG_ARGISNULL(0) ? NULL : PG_GETARG_TEXT_PP(0);
 	a.payload_null = PG_ARGISNULL(1);
@@ -240,18 +263,27 @@ eventbus_publish(PG_FUNCTION_ARGS)
 	a.deliver_at = a.deliver_at_null ? 0 : PG_GETARG_TIMESTAMPTZ(4);
 	a.ttl_null = PG_ARGISNULL(5);
 	a.ttl = a.ttl_null ? NULL : PG_GETARG_INTERVAL_P(5);
+	PG_RETURN_INT64(PublishOne(&a));
+}
 
-	EbCheckOrigin();
-	PrepareEvent(&a, &ev);
-	writer = EbLogWriterOpen();
-	ev.topic_id = EbTopicId(ev.topic, ev.topic_len, EbLogWriterGeneration(writer));
-	id = EbLogWrite(writer, &ev);
-	EbLogWriterClose(writer);
-	EbStatsCountPublish(ev.topic_id, ev.bytes);
-	if (ev.rejected_by)
-		EbSchemaDeadLetter(id, VARDATA_ANY(a.topic), VARSIZE_ANY_EXHDR(a.topic), &ev);
-	EbCutAtCommit();
-	PG_RETURN_INT64(id);
+/*
+ * Publishes one event as eventbus.publish(topic, payload, key, headers)
+ * does, with the same checks (publish_cloudevent, cloudevent.c).
+ */
+int64
+EbPublishEvent(text *topic, Datum payload, text *key, Datum headers, bool headers_null)
+{
+	PublishArgs a = {0};
+
+	a.topic = topic;
+	a.payload = payload;
+	a.payload_null = false;
+	a.key = key;
+	a.headers = headers;
+	a.headers_null = headers_null;
+	a.deliver_at_null = true;
+	a.ttl_null = true;
+	return PublishOne(&a);
 }
 
 /* Deconstructed one-dimensional array argument of publish_batch. */

@@ -112,3 +112,38 @@ select * from eventbus.poll('errors_wait', 10, wait => '1 minute');
 \echo :LAST_ERROR_SQLSTATE
 reset statement_timeout;
 select eventbus.unsubscribe('errors_wait');
+-- 22023 publish_cloudevent: an invalid CloudEvent attribute
+select eventbus.publish_cloudevent('{"specversion": "0.3", "id": "1", "source": "s", "type": "a.b"}');
+\echo :LAST_ERROR_SQLSTATE
+select eventbus.to_cloudevent(1, '');
+\echo :LAST_ERROR_SQLSTATE
+-- 22004 publish_cloudevent, to_cloudevent: NULL event or event_id
+select eventbus.publish_cloudevent(null);
+\echo :LAST_ERROR_SQLSTATE
+-- 42704 to_cloudevent, set_context: no stored event of that id
+select eventbus.to_cloudevent(-1);
+\echo :LAST_ERROR_SQLSTATE
+-- 55000 to_cloudevent, set_context: the event has expired
+select eventbus.publish('errors.short', '{}', ttl => '1 millisecond') as short_id \gset
+select pg_sleep(0.01);
+\set VERBOSITY sqlstate
+select eventbus.set_context(:short_id) is null;
+\set VERBOSITY default
+\echo :LAST_ERROR_SQLSTATE
+-- 42501 to_cloudevent, set_context: the role may not read the event
+create role eb_err_reader;
+grant execute on function eventbus.set_context(bigint) to eb_err_reader;
+set role eb_err_reader;
+select eventbus.set_context(-1);
+\echo :LAST_ERROR_SQLSTATE
+reset role;
+drop owned by eb_err_reader;
+drop role eb_err_reader;
+-- 55000 instance_id, to_cloudevent: the row of eventbus.instance was deleted
+-- (this session has not read it yet: it is read once per backend)
+begin;
+delete from eventbus.instance;
+select eventbus.instance_id();
+\echo :LAST_ERROR_SQLSTATE
+rollback;
+select eventbus.instance_id() is not null as instance_again;
