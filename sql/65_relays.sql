@@ -112,7 +112,7 @@ AS $$
 BEGIN
     PERFORM eventbus._check_relay(caller, name, sink, server, topic, options);
     PERFORM eventbus._subscribe(caller, name, patterns, max_attempts, backoff_initial, backoff_max,
-                                interval '30 seconds', false, start_at, filter, NULL, 'reject', NULL, 1);
+                                interval '10 seconds', false, start_at, filter, NULL, 'reject', NULL, 1);
     UPDATE eventbus.subscription s
        SET sink = _create_relay.sink, sink_server = server, sink_topic = topic, sink_options = options
      WHERE s.name = _create_relay.name;
@@ -207,7 +207,10 @@ RETURNS TABLE (sub_id integer, pid integer, state text, produced bigint, last_pr
 AS 'MODULE_PATHNAME', 'eventbus_relay_status'
 LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION eventbus._relay_status() IS
-    'eventbus (internal): what the relay processes of this server report (shared memory)';
+    'eventbus (internal): what the relay processes of this database report (shared memory)';
+-- Read by eventbus.relays as its reader: what a relay process is doing is
+-- not secret (the view shows only the relays the reader holds a right on).
+GRANT EXECUTE ON FUNCTION eventbus._relay_status() TO PUBLIC;
 
 CREATE VIEW eventbus.relays WITH (security_barrier) AS
 SELECT s.name, s.sink, s.sink_server AS server, s.sink_topic AS topic, s.sink_options AS options,

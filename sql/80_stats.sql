@@ -384,6 +384,9 @@ BEGIN
             ('sub', 'eventbus_subscription_lag_seconds', 'gauge', 'Publication time of the newest matching event minus that of the oldest pending one.', 'lag'),
             ('sub', 'eventbus_subscription_last_poll_timestamp_seconds', 'gauge', 'When the subscription was last polled.', 'last_poll_at'),
             ('sub', 'eventbus_subscription_paused', 'gauge', '1 when the subscription is paused.', 'paused'),
+            ('relay', 'eventbus_relay_up', 'gauge', '1 when the relay process is running and not waiting for the sink or retrying.', 'up'),
+            ('relay', 'eventbus_relay_produced_events_total', 'counter', 'Events the relay sent and the sink acknowledged, since the server started.', 'produced'),
+            ('relay', 'eventbus_relay_last_error_timestamp_seconds', 'gauge', 'When the relay last met an error of its sink (0: none since the server started).', 'last_error_at'),
             ('worker', 'eventbus_worker_up', 'gauge', '1 when the database''s background worker is running.', 'up'),
             ('worker', 'eventbus_worker_ticks_total', 'counter', 'Ticks made by the worker.', 'ticks'),
             ('worker', 'eventbus_worker_notifications_total', 'counter', 'NOTIFYs sent by the worker.', 'notifications'),
@@ -412,6 +415,14 @@ BEGIN
                        'paused', s.paused::integer)
                      ORDER BY s.subscription)
               INTO v_rows FROM eventbus.subscription_stats s;
+        ELSIF m.source = 'relay' AND m.name = 'eventbus_relay_up' THEN
+            -- The backlog and lag of a relay are its subscription's, above.
+            SELECT array_agg(jsonb_build_object(
+                       'l', 'relay="' || eventbus._prom_label(r.name) || '",sink="' || r.sink || '"',
+                       'up', (r.state = 'running')::integer, 'produced', r.produced,
+                       'last_error_at', coalesce(extract(epoch FROM r.last_error_at), 0))
+                     ORDER BY r.name)
+              INTO v_rows FROM eventbus.relays r;
         ELSIF m.source = 'worker' AND m.name = 'eventbus_worker_up' THEN
             SELECT array_agg(jsonb_build_object(
                        'l', 'database="' || eventbus._prom_label(w.database) || '"',

@@ -35,7 +35,6 @@ REVOKE EXECUTE ON FUNCTION
     eventbus.create_relay(text, text[], text, name, text, jsonb, jsonpath, text, integer, interval, interval),
     eventbus.alter_relay(text, name, text, jsonb),
     eventbus.drop_relay(text),
-    eventbus._relay_status(),
     eventbus.poll(text, integer, interval, interval, bigint),
     eventbus.ack(text, bigint[], bigint),
     eventbus.nack(text, bigint, text, interval, bigint, boolean),

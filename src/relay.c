@@ -757,8 +757,21 @@ Round(int32 sub_id, EbKafka **k, uint64 *fingerprint, MemoryContext cxt)
 	}
 	CountProduced(Record(r, &b));
 	for (int i = 0; i < b.n; i++)
-		if (b.msgs[i].status == EB_MSG_DEAD)
+		if (b.msgs[i].status == EB_MSG_DEAD && b.msgs[i].dest != NULL)
+		{
 			SetStatus(NULL, b.msgs[i].error);
+			/*
+			 * librdkafka keeps a topic's error (authorization, unknown
+			 * topic) until its next metadata refresh: a redrive after the
+			 * cause was mended would fail at once. The next round makes
+			 * a new producer.
+			 */
+			if (*k != NULL)
+			{
+				EbKafkaClose(*k, 0);
+				*k = NULL;
+			}
+		}
 	SetStatus("running", NULL);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return true;

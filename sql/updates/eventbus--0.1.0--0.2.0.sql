@@ -1778,6 +1778,9 @@ BEGIN
             ('sub', 'eventbus_subscription_lag_seconds', 'gauge', 'Publication time of the newest matching event minus that of the oldest pending one.', 'lag'),
             ('sub', 'eventbus_subscription_last_poll_timestamp_seconds', 'gauge', 'When the subscription was last polled.', 'last_poll_at'),
             ('sub', 'eventbus_subscription_paused', 'gauge', '1 when the subscription is paused.', 'paused'),
+            ('relay', 'eventbus_relay_up', 'gauge', '1 when the relay process is running and not waiting for the sink or retrying.', 'up'),
+            ('relay', 'eventbus_relay_produced_events_total', 'counter', 'Events the relay sent and the sink acknowledged, since the server started.', 'produced'),
+            ('relay', 'eventbus_relay_last_error_timestamp_seconds', 'gauge', 'When the relay last met an error of its sink (0: none since the server started).', 'last_error_at'),
             ('worker', 'eventbus_worker_up', 'gauge', '1 when the database''s background worker is running.', 'up'),
             ('worker', 'eventbus_worker_ticks_total', 'counter', 'Ticks made by the worker.', 'ticks'),
             ('worker', 'eventbus_worker_notifications_total', 'counter', 'NOTIFYs sent by the worker.', 'notifications'),
@@ -1806,6 +1809,14 @@ BEGIN
                        'paused', s.paused::integer)
                      ORDER BY s.subscription)
               INTO v_rows FROM eventbus.subscription_stats s;
+        ELSIF m.source = 'relay' AND m.name = 'eventbus_relay_up' THEN
+            -- The backlog and lag of a relay are its subscription's, above.
+            SELECT array_agg(jsonb_build_object(
+                       'l', 'relay="' || eventbus._prom_label(r.name) || '",sink="' || r.sink || '"',
+                       'up', (r.state = 'running')::integer, 'produced', r.produced,
+                       'last_error_at', coalesce(extract(epoch FROM r.last_error_at), 0))
+                     ORDER BY r.name)
+              INTO v_rows FROM eventbus.relays r;
         ELSIF m.source = 'worker' AND m.name = 'eventbus_worker_up' THEN
             SELECT array_agg(jsonb_build_object(
                        'l', 'database="' || eventbus._prom_label(w.database) || '"',
@@ -2150,7 +2161,7 @@ AS $$
 BEGIN
     PERFORM eventbus._check_relay(caller, name, sink, server, topic, options);
     PERFORM eventbus._subscribe(caller, name, patterns, max_attempts, backoff_initial, backoff_max,
-                                interval '30 seconds', false, start_at, filter, NULL, 'reject', NULL, 1);
+                                interval '10 seconds', false, start_at, filter, NULL, 'reject', NULL, 1);
     UPDATE eventbus.subscription s
        SET sink = _create_relay.sink, sink_server = server, sink_topic = topic, sink_options = options
      WHERE s.name = _create_relay.name;
@@ -2245,7 +2256,10 @@ RETURNS TABLE (sub_id integer, pid integer, state text, produced bigint, last_pr
 AS 'MODULE_PATHNAME', 'eventbus_relay_status'
 LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION eventbus._relay_status() IS
-    'eventbus (internal): what the relay processes of this server report (shared memory)';
+    'eventbus (internal): what the relay processes of this database report (shared memory)';
+-- Read by eventbus.relays as its reader: what a relay process is doing is
+-- not secret (the view shows only the relays the reader holds a right on).
+GRANT EXECUTE ON FUNCTION eventbus._relay_status() TO PUBLIC;
 
 CREATE VIEW eventbus.relays WITH (security_barrier) AS
 SELECT s.name, s.sink, s.sink_server AS server, s.sink_topic AS topic, s.sink_options AS options,
@@ -2373,7 +2387,7 @@ COMMENT ON FUNCTION eventbus.poll(text, integer, interval, interval, bigint) IS
 COMMENT ON FUNCTION eventbus.ack(text, bigint[], bigint) IS
     'eventbus: finish leased events (under lease_token, if given; all of that lease when event_ids is NULL); returns how many are now done';
 COMMENT ON FUNCTION eventbus.nack(text, bigint, text, interval, bigint, boolean) IS
-    'eventbus: give a leased event back: retried after backoff (or retry_in), dead after max_attempts';
+    'eventbus: give a leased event back: retried after backoff (or retry_in), dead after max_attempts or at once with dead => true';
 COMMENT ON FUNCTION eventbus.extend_lease(text, bigint[], interval, bigint) IS
     'eventbus: make leases of events still being worked on end "lease" from now';
 COMMENT ON VIEW eventbus.dead_letters IS
@@ -2534,7 +2548,6 @@ REVOKE EXECUTE ON FUNCTION
     eventbus.create_relay(text, text[], text, name, text, jsonb, jsonpath, text, integer, interval, interval),
     eventbus.alter_relay(text, name, text, jsonb),
     eventbus.drop_relay(text),
-    eventbus._relay_status(),
     eventbus.poll(text, integer, interval, interval, bigint),
     eventbus.ack(text, bigint[], bigint),
     eventbus.nack(text, bigint, text, interval, bigint, boolean),
