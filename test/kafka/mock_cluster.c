@@ -14,6 +14,7 @@
  *                                      without RD_KAFKA_RESP_ERR_
  *                                      (NOT_LEADER_FOR_PARTITION) or a code (6)
  *   rtt <broker_id> <ms>               added round-trip time of a broker
+ *   leader <topic> <partition> <id>    moves a partition's leader (-1: none)
  *   quit                               answers ok, then exits
  *
  * EOF on stdin, SIGTERM or SIGINT destroy the cluster and exit 0.
@@ -204,6 +205,22 @@ RunCommand(rd_kafka_mock_cluster_t *mc, char *line, long brokers, long def_parts
 			return 0;
 		}
 		AnswerErr(rd_kafka_mock_broker_set_rtt(mc, (int32_t) a, (int) b));
+		return 0;
+	}
+	if (strcmp(argv[0], "leader") == 0 && argc == 4)
+	{
+		if (ParseInt(argv[2], 0, 100000, &a) != 0)
+		{
+			Answer("error bad partition: %s", argv[2]);
+			return 0;
+		}
+		if (ParseInt(argv[3], -1, brokers, &b) != 0 || b == 0)
+		{
+			Answer("error no such broker: %s", argv[3]);
+			return 0;
+		}
+		AnswerErr(rd_kafka_mock_partition_set_leader(mc, argv[1], (int32_t) a,
+													 (int32_t) b));
 		return 0;
 	}
 	if (strcmp(argv[0], "produce_errors") == 0 && argc == 3)
