@@ -19,16 +19,21 @@
  *
  * EOF on stdin, SIGTERM or SIGINT destroy the cluster and exit 0.
  *
- * Topic auto-creation (librdkafka 2.0.2, found by test/t/022_kafka_rig.pl):
- * the mock cluster creates a topic it does not know when a Metadata request
- * names it with AllowAutoTopicCreation (a producer's default, so kcat -P and
- * the relay's producer get one), with 4 partitions and replication factor
- * min(3, brokers); the count is fixed inside librdkafka and cannot be set
- * through its API. A Produce request for an unknown topic is not
- * auto-created (its handler only looks the topic up: UNKNOWN_TOPIC_OR_PART),
- * but clients ask for Metadata first anyway. --partitions therefore
- * only applies to "create"; tests that care about partitioning create their
- * topics first.
+ * Topic auto-creation (librdkafka 2.0.2, checked by test/t/022_kafka_rig.pl):
+ * the mock cluster creates a topic it does not know as soon as a Metadata
+ * request names it, with 4 partitions and replication factor min(3,
+ * brokers). The mock serves Metadata up to v2, which has no
+ * AllowAutoTopicCreation field, so every client creates it that way: a
+ * producer, kcat -L, kafkajs, even a consumer with
+ * allow.auto.create.topics=false. The count of 4 is fixed inside librdkafka
+ * (no API sets it). A Produce request for an unknown topic creates nothing
+ * (UNKNOWN_TOPIC_OR_PART), but clients ask for Metadata first anyway.
+ * --partitions therefore only applies to "create"; tests that care about
+ * partitioning create their topics first.
+ *
+ * Injected Produce errors are answered before anything is appended, so a
+ * retried message lands once: they test the producer's retries, not
+ * duplicates.
  */
 #include <errno.h>
 #include <poll.h>
