@@ -115,13 +115,15 @@ sub kcat_produce
 #     name), header_list => [ [name, value], ... ] (in order), ts }
 # Strings come back as the bytes Kafka holds (not decoded from UTF-8).
 # Options: timeout (30 s; dies when kcat does not finish), partition
-# (read only that one). Dies when kcat fails.
+# (read only that one), extra (array ref of more kcat arguments). Dies when
+# kcat fails.
 sub kcat_read
 {
 	my ($bootstrap, $topic, %opts) = @_;
 	my @cmd = ('kcat', '-C', '-b', $bootstrap, '-t', $topic, '-o', 'beginning',
 		'-e', '-J', '-q');
 	push @cmd, '-p', $opts{partition} if defined $opts{partition};
+	push @cmd, @{ $opts{extra} // [] };
 	my ($in, $out, $err) = ('', '', '');
 	my $ok = eval {
 		IPC::Run::run(\@cmd, '<', \$in, '>', \$out, '2>', \$err,

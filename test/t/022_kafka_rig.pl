@@ -40,6 +40,12 @@ $small->cmd('create two');
 is(scalar keys %{ kcat_leaders($small->bootstrap, 'two') }, 2, 'create without a count uses --partitions');
 ok(kcat_produce($small->bootstrap, 'auto', key => 'a', payload => 'x'), 'produce to an unknown topic');
 is(scalar keys %{ kcat_leaders($small->bootstrap, 'auto') }, 4, 'it was auto-created with 4 partitions');
+# Metadata v2 (the mock's highest) has no AllowAutoTopicCreation: even a
+# consumer that does not allow it creates the topic.
+my @none = kcat_read($small->bootstrap, 'by_consumer', extra => [ '-X', 'allow.auto.create.topics=false' ]);
+is(scalar @none, 0, 'reading an unknown topic: no message');
+is(scalar keys %{ kcat_leaders($small->bootstrap, 'by_consumer') }, 4,
+	'... but a consumer with allow.auto.create.topics=false created it, 4 partitions');
 is($small->stop, 0, 'quit: the mock exits 0');
 
 # Keys, headers, per-partition order, binary payloads.
