@@ -281,6 +281,7 @@ main(int argc, char **argv)
 	char		buf[8192];
 	size_t		len = 0;
 	int			done = 0;
+	int			skipping = 0;	/* dropping the rest of a too long line */
 	int			i;
 
 	for (i = 1; i < argc; i++)
@@ -348,13 +349,18 @@ main(int argc, char **argv)
 		while (!done && (nl = strchr(buf, '\n')) != NULL)
 		{
 			*nl = '\0';
-			done = RunCommand(mc, buf, brokers, partitions);
+			if (skipping)
+				skipping = 0;
+			else
+				done = RunCommand(mc, buf, brokers, partitions);
 			len -= (size_t) (nl + 1 - buf);
 			memmove(buf, nl + 1, len + 1);
 		}
 		if (len == sizeof(buf) - 1)
 		{
-			Answer("error %s", "line too long");
+			if (!skipping)
+				Answer("error %s", "line too long");
+			skipping = 1;
 			len = 0;
 		}
 	}
