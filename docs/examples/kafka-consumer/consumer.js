@@ -4,7 +4,12 @@
 // value), and drops the duplicates that at-least-once delivery brings.
 //
 //     KAFKA_BROKERS=host:port,... KAFKA_TOPIC=orders [EXPECT=N] [TIMEOUT=30] \
-//       [KAFKA_GROUP=name] node consumer.js
+//       [KAFKA_GROUP=name] [SESSION_TIMEOUT=ms] node consumer.js
+//
+// KAFKA_GROUP defaults to a new group per run. SESSION_TIMEOUT is kafkajs's
+// sessionTimeout (30000): a run that joins a group whose previous member
+// left waits about that long for its JoinGroup on the librdkafka mock
+// cluster (docs/testing.md, the Kafka rig).
 //
 // Prints one JSON line per unique event:
 //     {"id":..,"type":..,"source":..,"time":..,"specversion":..,
@@ -12,10 +17,12 @@
 //      "offset":..,"data":..}
 // and, at the end, one summary line:
 //     {"summary":{"messages":..,"unique":..,"duplicates":..,"invalid":..,"timed_out":..}}
-// It stops once it has EXPECT unique events and has read every partition to
-// the end it had when the EXPECT-th came (so that the duplicates already
-// there are counted) (exit 0), or after TIMEOUT seconds without them (exit
-// 1; with no EXPECT, a timeout is the normal end, exit 0).
+// It stops once it has EXPECT unique events and has read each partition
+// assigned to it to the end that partition had when the EXPECT-th came (so
+// that the duplicates already there are counted) (exit 0), or after TIMEOUT
+// seconds without them (exit 1; with no EXPECT, a timeout is the normal end,
+// exit 0). A group that already committed offsets (KAFKA_GROUP of an
+// earlier run) starts from them, not from the beginning.
 //
 // Duplicates: the relay produces at least once (a retried batch after a
 // crash is produced again), so the same event may come twice. CloudEvents
@@ -73,7 +80,7 @@ function decodeCloudEvent({ topic, partition, message }) {
 
 // Consumes until `expect` unique events or `timeout` seconds; prints the
 // events and the summary; returns the summary.
-async function consume({ brokers, topic, expect, timeout, groupId }) {
+async function consume({ brokers, topic, expect, timeout, groupId, sessionTimeout }) {
   const kafka = new Kafka({
     clientId: 'eventbus-kafka-example',
     brokers,
@@ -82,7 +89,7 @@ async function consume({ brokers, topic, expect, timeout, groupId }) {
   });
   // maxWaitTimeInMs: fetches return within half a second when there is
   // nothing, so that the consumer stops soon after its last event.
-  const consumer = kafka.consumer({ groupId, maxWaitTimeInMs: 500 });
+  const consumer = kafka.consumer({ groupId, sessionTimeout, maxWaitTimeInMs: 500 });
   const seen = new Set();
   const summary = { messages: 0, unique: 0, duplicates: 0, invalid: 0, timed_out: false };
   let finish;
@@ -90,9 +97,14 @@ async function consume({ brokers, topic, expect, timeout, groupId }) {
   const timer = setTimeout(() => { summary.timed_out = true; finish(); }, timeout * 1000);
   const admin = kafka.admin();
   const next = new Map(); // partition -> next offset to read
+  let assigned = []; // this member's partitions of the topic
   let ends = null; // partition -> end offset, once EXPECT events are in
-  // True when every partition has been read to the end noted in `ends`.
-  const drained = () => [...ends].every(([p, end]) => (next.get(p) || 0n) >= end);
+  // True when every assigned partition has been read to the end noted in
+  // `ends`.
+  const drained = () => assigned.every((p) => next.get(p) >= ends.get(p));
+  consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
+    assigned = payload.memberAssignment[topic] || [];
+  });
 
   await consumer.connect();
   try {
@@ -135,9 +147,17 @@ async function consume({ brokers, topic, expect, timeout, groupId }) {
     summary.unique++;
     console.log(JSON.stringify(event));
     if (expect > 0 && summary.unique >= expect && ends === null) {
+      // The ends to read to; where a partition not read yet in this run
+      // starts: the group's committed offset, else the beginning.
       await admin.connect();
       const offsets = await admin.fetchTopicOffsets(topic);
+      const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
       ends = new Map(offsets.map((o) => [o.partition, BigInt(o.high)]));
+      for (const o of offsets) {
+        const c = committed.partitions.find((x) => x.partition === o.partition);
+        const start = c && BigInt(c.offset) >= 0n ? BigInt(c.offset) : BigInt(o.low);
+        if (!next.has(o.partition)) next.set(o.partition, start);
+      }
     }
   }
 }
@@ -146,7 +166,7 @@ async function consume({ brokers, topic, expect, timeout, groupId }) {
 async function main() {
   const env = process.env;
   if (!env.KAFKA_BROKERS || !env.KAFKA_TOPIC) {
-    console.error('usage: KAFKA_BROKERS=host:port,... KAFKA_TOPIC=topic [EXPECT=N] [TIMEOUT=30] [KAFKA_GROUP=name] node consumer.js');
+    console.error('usage: KAFKA_BROKERS=host:port,... KAFKA_TOPIC=topic [EXPECT=N] [TIMEOUT=30] [KAFKA_GROUP=name] [SESSION_TIMEOUT=ms] node consumer.js');
     process.exit(2);
   }
   const summary = await consume({
@@ -154,7 +174,8 @@ async function main() {
     topic: env.KAFKA_TOPIC,
     expect: Number(env.EXPECT || 0),
     timeout: Number(env.TIMEOUT || 30),
-    groupId: env.KAFKA_GROUP || `eventbus-example-${process.pid}`,
+    groupId: env.KAFKA_GROUP || `eventbus-example-${process.pid}-${Date.now()}`,
+    sessionTimeout: Number(env.SESSION_TIMEOUT || 30000),
   });
   process.exit(summary.timed_out && Number(env.EXPECT || 0) > 0 ? 1 : 0);
 }

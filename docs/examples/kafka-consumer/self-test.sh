@@ -4,7 +4,9 @@
 # produces with kcat 6 CloudEvents in binary mode over 3 partitions, one of
 # them twice (the duplicate a retried relay batch makes) and one message
 # that is not a CloudEvent, runs consumer.js with EXPECT=6 and checks what
-# it printed: the 6 events once each, intact, and the summary counts.
+# it printed: the 6 events once each, intact, and the summary counts. Then
+# one more event, and a second run in the same consumer group resumes from
+# the offsets the first committed: it reads that event alone.
 # Exits 0 when every check passed; prints "check: ..." lines.
 #
 #   EB_KAFKA_MOCK  the mock binary (default: test/kafka/eb_kafka_mock of this checkout)
@@ -50,8 +52,10 @@ kcat -P -b "$BOOTSTRAP" -t orders -k other "$TMP/plain"
 
 cd "$HERE"
 status=0
-KAFKA_BROKERS=$BOOTSTRAP KAFKA_TOPIC=orders EXPECT=6 TIMEOUT=60 \
-	node consumer.js >"$TMP/out" 2>"$TMP/err" || status=$?
+# A short session: the second run's JoinGroup waits for the first
+# member's session to end.
+export KAFKA_BROKERS=$BOOTSTRAP KAFKA_TOPIC=orders KAFKA_GROUP=self-test SESSION_TIMEOUT=6000
+EXPECT=6 TIMEOUT=60 node consumer.js >"$TMP/out" 2>"$TMP/err" || status=$?
 cat "$TMP/out"
 sed 's/^/stderr: /' "$TMP/err"
 [ $status = 0 ] || { echo "consumer.js exited $status"; exit 1; }
@@ -90,4 +94,23 @@ check(intact, 'attributes, key, extensions and data intact');
 const partitions = new Set(events.map((e) => e.partition));
 check(partitions.size > 1, `events on more than one partition (${[...partitions]})`);
 process.exit(failed ? 1 : 0);
+EOF
+
+# The second run: the group's committed offsets, then event 7 only.
+produce 7 customer-1
+status=0
+EXPECT=1 TIMEOUT=60 node consumer.js >"$TMP/out2" 2>"$TMP/err2" || status=$?
+cat "$TMP/out2"
+sed 's/^/stderr: /' "$TMP/err2"
+[ $status = 0 ] || { echo "consumer.js (second run) exited $status"; exit 1; }
+node - "$TMP/out2" <<'EOF'
+'use strict';
+const fs = require('node:fs');
+const lines = fs.readFileSync(process.argv[2], 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+const events = lines.filter((l) => !l.summary);
+const summary = (lines.find((l) => l.summary) || {}).summary || {};
+const ok = events.length === 1 && events[0].id === '7' && events[0].data.n === 7
+  && summary.messages === 1 && summary.unique === 1 && summary.timed_out === false;
+console.log(`check: ${ok ? 'ok' : 'FAILED'}: a second run in the group resumes at its committed offsets: event 7 alone`);
+process.exit(ok ? 0 : 1);
 EOF
