@@ -29,7 +29,10 @@
 // says events with the same source and id are the same event: this keeps
 // the (source, id) pairs it has seen in a Set. A real consumer keeps them
 // where its effects are (a unique key in its database), not in memory.
-// Needs the "kafkajs" package (npm ci). See README.md.
+// Needs the "kafkajs" package (npm ci). kafkajs decodes uncompressed and
+// gzip batches only: for a relay producing with lz4, snappy or zstd,
+// register a codec (kafkajs CompressionCodecs) first. See
+// ../../testing.md#the-kafka-rig.
 'use strict';
 const { Kafka, logLevel } = require('kafkajs');
 
