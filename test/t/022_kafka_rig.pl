@@ -130,5 +130,6 @@ is(scalar @few, 2, 'kcat_wait_count returns what there is after its timeout');
 my $term = start_mock(brokers => 1);
 is($term->signal_stop('TERM'), 0, 'SIGTERM: the mock exits 0');
 
+ok(-f $mock->log_file, 'the mock logs to a file: ' . $mock->log_file);
 is($mock->stop, 0, 'the mock stops cleanly');
 done_testing();
