@@ -10,6 +10,7 @@
 #   make demo-stop           stop and remove the demo cluster
 #   make fuzz                build the libFuzzer targets (test/fuzz) and run each FUZZ_SECONDS (60)
 #   make bench               the performance targets, side by side on a throwaway cluster (docs/performance.md)
+#   make kafka-mock          build the mock Kafka cluster of the relay tests (test/kafka/eb_kafka_mock)
 #   make chaos               the crash-cycle test with 20 immediate shutdowns under load; prints
 #                            the figures of docs/reliability.md (EB_CHAOS_CYCLES=N for another count)
 
@@ -99,7 +100,7 @@ PG_CFLAGS += -Wall -Wextra -Wmissing-prototypes -Wno-unused-parameter \
 # Relays to Kafka: librdkafka (Debian librdkafka-dev).
 SHLIB_LINK += -lrdkafka
 
-EXTRA_CLEAN = $(DATA_built) tmp_check
+EXTRA_CLEAN = $(DATA_built) tmp_check test/kafka/eb_kafka_mock
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
@@ -150,3 +151,11 @@ bench:
 
 chaos:
 	bash test/chaos.sh
+
+# make kafka-mock: the mock Kafka cluster (librdkafka) that the Kafka relay
+# tests drive (test/perl/EventbusKafka.pm, docs/testing.md).
+KAFKA_MOCK = test/kafka/eb_kafka_mock
+.PHONY: kafka-mock
+kafka-mock: $(KAFKA_MOCK)
+$(KAFKA_MOCK): test/kafka/mock_cluster.c
+	gcc -O2 -g -Wall -Wextra -Werror -o $@ $< $$(pkg-config --cflags --libs rdkafka)

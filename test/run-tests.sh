@@ -2,7 +2,8 @@
 # The test command (make test): installs what it needs (as root), builds with
 # -Werror and assertions, installs, and runs every suite: pg_regress and
 # isolation (make installcheck, temporary instances), TAP (make
-# prove_installcheck), and pgTAP, examples and conformance on a throwaway
+# prove_installcheck, with the mock Kafka cluster of make kafka-mock), and
+# pgTAP, examples (the kafka-consumer one on the mock) and conformance on a throwaway
 # cluster, fuzz and the benchmark smoke run. Every server runs as a non-root
 # user. Ends with "N passed, N failed" and exits non-zero on any failure.
 #
@@ -17,6 +18,10 @@ START=$(date +%s)
 
 eb_install_packages || exit 1
 eb_build_install || { eb_log "build failed"; exit 1; }
+# The mock Kafka cluster of the Kafka rig (TAP 022, the kafka-consumer
+# example): built here, so that a missing one fails rather than skips.
+eb_log "building the mock Kafka cluster (make kafka-mock)"
+make -s -C "$EB_ROOT" kafka-mock >/dev/null || { eb_log "make kafka-mock failed"; exit 1; }
 
 CLUSTER=$(mktemp -d /tmp/eventbus-test.XXXXXX)
 OUTDIR=$EB_ROOT/test/results
@@ -132,6 +137,14 @@ for suite in $SUITES; do
 					echo "not ok - $example"
 				fi
 			done
+			# The Kafka consumer (kafkajs) on the mock Kafka cluster.
+			cd kafka-consumer && npm ci --no-audit --no-fund || echo "npm ci failed"
+			echo "--- kafka-consumer/self-test.sh"
+			if timeout 120 bash self-test.sh; then
+				echo "ok - kafka-consumer/consumer.js"
+			else
+				echo "not ok - kafka-consumer/consumer.js"
+			fi
 		) >"$OUTDIR/examples.out" 2>&1
 		cat "$OUTDIR/examples.out"
 		count examples "$OUTDIR/examples.out" '^ok - ' '^not ok - '

@@ -45,8 +45,14 @@ sub kafka_rig_missing
 }
 
 # Starts a mock cluster; returns an EventbusKafka::Mock object (bootstrap,
-# cmd, answer, stop). Options: brokers (3), partitions (4: the default of
-# "create <topic>"), timeout (30 s for the start and each command).
+# cmd, answer, stop, log_file). Options: brokers (3), partitions (4: the default
+# of "create <topic>"), timeout (30 s for the start and each command), log
+# (the file for the mock's stderr: librdkafka's log; default: in the TAP
+# log directory, PostgreSQL::Test::Utils's, when there is one, else a
+# temporary file). A file, not a pipe: a pipe nobody reads could fill and
+# block the mock's threads.
+my $mock_count = 0;
+
 sub start_mock
 {
 	my %opts = @_;
@@ -54,15 +60,28 @@ sub start_mock
 		timeout => $opts{timeout} // 30,
 		in => '',
 		out => '',
-		err => '',
 	}, 'EventbusKafka::Mock';
+	$mock_count++;
+	if (defined $opts{log})
+	{
+		$self->{log} = $opts{log};
+	}
+	elsif (defined $PostgreSQL::Test::Utils::log_path && -d $PostgreSQL::Test::Utils::log_path)
+	{
+		$self->{log} = "$PostgreSQL::Test::Utils::log_path/eb_kafka_mock_$$\_$mock_count.log";
+	}
+	else
+	{
+		$self->{logtmp} = File::Temp->new(TEMPLATE => 'eb_kafka_mock_XXXXXX', TMPDIR => 1, SUFFIX => '.log');
+		$self->{log} = $self->{logtmp}->filename;
+	}
 	my @cmd = (
 		mock_binary(),
 		'--brokers' => $opts{brokers} // 3,
 		'--partitions' => $opts{partitions} // 4);
 	$self->{timer} = IPC::Run::timer($self->{timeout});
 	$self->{h} = IPC::Run::start(\@cmd, '<', \$self->{in}, '>', \$self->{out},
-		'2>', \$self->{err}, $self->{timer});
+		'2>', $self->{log}, $self->{timer});
 	$self->{bootstrap} = $self->_line('start');
 	croak "eb_kafka_mock printed no bootstrap servers: $self->{bootstrap}"
 	  unless $self->{bootstrap} =~ /^[\w.\-]+:\d+(,[\w.\-]+:\d+)*$/;
@@ -208,6 +227,22 @@ sub bootstrap
 	return $_[0]->{bootstrap};
 }
 
+# Returns the path of the mock's log (its stderr).
+sub log_file
+{
+	return $_[0]->{log};
+}
+
+# Returns the last lines of the mock's log, for error messages.
+sub _log_tail
+{
+	my ($self) = @_;
+	open(my $fh, '<', $self->{log}) or return '';
+	my @lines = <$fh>;
+	close $fh;
+	return join('', grep { defined } @lines[ -10 .. -1 ]);
+}
+
 # Waits for the next line of the mock's stdout and returns it (without the
 # newline); dies after the timeout or when the mock exited.
 sub _line
@@ -216,9 +251,9 @@ sub _line
 	$self->{timer}->start($self->{timeout});
 	while ($self->{out} !~ /\n/)
 	{
-		croak "eb_kafka_mock: no answer to $what within $self->{timeout} s; stderr: $self->{err}"
+		croak "eb_kafka_mock: no answer to $what within $self->{timeout} s; log: " . $self->_log_tail
 		  if $self->{timer}->is_expired;
-		croak "eb_kafka_mock exited before answering $what; stderr: $self->{err}"
+		croak "eb_kafka_mock exited before answering $what; log: " . $self->_log_tail
 		  unless $self->{h}->pumpable;
 		$self->{h}->pump_nb;
 		Time::HiRes::usleep(10_000) if $self->{out} !~ /\n/;
