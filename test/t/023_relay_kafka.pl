@@ -14,6 +14,8 @@ use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/../perl";
 use EventbusKafka;
+use IPC::Run;
+use JSON::PP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -129,6 +131,31 @@ wait_for(q{SELECT backlog + in_flight = 0 FROM eventbus.subscription_stats WHERE
 	'the relay has nothing pending once Kafka acknowledged');
 is(sql(q{SELECT produced >= 200 FROM eventbus.relays WHERE name = 'orders_out'}), 't',
 	'eventbus.relays counts what was produced');
+
+# ---- a real Kafka client: the kafkajs example consumer (docs/examples/kafka-consumer) ----
+my $example = "$FindBin::RealBin/../../docs/examples/kafka-consumer";
+SKIP:
+{
+	skip 'node is not installed', 4 unless grep { -x "$_/node" } split /:/, $ENV{PATH};
+	ok(-d "$example/node_modules/kafkajs", 'kafkajs is installed (npm ci in docs/examples/kafka-consumer)')
+	  or skip 'no kafkajs', 3;
+	local $ENV{KAFKA_BROKERS} = $bootstrap;
+	local $ENV{KAFKA_TOPIC} = 'orders.eu.created';
+	local $ENV{EXPECT} = 150;
+	local $ENV{TIMEOUT} = 90;
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ 'node', "$example/consumer.js" ], '>', \$out, '2>', \$err);
+	my @lines = map { eval { JSON::PP::decode_json($_) } // () } split /\n/, $out;
+	my ($summary) = map { $_->{summary} } grep { $_->{summary} } @lines;
+	my @events = grep { !$_->{summary} } @lines;
+	is($summary && $summary->{unique}, 150, 'kafkajs reads the 150 relayed CloudEvents')
+	  or diag("stdout: $out\nstderr: $err");
+	is($summary && $summary->{invalid}, 0, '... each a valid CloudEvent in binary mode');
+	my %want = map { $_ => 1 } grep { $ids{$_} } keys %seen;
+	is(scalar(grep { ($_->{id} // '') =~ /:(\d+)$/ && $want{$1} && ($_->{type} // '') eq 'orders.eu.created'
+				  && ref $_->{data} eq 'HASH' && defined $_->{data}{n} } @events), 150,
+		'... with their ce_id, ce_type and data as published');
+}
 
 # ---- refused for good: a dead letter with the broker's error; redrive ----
 # The mock cluster has no size limit of its own: the broker's refusal is
