@@ -11,7 +11,7 @@
 CREATE FUNCTION eventbus._kafka_validator(options text[], catalog oid)
 RETURNS void
 AS 'MODULE_PATHNAME', 'eventbus_kafka_validator'
-LANGUAGE C STRICT;
+LANGUAGE C STABLE STRICT;
 COMMENT ON FUNCTION eventbus._kafka_validator(text[], oid) IS
     'eventbus (internal): check the options of a server or user mapping of eventbus_kafka against librdkafka';
 
@@ -22,14 +22,14 @@ COMMENT ON FOREIGN DATA WRAPPER eventbus_kafka IS
 CREATE FUNCTION eventbus._kafka_check_options(options jsonb)
 RETURNS void
 AS 'MODULE_PATHNAME', 'eventbus_kafka_check_options'
-LANGUAGE C STRICT;
+LANGUAGE C STABLE STRICT;
 COMMENT ON FUNCTION eventbus._kafka_check_options(jsonb) IS
     'eventbus (internal): raise a clear error unless a relay''s options are valid';
 
 CREATE FUNCTION eventbus._kafka_check_topic(topic text)
 RETURNS void
 AS 'MODULE_PATHNAME', 'eventbus_kafka_check_topic'
-LANGUAGE C;
+LANGUAGE C STABLE;
 COMMENT ON FUNCTION eventbus._kafka_check_topic(text) IS
     'eventbus (internal): raise a clear error unless a relay''s topic (or topic template) is valid';
 
@@ -205,7 +205,7 @@ CREATE FUNCTION eventbus._relay_status()
 RETURNS TABLE (sub_id integer, pid integer, state text, produced bigint, last_produced_at timestamptz,
                last_error text, last_error_at timestamptz)
 AS 'MODULE_PATHNAME', 'eventbus_relay_status'
-LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+LANGUAGE C STABLE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION eventbus._relay_status() IS
     'eventbus (internal): what the relay processes of this database report (shared memory)';
 -- Read by eventbus.relays as its reader: what a relay process is doing is

@@ -7,7 +7,7 @@
 -- is_strict and function_lang_is compare the argument list as text, only
 -- has_function normalises it.
 BEGIN;
-SELECT plan(85);
+SELECT plan(90);
 
 -- ---------------------------------------------------------------------------
 -- Functions exist with exactly these argument types.
@@ -58,14 +58,23 @@ SELECT has_function('eventbus', 'poll', ARRAY['text', 'integer', 'interval', 'in
     'eventbus.poll(subscription, max_events, lease, wait, ack_lease) exists');
 SELECT has_function('eventbus', 'ack', ARRAY['text', 'bigint[]', 'bigint'],
     'eventbus.ack(subscription, event_ids, lease_token) exists');
-SELECT has_function('eventbus', 'nack', ARRAY['text', 'bigint', 'text', 'interval', 'bigint'],
-    'eventbus.nack(subscription, event_id, error, retry_in, lease_token) exists');
+SELECT has_function('eventbus', 'nack', ARRAY['text', 'bigint', 'text', 'interval', 'bigint', 'boolean'],
+    'eventbus.nack(subscription, event_id, error, retry_in, lease_token, dead) exists');
 SELECT has_function('eventbus', 'extend_lease', ARRAY['text', 'bigint[]', 'interval', 'bigint'],
     'eventbus.extend_lease(subscription, event_ids, lease, lease_token) exists');
 SELECT has_view('eventbus', 'deliveries', 'view eventbus.deliveries exists');
 SELECT has_function('eventbus', 'redrive', ARRAY['text', 'bigint[]'], 'eventbus.redrive(text, bigint[]) exists');
 SELECT has_function('eventbus', 'purge_dead_letters', ARRAY['text', 'interval'],
     'eventbus.purge_dead_letters(text, interval) exists');
+SELECT has_function('eventbus', 'create_relay',
+    ARRAY['text', 'text[]', 'text', 'name', 'text', 'jsonb', 'jsonpath', 'text', 'integer', 'interval', 'interval'],
+    'eventbus.create_relay(name, patterns, sink, server, topic, options, filter, start_at, max_attempts, backoff_initial, backoff_max) exists');
+SELECT has_function('eventbus', 'alter_relay', ARRAY['text', 'name', 'text', 'jsonb'],
+    'eventbus.alter_relay(name, server, topic, options) exists');
+SELECT has_function('eventbus', 'drop_relay', ARRAY['text'], 'eventbus.drop_relay(name) exists');
+SELECT has_view('eventbus', 'relays', 'view eventbus.relays exists');
+SELECT is((SELECT fdwvalidator::regproc::text FROM pg_foreign_data_wrapper WHERE fdwname = 'eventbus_kafka'),
+    'eventbus._kafka_validator', 'the foreign data wrapper eventbus_kafka checks its options');
 
 -- Return types.
 SELECT function_returns('eventbus', 'topic_matches', ARRAY['text', 'text'], 'boolean');
