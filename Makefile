@@ -37,6 +37,8 @@ OBJS = \
 	src/cloudevent.o \
 	src/kafka.o \
 	src/relay.o \
+	src/relaystatus.o \
+	src/webhook.o \
 	src/util.o \
 	src/access.o \
 	src/acl.o \
@@ -97,8 +99,8 @@ PG_CPPFLAGS += -DEB_VERSION='"$(EXTVERSION)"'
 PG_CFLAGS += -Wall -Wextra -Wmissing-prototypes -Wno-unused-parameter \
 	-Wno-sign-compare -Wno-missing-field-initializers $(EB_CFLAGS)
 
-# Relays to Kafka: librdkafka (Debian librdkafka-dev).
-SHLIB_LINK += -lrdkafka
+# Relays: librdkafka (Debian librdkafka-dev) and libcurl (libcurl4-openssl-dev).
+SHLIB_LINK += -lrdkafka -lcurl
 
 EXTRA_CLEAN = $(DATA_built) tmp_check test/kafka/eb_kafka_mock
 

@@ -24,7 +24,7 @@ CREATE TABLE eventbus.subscription (
     owner           regrole NOT NULL,           -- the role that created it (docs/security.md)
     consumers       regrole[] NOT NULL DEFAULT '{}',  -- granted consume
     managers        regrole[] NOT NULL DEFAULT '{}',  -- granted manage
-    sink            text CHECK (sink IN ('kafka')),   -- a relay's sink (docs/relay.md); NULL: not a relay
+    sink            text CHECK (sink IN ('kafka', 'http')),   -- a relay's sink (docs/relay.md); NULL: not a relay
     sink_server     text,                   -- its FOREIGN SERVER
     sink_topic      text,                   -- its topic, or a template of one
     sink_options    jsonb                   -- its producer properties and relay options

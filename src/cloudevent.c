@@ -221,41 +221,25 @@ NormalizeName(const char *s, int len)
 	return out;
 }
 
-PG_FUNCTION_INFO_V1(eventbus_to_cloudevent);
-
 /*
- * SQL eventbus.to_cloudevent(event_id, source): the stored event as a
- * CloudEvents 1.0 JSON object (structured mode). Every header that is not
- * a context attribute becomes an extension attribute under its normalized
- * name, unless that name is empty, too long, or taken.
+ * An event as a structured-mode CloudEvent: its context attributes, its
+ * payload as data, and every header that is not a context attribute as an
+ * extension attribute under its normalized name, unless that name is
+ * empty, too long, or taken. to_cloudevent and the HTTP sink's structured
+ * and batch modes use it.
  */
-Datum
-eventbus_to_cloudevent(PG_FUNCTION_ARGS)
+Jsonb *
+EbCloudEventStructured(EbCeAttr *attrs, int n, Datum payload_datum, Datum headers, bool headers_null)
 {
-	EbStoredEvent ev;
-	EbCeAttr	attrs[EB_CE_MAX_ATTRS];
-	int			n;
 	JsonbParseState *state = NULL;
 	List	   *taken = NIL;
 	JsonbValue	data;
 	Jsonb	   *payload;
+	EbStoredEvent ev;
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("event_id must not be NULL"),
-				 errhint("Pass the id of a stored event, e.g. eventbus.to_cloudevent(42).")));
-	if (!PG_ARGISNULL(1) && VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(1)) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("source must not be empty"),
-				 errdetail("A CloudEvent's source is a non-empty URI-reference."),
-				 errhint("Pass e.g. '/shop/orders' or 'urn:shop', or NULL for the default.")));
-	EbFetchVisibleEvent(PG_GETARG_INT64(0), &ev);
-	n = EbCloudEventAttrs(ev.id, ev.topic, ev.key ? text_to_cstring(ev.key) : NULL,
-						  ev.headers, ev.headers_null, ev.published_at,
-						  PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)), attrs);
-
+	ev.headers = headers;
+	ev.headers_null = headers_null;
+	ev.payload = payload_datum;
 	(void) pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	for (int i = 0; i < n; i++)
 		PushString(&state, attrs[i].name, attrs[i].value, strlen(attrs[i].value));
@@ -296,7 +280,41 @@ eventbus_to_cloudevent(PG_FUNCTION_ARGS)
 			}
 		}
 	}
-	PG_RETURN_JSONB_P(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL)));
+	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+}
+
+PG_FUNCTION_INFO_V1(eventbus_to_cloudevent);
+
+/*
+ * SQL eventbus.to_cloudevent(event_id, source): the stored event as a
+ * CloudEvents 1.0 JSON object (structured mode). Every header that is not
+ * a context attribute becomes an extension attribute under its normalized
+ * name, unless that name is empty, too long, or taken.
+ */
+Datum
+eventbus_to_cloudevent(PG_FUNCTION_ARGS)
+{
+	EbStoredEvent ev;
+	EbCeAttr	attrs[EB_CE_MAX_ATTRS];
+	int			n;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("event_id must not be NULL"),
+				 errhint("Pass the id of a stored event, e.g. eventbus.to_cloudevent(42).")));
+	if (!PG_ARGISNULL(1) && VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(1)) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("source must not be empty"),
+				 errdetail("A CloudEvent's source is a non-empty URI-reference."),
+				 errhint("Pass e.g. '/shop/orders' or 'urn:shop', or NULL for the default.")));
+	EbFetchVisibleEvent(PG_GETARG_INT64(0), &ev);
+	n = EbCloudEventAttrs(ev.id, ev.topic, ev.key ? text_to_cstring(ev.key) : NULL,
+						  ev.headers, ev.headers_null, ev.published_at,
+						  PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1)), attrs);
+
+	PG_RETURN_JSONB_P(EbCloudEventStructured(attrs, n, ev.payload, ev.headers, ev.headers_null));
 }
 
 PG_FUNCTION_INFO_V1(eventbus_instance_id);

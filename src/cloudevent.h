@@ -12,6 +12,7 @@
 
 #include "postgres.h"
 
+#include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
 /* One attribute: its CloudEvents name and its value as text (palloc'd). */
@@ -37,5 +38,7 @@ extern int	EbCloudEventAttrs(int64 event_id, const char *topic, const char *key,
 
 /* "/eventbus/<database name>", cached per backend. */
 extern const char *EbCloudEventDefaultSource(void);
+extern Jsonb *EbCloudEventStructured(EbCeAttr *attrs, int n, Datum payload, Datum headers,
+										   bool headers_null);
 
 #endif							/* EB_CLOUDEVENT_H */

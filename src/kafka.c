@@ -4,7 +4,7 @@
  *	  The Kafka sink of relays: a librdkafka producer, and the checks of
  *	  the properties that configure it.
  *
- * A relay process (relay.c) opens one producer (EbKafkaOpen) and keeps it
+ * A relay process (relay.c) opens one producer (KafkaOpen) and keeps it
  * until its configuration changes. The producer is idempotent
  * (enable.idempotence, acks=all): librdkafka retries what the brokers did
  * not acknowledge, without duplicates and in order per partition, and
@@ -15,8 +15,8 @@
  * mask that leaves signals to the process's main thread; they never call
  * PostgreSQL. Everything that reaches the relay from them -- delivery
  * reports, errors, log lines -- is queued by librdkafka and served by
- * rd_kafka_poll, which only the main thread calls (EbKafkaSend,
- * EbKafkaServe): the callbacks below run in the main thread and only
+ * rd_kafka_poll, which only the main thread calls (KafkaSend,
+ * KafkaServe): the callbacks below run in the main thread and only
  * write to memory (a message's status, the sink's last error), except the
  * log callback, which logs at LOG or below (it cannot throw).
  *
@@ -46,14 +46,14 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 
-struct EbKafka
+typedef struct EbKafka
 {
 	rd_kafka_t *rk;
 	int			pending;		/* messages sent without a report yet */
 	bool		closing;		/* reports no longer reach the messages */
 	bool		fatal;			/* the producer cannot go on (librdkafka's fatal error) */
 	char		error[EB_MSG_ERROR_LEN];	/* the last error librdkafka reported; "": none */
-};
+} EbKafka;
 
 /* Kafka's topic names: 1 to 249 of these characters, not "." or "..". */
 #define KAFKA_TOPIC_MAX 249
@@ -457,8 +457,8 @@ OnLog(const rd_kafka_t *rk, int level, const char *facility, const char *line)
 }
 
 /* Creates the idempotent producer of a relay, with the properties given (later ones win). */
-EbKafka *
-EbKafkaOpen(const char *relay, EbSinkProp *props, int nprops)
+static EbSink *
+KafkaOpen(const char *relay, EbSinkProp *props, int nprops)
 {
 	EbKafka    *k = MemoryContextAllocZero(TopMemoryContext, sizeof(EbKafka));
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -504,7 +504,7 @@ EbKafkaOpen(const char *relay, EbSinkProp *props, int nprops)
 				 errdetail("librdkafka: %s", msg)));
 	}
 	rd_kafka_set_log_queue(k->rk, NULL);	/* log lines come with rd_kafka_poll */
-	return k;
+	return (EbSink *) k;
 }
 
 /*
@@ -512,9 +512,11 @@ EbKafkaOpen(const char *relay, EbSinkProp *props, int nprops)
  * (so in order per key: the partitioner maps a key to one partition). A
  * message it refuses at once gets its outcome here.
  */
-void
-EbKafkaSend(EbKafka *k, EbMsg *msgs, int n)
+static void
+KafkaSend(EbSink *s, EbMsg *msgs, int n)
 {
+	EbKafka    *k = (EbKafka *) s;
+
 	for (int i = 0; i < n; i++)
 	{
 		EbMsg	   *m = &msgs[i];
@@ -554,17 +556,21 @@ EbKafkaSend(EbKafka *k, EbMsg *msgs, int n)
 }
 
 /* Serves reports, waiting up to timeout_ms for one; returns how many messages still have none. */
-int
-EbKafkaServe(EbKafka *k, int timeout_ms)
+static int
+KafkaServe(EbSink *s, int timeout_ms)
 {
+	EbKafka    *k = (EbKafka *) s;
+
 	rd_kafka_poll(k->rk, timeout_ms);
 	return k->pending;
 }
 
 /* Whether the producer cannot go on (a fatal error); the last error librdkafka reported, if any. */
-bool
-EbKafkaBroken(EbKafka *k, char *error, int len)
+static bool
+KafkaBroken(EbSink *s, char *error, int len)
 {
+	EbKafka    *k = (EbKafka *) s;
+
 	if (error != NULL)
 		strlcpy(error, k->error, len);
 	return k->fatal;
@@ -575,9 +581,11 @@ EbKafkaBroken(EbKafka *k, char *error, int len)
  * still unreported (from then on, no report reaches a message), and
  * destroys the producer.
  */
-void
-EbKafkaClose(EbKafka *k, int flush_ms)
+static void
+KafkaClose(EbSink *s, int flush_ms)
 {
+	EbKafka    *k = (EbKafka *) s;
+
 	if (k->pending > 0 && !k->fatal)
 		(void) rd_kafka_flush(k->rk, flush_ms);
 	k->closing = true;
@@ -589,3 +597,27 @@ EbKafkaClose(EbKafka *k, int flush_ms)
 	rd_kafka_destroy(k->rk);
 	pfree(k);
 }
+
+static char *
+KafkaDest(EbSink *s, const char *template, const char *topic, char *why, int len)
+{
+	return EbKafkaTopicFor(template, topic, why, len);
+}
+
+static bool
+KafkaStructured(EbSink *s)
+{
+	return false;
+}
+
+const EbSinkOps EbKafkaSink = {
+	.name = "kafka",
+	.ce_prefix = "ce_",
+	.open = KafkaOpen,
+	.dest = KafkaDest,
+	.structured = KafkaStructured,
+	.send = KafkaSend,
+	.serve = KafkaServe,
+	.broken = KafkaBroken,
+	.close = KafkaClose,
+};

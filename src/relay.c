@@ -85,179 +85,6 @@ static int	eb_relay_batch = 1000;
 /* Reports a round waits for longer than this make its state "waiting". */
 #define EB_RELAY_SLOW_MS	1000
 
-/* ---- what relay processes report (shared memory) ---- */
-
-typedef struct RelayStatus
-{
-	slock_t		mutex;			/* protects the fields below */
-	Oid			dboid;			/* InvalidOid: free */
-	int32		sub_id;
-	pid_t		pid;			/* 0: not running */
-	char		state[16];
-	int64		produced;
-	TimestampTz produced_at;
-	char		error[EB_MSG_ERROR_LEN];
-	TimestampTz error_at;
-} RelayStatus;
-
-static RelayStatus *Status = NULL;
-static int	NStatus = 0;
-static int	MyStatus = -1;
-static shmem_request_hook_type PrevShmemRequest = NULL;
-static shmem_startup_hook_type PrevShmemStartup = NULL;
-
-static void
-RelayShmemRequest(void)
-{
-	if (PrevShmemRequest)
-		PrevShmemRequest();
-	RequestAddinShmemSpace(mul_size(max_worker_processes, sizeof(RelayStatus)));
-}
-
-static void
-RelayShmemStartup(void)
-{
-	bool		found;
-
-	if (PrevShmemStartup)
-		PrevShmemStartup();
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	NStatus = max_worker_processes;
-	Status = ShmemInitStruct("eventbus relay status", mul_size(NStatus, sizeof(RelayStatus)), &found);
-	if (!found)
-		for (int i = 0; i < NStatus; i++)
-		{
-			memset(&Status[i], 0, sizeof(RelayStatus));
-			SpinLockInit(&Status[i].mutex);
-		}
-	LWLockRelease(AddinShmemInitLock);
-}
-
-/*
- * The relay process takes the entry of its relay (kept from its last
- * run), else a free one, else the oldest entry of a relay not running.
- */
-static void
-ClaimStatus(int32 sub_id)
-{
-	int			slot = -1;
-
-	for (int i = 0; Status != NULL && i < NStatus; i++)
-	{
-		RelayStatus *s = &Status[i];
-		bool		mine;
-
-		SpinLockAcquire(&s->mutex);
-		mine = s->dboid == MyDatabaseId && s->sub_id == sub_id;
-		if (!mine && slot < 0 && (s->dboid == InvalidOid || s->pid == 0))
-			slot = i;
-		SpinLockRelease(&s->mutex);
-		if (mine)
-		{
-			slot = i;
-			break;
-		}
-	}
-	if (slot < 0)
-		return;
-	SpinLockAcquire(&Status[slot].mutex);
-	if (Status[slot].dboid != MyDatabaseId || Status[slot].sub_id != sub_id)
-	{
-		Status[slot].produced = 0;
-		Status[slot].produced_at = 0;
-		Status[slot].error[0] = '\0';
-		Status[slot].error_at = 0;
-	}
-	Status[slot].dboid = MyDatabaseId;
-	Status[slot].sub_id = sub_id;
-	Status[slot].pid = MyProcPid;
-	strlcpy(Status[slot].state, "starting", sizeof(Status[slot].state));
-	SpinLockRelease(&Status[slot].mutex);
-	MyStatus = slot;
-}
-
-/* Sets the process's state; an error (not NULL, not "") with the time it happened. */
-static void
-SetStatus(const char *state, const char *error)
-{
-	RelayStatus *s;
-
-	if (MyStatus < 0)
-		return;
-	s = &Status[MyStatus];
-	SpinLockAcquire(&s->mutex);
-	if (state != NULL)
-		strlcpy(s->state, state, sizeof(s->state));
-	if (error != NULL && error[0] != '\0' && strcmp(error, s->error) != 0)
-	{
-		strlcpy(s->error, error, sizeof(s->error));
-		s->error_at = GetCurrentTimestamp();
-	}
-	SpinLockRelease(&s->mutex);
-}
-
-static void
-CountProduced(int n)
-{
-	RelayStatus *s;
-
-	if (MyStatus < 0 || n == 0)
-		return;
-	s = &Status[MyStatus];
-	SpinLockAcquire(&s->mutex);
-	s->produced += n;
-	s->produced_at = GetCurrentTimestamp();
-	SpinLockRelease(&s->mutex);
-}
-
-/* The process ends: its entry stays, as not running. */
-static void
-ReleaseStatus(int code, Datum arg)
-{
-	if (MyStatus < 0)
-		return;
-	SpinLockAcquire(&Status[MyStatus].mutex);
-	Status[MyStatus].pid = 0;
-	strlcpy(Status[MyStatus].state, code == 0 ? "stopped" : "failed", sizeof(Status[MyStatus].state));
-	SpinLockRelease(&Status[MyStatus].mutex);
-}
-
-PG_FUNCTION_INFO_V1(eventbus_relay_status);
-
-/* SQL eventbus._relay_status(): the entries of this database's relays. */
-Datum
-eventbus_relay_status(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-
-	InitMaterializedSRF(fcinfo, 0);
-	for (int i = 0; Status != NULL && i < NStatus; i++)
-	{
-		RelayStatus s;
-		Datum		values[7];
-		bool		nulls[7] = {0};
-
-		SpinLockAcquire(&Status[i].mutex);
-		s = Status[i];
-		SpinLockRelease(&Status[i].mutex);
-		if (s.dboid != MyDatabaseId)
-			continue;
-		values[0] = Int32GetDatum(s.sub_id);
-		values[1] = Int32GetDatum(s.pid);
-		nulls[1] = s.pid == 0;
-		values[2] = CStringGetTextDatum(s.state);
-		values[3] = Int64GetDatum(s.produced);
-		values[4] = TimestampTzGetDatum(s.produced_at);
-		nulls[4] = s.produced_at == 0;
-		values[5] = CStringGetTextDatum(s.error);
-		nulls[5] = s.error[0] == '\0';
-		values[6] = TimestampTzGetDatum(s.error_at);
-		nulls[6] = s.error_at == 0;
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
-	return (Datum) 0;
-}
-
 /* ---- the relay process ---- */
 
 void		eventbus_relay_main(Datum arg);
@@ -281,7 +108,8 @@ RelaySigterm(SIGNAL_ARGS)
 typedef struct Relay
 {
 	char	   *name;
-	char	   *topic;			/* Kafka topic, or template */
+	const EbSinkOps *ops;		/* its sink */
+	char	   *topic;			/* Kafka topic or URL path, or a template of one */
 	char	   *source;			/* ce_source; NULL: the default */
 	int64		backoff_initial;	/* microseconds */
 	int64		backoff_max;
@@ -349,7 +177,7 @@ LoadRelay(int32 sub_id, Relay *r, MemoryContext cxt)
 	values[0] = Int32GetDatum(sub_id);
 	RunSql("SELECT s.name, s.owner::pg_catalog.oid, s.sink_server, s.sink_topic, s.sink_options, "
 		   "       (extract(epoch FROM s.backoff_initial) * 1000000)::pg_catalog.int8, "
-		   "       (extract(epoch FROM s.backoff_max) * 1000000)::pg_catalog.int8, s.lease "
+		   "       (extract(epoch FROM s.backoff_max) * 1000000)::pg_catalog.int8, s.lease, s.sink "
 		   "  FROM eventbus.subscription s "
 		   " WHERE s.id OPERATOR(pg_catalog.=) $1 AND NOT s.paused AND s.sink IS NOT NULL",
 		   1, types, values);
@@ -367,6 +195,7 @@ LoadRelay(int32 sub_id, Relay *r, MemoryContext cxt)
 	r->backoff_initial = DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
 	r->backoff_max = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
 	r->lease = *DatumGetIntervalP(SPI_getbinval(tup, desc, 8, &isnull));
+	r->ops = strcmp(SPI_getvalue(tup, desc, 9), "http") == 0 ? &EbHttpSink : &EbKafkaSink;
 
 	srv = GetForeignServerByName(server, true);
 	if (srv == NULL)
@@ -374,10 +203,10 @@ LoadRelay(int32 sub_id, Relay *r, MemoryContext cxt)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("server \"%s\" of relay \"%s\" does not exist", server, r->name),
 				 errhint("Create it again, or point the relay to another with eventbus.alter_relay(name, server => ...).")));
-	if (strcmp(GetForeignDataWrapper(srv->fdwid)->fdwname, "eventbus_kafka") != 0)
+	if (strcmp(GetForeignDataWrapper(srv->fdwid)->fdwname, psprintf("eventbus_%s", r->ops->name)) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("server \"%s\" of relay \"%s\" is not a server of eventbus_kafka", server, r->name)));
+				 errmsg("server \"%s\" of relay \"%s\" is not a server of eventbus_%s", server, r->name, r->ops->name)));
 	AddProps(r, srv->options);
 	AddProps(r, GetUserMapping(owner, srv->serverid)->options);
 	if (!isnull)
@@ -399,6 +228,29 @@ LoadRelay(int32 sub_id, Relay *r, MemoryContext cxt)
 	}
 	MemoryContextSwitchTo(old);
 	return true;
+}
+
+/*
+ * At the start of a relay process, in its first round: what its
+ * predecessor (crashed, stopped) left leased is due at once, so that it
+ * goes before newer events of the same keys. Only the relay process
+ * consumes its relay, and the worker starts one after the last stopped.
+ */
+static void
+ReclaimLeases(int32 sub_id)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1];
+
+	values[0] = Int32GetDatum(sub_id);
+	RunSql("UPDATE eventbus.batch SET lease_until = pg_catalog.now() "
+		   " WHERE sub_id OPERATOR(pg_catalog.=) $1 AND leased AND lease_until OPERATOR(pg_catalog.>) pg_catalog.now()",
+		   1, types, values);
+	RunSql("UPDATE eventbus.delivery SET available_at = pg_catalog.now() "
+		   " WHERE sub_id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'leased' "
+		   "   AND available_at OPERATOR(pg_catalog.>) pg_catalog.now()",
+		   1, types, values);
+	CommandCounterIncrement();
 }
 
 /* An event's headers (a JSON object of strings) appended to a message's. */
@@ -433,15 +285,18 @@ AddEventHeaders(EbMsg *m, Jsonb *headers, int max)
  * (CloudEvents attributes, then the event's own).
  */
 static void
-PollBatch(Relay *r, Batch *b, MemoryContext cxt)
+PollBatch(Relay *r, EbSink *sink, Batch *b, MemoryContext cxt)
 {
+	bool		structured = r->ops->structured(sink);
+
 	Oid			types[2] = {TEXTOID, INT4OID};
 	Datum		values[2];
 	MemoryContext old;
 
 	values[0] = CStringGetTextDatum(r->name);
 	values[1] = Int32GetDatum(eb_relay_batch);
-	RunSql("SELECT e.event_id, e.topic, e.key, e.payload::pg_catalog.text, e.headers, e.published_at, e.lease_token "
+	RunSql("SELECT e.event_id, e.topic, e.key, e.payload::pg_catalog.text, e.headers, e.published_at, e.lease_token, "
+		   "       e.payload "
 		   "  FROM eventbus.poll($1, $2, wait => '1 second') e",
 		   2, types, values);
 	old = MemoryContextSwitchTo(cxt);
@@ -467,23 +322,29 @@ PollBatch(Relay *r, Batch *b, MemoryContext cxt)
 		m->payload = SPI_getvalue(tup, desc, 4);
 		m->payload_len = strlen(m->payload);
 		b->token = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
-		m->dest = EbKafkaTopicFor(r->topic, topic, why, sizeof(why));
+		m->topic = topic;
+		m->dest = r->ops->dest(sink, r->topic, topic, why, sizeof(why));
 		if (m->dest == NULL)
 		{
 			m->status = EB_MSG_DEAD;
-			snprintf(m->error, EB_MSG_ERROR_LEN, "relay topic \"%s\" gives no valid Kafka topic for \"%s\": %s",
-					 r->topic, topic, why);
+			snprintf(m->error, EB_MSG_ERROR_LEN, "relay topic \"%s\" gives no valid %s destination for \"%s\": %s",
+					 r->topic, r->ops->name, topic, why);
 			continue;
 		}
 		nattrs = EbCloudEventAttrs(m->event_id, topic, m->key, headers, hnull, published_at, r->source, attrs);
+		if (structured)
+			m->ce_json = JsonbToCString(NULL, &EbCloudEventStructured(attrs, nattrs, SPI_getbinval(tup, desc, 8, &isnull),
+																	  headers, hnull)->root, 0);
 		max = nattrs + (hnull ? 0 : (int) JsonContainerSize(&DatumGetJsonbP(headers)->root));
 		m->hnames = palloc(sizeof(char *) * Max(max, 1));
 		m->hvalues = palloc(sizeof(char *) * Max(max, 1));
 		for (int a = 0; a < nattrs; a++)
 		{
-			/* The Kafka binding: datacontenttype is content-type, the others ce_<name>. */
+			/* The bindings: datacontenttype is content-type, the others ce_<name> (Kafka), ce-<name> (HTTP). */
+			if (strcmp(attrs[a].name, "id") == 0)
+				m->ce_id = attrs[a].value;
 			m->hnames[m->nheaders] = strcmp(attrs[a].name, "datacontenttype") == 0 ? "content-type" :
-				psprintf("ce_%s", attrs[a].name);
+				psprintf("%s%s", r->ops->ce_prefix, attrs[a].name);
 			m->hvalues[m->nheaders] = attrs[a].value;
 			m->nheaders++;
 		}
@@ -525,7 +386,7 @@ ExtendLease(Relay *r, Batch *b)
  * sent again with a new one.
  */
 static bool
-AwaitReports(EbKafka *k, Relay *r, Batch *b)
+AwaitReports(EbSink *k, Relay *r, Batch *b)
 {
 	TimestampTz start = GetCurrentTimestamp();
 	TimestampTz extend_at = start + (r->lease.time + r->lease.day * USECS_PER_DAY) / 3;
@@ -533,22 +394,22 @@ AwaitReports(EbKafka *k, Relay *r, Batch *b)
 	char		error[EB_MSG_ERROR_LEN];
 	bool		slow = false;
 
-	while (EbKafkaServe(k, 100) > 0)
+	while (r->ops->serve(k, 100) > 0)
 	{
 		TimestampTz now = GetCurrentTimestamp();
 
-		if (EbKafkaBroken(k, error, sizeof(error)))
+		if (r->ops->broken(k, error, sizeof(error)))
 		{
-			SetStatus("retrying", error);
+			EbRelayStatusSet("retrying", error);
 			return false;
 		}
 		if (!slow && now - start > EB_RELAY_SLOW_MS * 1000)
 		{
-			SetStatus("waiting", error);
+			EbRelayStatusSet("waiting", error);
 			slow = true;
 		}
 		else if (slow)
-			SetStatus(NULL, error);
+			EbRelayStatusSet(NULL, error);
 		if (StopRequested && stop_at == 0)
 			stop_at = now + EB_RELAY_STOP_MS * 1000;
 		if (stop_at != 0 && now >= stop_at)
@@ -605,6 +466,10 @@ Backoff(Relay *r, Batch *b, int attempt)
 	for (int i = 1; i < attempt && delay < r->backoff_max; i++)
 		delay *= 2;
 	delay = Min(delay, r->backoff_max);
+	/* A sink that said when to come back (HTTP Retry-After) is not asked sooner. */
+	for (int i = 0; i < b->n; i++)
+		if (b->msgs[i].status == EB_MSG_PENDING)
+			delay = Max(delay, (int64) b->msgs[i].retry_after_ms * 1000);
 	until = GetCurrentTimestamp() + delay;
 	while (!StopRequested)
 	{
@@ -671,11 +536,62 @@ Record(Relay *r, Batch *b)
 }
 
 /*
+ * Between two tries of a batch: reads the relay's settings again, and when
+ * its server, user mapping or options changed (the fix of what made the
+ * sink fail, say), opens a new client and makes the messages' destinations
+ * again. False when the relay is no longer wanted (dropped, paused).
+ */
+static bool
+Reconfigure(int32 sub_id, Relay **r, EbSink **k, const EbSinkOps *kops, uint64 *fingerprint,
+			Batch *b, MemoryContext cxt)
+{
+	Relay	   *nr = MemoryContextAllocZero(cxt, sizeof(Relay));
+	bool		wanted;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	wanted = LoadRelay(sub_id, nr, cxt);
+	if (wanted && (nr->fingerprint != *fingerprint || nr->ops != kops ||
+				   strcmp(nr->topic, (*r)->topic) != 0))
+	{
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+
+		kops->close(*k, 0);
+		*k = nr->ops->open(nr->name, nr->props, nr->nprops);
+		*fingerprint = nr->fingerprint;
+		for (int i = 0; i < b->n; i++)
+		{
+			EbMsg	   *m = &b->msgs[i];
+			char		why[EB_MSG_ERROR_LEN];
+
+			if (m->status != EB_MSG_PENDING)
+				continue;
+			m->dest = nr->ops->dest(*k, nr->topic, m->topic, why, sizeof(why));
+			if (m->dest == NULL)
+			{
+				m->status = EB_MSG_DEAD;
+				snprintf(m->error, EB_MSG_ERROR_LEN, "relay topic \"%s\" gives no valid %s destination for \"%s\": %s",
+						 nr->topic, nr->ops->name, m->topic, why);
+			}
+		}
+		MemoryContextSwitchTo(old);
+		*r = nr;
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	return wanted;
+}
+
+/*
  * One round (see the file header). Returns false when the relay is no
  * longer wanted. *k is the producer, opened or opened again as needed.
  */
 static bool
-Round(int32 sub_id, EbKafka **k, uint64 *fingerprint, MemoryContext cxt)
+Round(int32 sub_id, EbSink **k, const EbSinkOps **kops, uint64 *fingerprint, MemoryContext cxt)
 {
 	Relay	   *r = MemoryContextAllocZero(cxt, sizeof(Relay));
 	Batch		b = {0};
@@ -699,26 +615,29 @@ Round(int32 sub_id, EbKafka **k, uint64 *fingerprint, MemoryContext cxt)
 		CommitTransactionCommand();
 		return false;
 	}
+	if (RelayName[0] == '\0')
+		ReclaimLeases(sub_id);
 	strlcpy(RelayName, r->name, sizeof(RelayName));
-	if (*k != NULL && *fingerprint != r->fingerprint)
+	if (*k != NULL && (*fingerprint != r->fingerprint || *kops != r->ops))
 	{
-		EbKafkaClose(*k, 0);
+		(*kops)->close(*k, 0);
 		*k = NULL;
 	}
 	if (*k == NULL)
 	{
-		*k = EbKafkaOpen(r->name, r->props, r->nprops);
+		*k = r->ops->open(r->name, r->props, r->nprops);
+		*kops = r->ops;
 		*fingerprint = r->fingerprint;
-		SetStatus("running", NULL);
+		EbRelayStatusSet("running", NULL);
 	}
-	PollBatch(r, &b, cxt);
+	PollBatch(r, *k, &b, cxt);
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
 	if (b.n == 0)
 	{
-		(void) EbKafkaServe(*k, 0);
+		(void) r->ops->serve(*k, 0);
 		return true;
 	}
 
@@ -727,15 +646,15 @@ Round(int32 sub_id, EbKafka **k, uint64 *fingerprint, MemoryContext cxt)
 		char		error[EB_MSG_ERROR_LEN];
 
 		pgstat_report_activity(STATE_RUNNING, "eventbus relay: produce");
-		EbKafkaSend(*k, b.msgs, b.n);
+		r->ops->send(*k, b.msgs, b.n);
 		if (!AwaitReports(*k, r, &b))
 		{
 			/* A broken producer: a new one sends what has no report yet. */
 			for (int i = 0; i < b.n; i++)
 				if (b.msgs[i].status == EB_MSG_PENDING)
 					b.msgs[i].status = EB_MSG_RETRY;
-			EbKafkaClose(*k, 0);
-			*k = EbKafkaOpen(r->name, r->props, r->nprops);
+			r->ops->close(*k, 0);
+			*k = r->ops->open(r->name, r->props, r->nprops);
 		}
 		if (StopRequested || MarkRetries(&b) == 0)
 			break;
@@ -744,22 +663,24 @@ Round(int32 sub_id, EbKafka **k, uint64 *fingerprint, MemoryContext cxt)
 		for (int i = 0; i < b.n && error[0] == '\0'; i++)
 			if (b.msgs[i].status == EB_MSG_PENDING && b.msgs[i].error[0] != '\0')
 				strlcpy(error, b.msgs[i].error, sizeof(error));
-		SetStatus("retrying", error);
+		EbRelayStatusSet("retrying", error);
 		Backoff(r, &b, attempt);
 		if (StopRequested)
+			break;
+		if (!Reconfigure(sub_id, &r, k, *kops, fingerprint, &b, cxt))
 			break;
 	}
 	if (StopRequested)
 	{
 		/* What has no report stays leased; nothing may touch it any more. */
-		EbKafkaClose(*k, 0);
+		r->ops->close(*k, 0);
 		*k = NULL;
 	}
-	CountProduced(Record(r, &b));
+	EbRelayStatusCount(Record(r, &b));
 	for (int i = 0; i < b.n; i++)
 		if (b.msgs[i].status == EB_MSG_DEAD && b.msgs[i].dest != NULL)
 		{
-			SetStatus(NULL, b.msgs[i].error);
+			EbRelayStatusSet(NULL, b.msgs[i].error);
 			/*
 			 * librdkafka keeps a topic's error (authorization, unknown
 			 * topic) until its next metadata refresh: a redrive after the
@@ -768,11 +689,11 @@ Round(int32 sub_id, EbKafka **k, uint64 *fingerprint, MemoryContext cxt)
 			 */
 			if (*k != NULL)
 			{
-				EbKafkaClose(*k, 0);
+				r->ops->close(*k, 0);
 				*k = NULL;
 			}
 		}
-	SetStatus("running", NULL);
+	EbRelayStatusSet("running", NULL);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return true;
 }
@@ -783,7 +704,8 @@ eventbus_relay_main(Datum arg)
 {
 	EbProcArgs a;
 	MemoryContext cxt;
-	EbKafka    *volatile k = NULL;
+	EbSink	   *volatile k = NULL;
+	static const EbSinkOps *kops = NULL;
 	static uint64 fingerprint = 0;
 	static bool named = false;
 
@@ -795,8 +717,7 @@ eventbus_relay_main(Datum arg)
 	BackgroundWorkerInitializeConnectionByOid(a.dboid, InvalidOid, 0);
 	pgstat_report_appname("eventbus relay");
 	eb_relay_process = true;
-	ClaimStatus(a.sub_id);
-	on_shmem_exit(ReleaseStatus, (Datum) 0);
+	EbRelayStatusClaim(a.sub_id);
 
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
@@ -807,7 +728,7 @@ eventbus_relay_main(Datum arg)
 	{
 		while (!StopRequested)
 		{
-			EbKafka    *producer = k;
+			EbSink	   *producer = k;
 			bool		wanted;
 
 			CHECK_FOR_INTERRUPTS();
@@ -817,7 +738,7 @@ eventbus_relay_main(Datum arg)
 				ProcessConfigFile(PGC_SIGHUP);
 			}
 			MemoryContextReset(cxt);
-			wanted = Round(a.sub_id, &producer, &fingerprint, cxt);
+			wanted = Round(a.sub_id, &producer, &kops, &fingerprint, cxt);
 			k = producer;
 			if (!wanted)
 				break;
@@ -837,27 +758,21 @@ eventbus_relay_main(Datum arg)
 		HOLD_INTERRUPTS();
 		MemoryContextSwitchTo(TopMemoryContext);
 		edata = CopyErrorData();
-		SetStatus("failed", edata->message);
+		EbRelayStatusSet("failed", edata->message);
 		RESUME_INTERRUPTS();
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 	if (k != NULL)
-		EbKafkaClose(k, EB_RELAY_STOP_MS);
+		kops->close(k, EB_RELAY_STOP_MS);
 	proc_exit(0);
 }
 
-/* Defines the settings of relays; with preloading, their status in shared memory. */
+/* Defines the settings of relays; with preloading, their status in shared memory (relaystatus.c). */
 void
 EbRelayInit(void)
 {
-	if (process_shared_preload_libraries_in_progress)
-	{
-		PrevShmemRequest = shmem_request_hook;
-		shmem_request_hook = RelayShmemRequest;
-		PrevShmemStartup = shmem_startup_hook;
-		shmem_startup_hook = RelayShmemStartup;
-	}
+	EbRelayStatusInit();
 	DefineCustomIntVariable("eventbus.relay_batch",
 							"Most events a relay process takes in one poll and sends before it records them.",
 							"Valid range: 1 to 10000.",

@@ -12,4 +12,10 @@
 
 extern void EbRelayInit(void);
 
+/* relaystatus.c */
+extern void EbRelayStatusInit(void);
+extern void EbRelayStatusClaim(int32 sub_id);
+extern void EbRelayStatusSet(const char *state, const char *error);
+extern void EbRelayStatusCount(int n);
+
 #endif							/* EB_RELAY_H */

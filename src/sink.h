@@ -28,16 +28,21 @@ typedef enum EbMsgStatus
 typedef struct EbMsg
 {
 	int64		event_id;
-	const char *dest;			/* Kafka topic; NULL: none could be made (error says why) */
+	const char *ce_id;			/* its CloudEvents id */
+	const char *topic;			/* its topic */
+	const char *dest;			/* Kafka topic, URL; NULL: none could be made (error says why) */
 	const char *key;			/* NULL: none */
 	const char *payload;
 	int			payload_len;
 	int			nheaders;
 	const char **hnames;
 	const char **hvalues;
+	const char *ce_json;		/* structured mode (sinks that ask for it): the CloudEvent as JSON */
 	/* Set by the sink, from its reports (possibly in a callback). */
 	EbMsgStatus status;
 	char		error[EB_MSG_ERROR_LEN];
+	int			retry_after_ms;	/* EB_MSG_RETRY: not before this (0: the relay's backoff) */
+	bool		started;		/* the sink's: handed to its client */
 } EbMsg;
 
 /* A property for the sink's client, from the server, user mapping or relay. */
@@ -50,17 +55,43 @@ typedef struct EbSinkProp
 /* Most properties a relay's client gets from its server, user mapping and options. */
 #define EB_MAX_SINK_PROPS 256
 
-typedef struct EbKafka EbKafka;
+/* A sink's client, opened by a relay process. */
+typedef struct EbSink EbSink;
+
+/*
+ * What a relay process calls on its sink, in its main thread only:
+ *	open	 a client from the properties (later ones win); raises an error
+ *	dest	 where a message of the event topic goes, from the relay's topic
+ *			 (template); NULL with the reason when it goes nowhere
+ *	send	 starts sending the messages whose status is EB_MSG_PENDING, in
+ *			 order; keeps them until each has an outcome
+ *	serve	 waits up to timeout_ms for outcomes; returns how many messages
+ *			 still have none
+ *	broken	 whether the client cannot go on (open a new one); its last error
+ *	close	 waits up to flush_ms for outcomes, drops the rest (from then on
+ *			 no outcome reaches a message), frees the client
+ */
+typedef struct EbSinkOps
+{
+	const char *name;			/* the sink of create_relay: "kafka", "http" */
+	const char *ce_prefix;		/* of the CloudEvents attributes' headers */
+	EbSink	   *(*open) (const char *relay, EbSinkProp *props, int nprops);
+	char	   *(*dest) (EbSink *s, const char *template, const char *topic, char *why, int len);
+	bool		(*structured) (EbSink *s);	/* wants EbMsg.ce_json */
+	void		(*send) (EbSink *s, EbMsg *msgs, int n);
+	int			(*serve) (EbSink *s, int timeout_ms);
+	bool		(*broken) (EbSink *s, char *error, int len);
+	void		(*close) (EbSink *s, int flush_ms);
+} EbSinkOps;
 
 /* kafka.c */
-extern EbKafka *EbKafkaOpen(const char *relay, EbSinkProp *props, int nprops);
-extern void EbKafkaSend(EbKafka *k, EbMsg *msgs, int n);
-extern int	EbKafkaServe(EbKafka *k, int timeout_ms);
-extern bool EbKafkaBroken(EbKafka *k, char *error, int len);
-extern void EbKafkaClose(EbKafka *k, int flush_ms);
+extern const EbSinkOps EbKafkaSink;
 extern bool EbKafkaIsRelayOption(const char *name);
 extern bool EbKafkaValidTopic(const char *topic, char *why, int len);
 extern char *EbKafkaTopicFor(const char *template, const char *topic, char *why, int len);
 extern int	EbKafkaRelayProps(Jsonb *options, EbSinkProp *props, int n, int max, bool skip_own);
+
+/* webhook.c */
+extern const EbSinkOps EbHttpSink;
 
 #endif							/* EB_SINK_H */

@@ -53,7 +53,7 @@ ALTER TABLE eventbus.subscription ALTER COLUMN owner SET NOT NULL;
 ALTER TABLE eventbus.subscription ADD COLUMN consumers regrole[] NOT NULL DEFAULT '{}';
 ALTER TABLE eventbus.subscription ADD COLUMN managers regrole[] NOT NULL DEFAULT '{}';
 -- Relays (docs/relay.md).
-ALTER TABLE eventbus.subscription ADD COLUMN sink text CHECK (sink IN ('kafka'));
+ALTER TABLE eventbus.subscription ADD COLUMN sink text CHECK (sink IN ('kafka', 'http'));
 ALTER TABLE eventbus.subscription ADD COLUMN sink_server text;
 ALTER TABLE eventbus.subscription ADD COLUMN sink_topic text;
 ALTER TABLE eventbus.subscription ADD COLUMN sink_options jsonb;
@@ -2068,6 +2068,24 @@ CREATE FOREIGN DATA WRAPPER eventbus_kafka VALIDATOR eventbus._kafka_validator;
 COMMENT ON FOREIGN DATA WRAPPER eventbus_kafka IS
     'eventbus: Kafka brokers for relays; server options are librdkafka properties, user mapping options hold credentials';
 
+CREATE FUNCTION eventbus._http_validator(options text[], catalog oid)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_http_validator'
+LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION eventbus._http_validator(text[], oid) IS
+    'eventbus (internal): check the options of a server or user mapping of eventbus_http';
+
+CREATE FOREIGN DATA WRAPPER eventbus_http VALIDATOR eventbus._http_validator;
+COMMENT ON FOREIGN DATA WRAPPER eventbus_http IS
+    'eventbus: HTTP endpoints for relays (webhooks); server options: url, timeout_ms, mode, headers, TLS; user mapping: signing secrets';
+
+CREATE FUNCTION eventbus._http_check_options(options jsonb)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eventbus_http_check_options'
+LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION eventbus._http_check_options(jsonb) IS
+    'eventbus (internal): raise a clear error unless an HTTP relay''s options are valid';
+
 CREATE FUNCTION eventbus._kafka_check_options(options jsonb)
 RETURNS void
 AS 'MODULE_PATHNAME', 'eventbus_kafka_check_options'
@@ -2093,10 +2111,10 @@ DECLARE
     srv pg_foreign_server;
     wrapper name;
 BEGIN
-    IF sink IS NULL OR sink <> 'kafka' THEN
+    IF sink IS NULL OR sink NOT IN ('kafka', 'http') THEN
         RAISE EXCEPTION 'invalid sink "%" for relay "%"', sink, name
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'The sink is ''kafka''.';
+                  HINT = 'The sink is ''kafka'' or ''http''.';
     END IF;
     IF server IS NULL THEN
         RAISE EXCEPTION 'relay "%" needs a server', name
@@ -2110,10 +2128,10 @@ BEGIN
                   HINT = 'CREATE SERVER ' || quote_ident(server) || ' FOREIGN DATA WRAPPER eventbus_kafka OPTIONS ("bootstrap.servers" ''host:9092'').';
     END IF;
     SELECT w.fdwname INTO wrapper FROM pg_foreign_data_wrapper w WHERE w.oid = srv.srvfdw;
-    IF wrapper <> 'eventbus_kafka' THEN
-        RAISE EXCEPTION 'server "%" is not a server of eventbus_kafka but of %', server, wrapper
+    IF wrapper <> 'eventbus_' || sink THEN
+        RAISE EXCEPTION 'server "%" is not a server of eventbus_% but of %', server, sink, wrapper
             USING ERRCODE = 'wrong_object_type',
-                  HINT = 'A relay to Kafka needs a server made with FOREIGN DATA WRAPPER eventbus_kafka.';
+                  HINT = format('A relay with sink %L needs a server made with FOREIGN DATA WRAPPER eventbus_%s.', sink, sink);
     END IF;
     IF NOT has_server_privilege(owner, srv.oid, 'USAGE') THEN
         RAISE EXCEPTION 'permission denied for server %', server
@@ -2129,13 +2147,24 @@ BEGIN
                   HINT = 'CREATE USER MAPPING FOR ' || owner || ' SERVER ' || quote_ident(server)
                          || ' (with OPTIONS ("sasl.username" ..., "sasl.password" ...) when the brokers need them).';
     END IF;
-    PERFORM eventbus._kafka_check_topic(topic);
+    IF sink = 'kafka' THEN
+        PERFORM eventbus._kafka_check_topic(topic);
+    ELSIF topic IS NULL OR topic !~ '^([A-Za-z0-9._~!$&''()*+,;=:@/%-]|\{(topic|[1-9]|[12][0-9]|3[0-2])\})*$' THEN
+        RAISE EXCEPTION 'invalid URL path template "%"', topic
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'An HTTP relay''s topic is a path appended to its server''s url: URL characters and the placeholders {topic} and {1} to {32}.',
+                  HINT = 'Pass e.g. '''' (the server''s url alone), ''/{1}'' or ''/events/{topic}''.';
+    END IF;
     IF options IS NULL OR jsonb_typeof(options) <> 'object' THEN
         RAISE EXCEPTION 'options of relay "%" must be a JSON object', name
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Pass e.g. ''{"compression.type": "lz4", "source": "https://shop.example/orders"}''.';
     END IF;
-    PERFORM eventbus._kafka_check_options(options);
+    IF sink = 'kafka' THEN
+        PERFORM eventbus._kafka_check_options(options);
+    ELSE
+        PERFORM eventbus._http_check_options(options);
+    END IF;
 END
 $$;
 COMMENT ON FUNCTION eventbus._check_relay(regrole, text, text, name, text, jsonb) IS
@@ -2158,12 +2187,14 @@ RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_topic text := coalesce(topic, CASE WHEN sink = 'http' THEN '' ELSE '{topic}' END);
 BEGIN
-    PERFORM eventbus._check_relay(caller, name, sink, server, topic, options);
+    PERFORM eventbus._check_relay(caller, name, sink, server, v_topic, options);
     PERFORM eventbus._subscribe(caller, name, patterns, max_attempts, backoff_initial, backoff_max,
                                 interval '10 seconds', false, start_at, filter, NULL, 'reject', NULL, 1);
     UPDATE eventbus.subscription s
-       SET sink = _create_relay.sink, sink_server = server, sink_topic = topic, sink_options = options
+       SET sink = _create_relay.sink, sink_server = server, sink_topic = v_topic, sink_options = options
      WHERE s.name = _create_relay.name;
     PERFORM eventbus._subscriptions_changed();
 END
@@ -2176,7 +2207,7 @@ CREATE FUNCTION eventbus.create_relay(
     patterns        text[],
     sink            text     DEFAULT 'kafka',
     server          name     DEFAULT NULL,
-    topic           text     DEFAULT '{topic}',
+    topic           text     DEFAULT NULL,
     options         jsonb    DEFAULT '{}',
     filter          jsonpath DEFAULT NULL,
     start_at        text     DEFAULT 'now',
@@ -2187,7 +2218,7 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'eventbus_gate'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventbus.create_relay(text, text[], text, name, text, jsonb, jsonpath, text, integer, interval, interval) IS
-    'eventbus: create a relay: a subscription whose events a relay process sends to a sink (Kafka), at least once, in commit order per key';
+    'eventbus: create a relay: a subscription whose events a relay process sends to a sink (Kafka, HTTP), at least once, in commit order per key';
 
 -- Changing where a relay's events go is the owner's right: a manager could
 -- otherwise send the payloads to a server of its own.
