@@ -128,8 +128,8 @@ class Rule:
                                            or self.remaining < 1):
             raise ValueError("count must be a positive integer")
         status = spec.get("status", 200)
-        if not isinstance(status, int) or not 100 <= status <= 599:
-            raise ValueError("status must be an integer from 100 to 599")
+        if not isinstance(status, int) or not 200 <= status <= 599:
+            raise ValueError("status must be an integer from 200 to 599")
 
     def matches(self, method, path, events):
         """Says whether the rule applies to a request."""
@@ -259,10 +259,12 @@ class Handler(BaseHTTPRequestHandler):
         """Sends a complete answer with a Content-Length."""
         if isinstance(body, str):
             body = body.encode()
+        if status in (204, 304):
+            body = b""
         self.send_response(status)
         for name, value in (headers or {}).items():
             self.send_header(name, str(value))
-        if body or status not in (204, 304):
+        if status not in (204, 304):
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
         self.end_headers()

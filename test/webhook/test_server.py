@@ -190,6 +190,12 @@ class ServerTest(unittest.TestCase):
         self.assertEqual(status, 429)
         self.assertEqual(headers.get("retry-after"), "7")
 
+    def test_status_204(self):
+        """204 comes without a body, and the connection stays usable"""
+        self.control({"rule": {"status": 204, "count": 1}})
+        status, _, body = self.deliver()
+        self.assertEqual((status, body), (204, b""))
+
     def test_status_400_body(self):
         """400 with the body text asked for"""
         self.control({"rule": {"status": 400, "body": "bad payload: no field x"}})
@@ -273,7 +279,8 @@ class ServerTest(unittest.TestCase):
     def test_bad_control(self):
         """an unknown control key or rule field gets 400"""
         for cmd in ({"nope": 1}, {"rule": {"stauts": 500}},
-                    {"rule": {"status": 1000}}, {"secrets": ["whsec_!!"]}):
+                    {"rule": {"status": 1000}}, {"rule": {"status": 101}},
+                    {"rule": {"count": 0}}, {"secrets": ["whsec_!!"]}):
             status, _, _ = self.http("POST", "/_control", json.dumps(cmd))
             self.assertEqual(status, 400, cmd)
 
