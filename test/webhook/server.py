@@ -185,6 +185,7 @@ class Receiver:
         if secrets is not None:
             for s in secrets:
                 secret_key(s)
+        tolerance = int(cmd["tolerance"]) if "tolerance" in cmd else None
         with self.lock:
             if cmd.get("reset"):
                 self.rules = []
@@ -197,8 +198,8 @@ class Receiver:
                 self.accept_unsigned = bool(cmd["accept_unsigned"])
             if secrets is not None:
                 self.secrets = list(secrets)
-            if "tolerance" in cmd:
-                self.tolerance = int(cmd["tolerance"])
+            if tolerance is not None:
+                self.tolerance = tolerance
             return self.state_locked()
 
     def state_locked(self):
