@@ -253,6 +253,11 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "eventbus-webhook-test/1"
 
+    def setup(self):
+        """Turns Nagle off: with delayed ACKs it costs 40 ms a request."""
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def log_message(self, fmt, *args):
         """Keeps stderr quiet: the log file has every request."""
 
@@ -268,14 +273,15 @@ class Handler(BaseHTTPRequestHandler):
         if status not in (204, 304):
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
+        # Headers and body in one write (one segment for a small answer).
+        self._headers_buffer.append(b"\r\n")
         if self.command != "HEAD":
-            self.wfile.write(body)
-        self.wfile.flush()
+            self._headers_buffer.append(body)
+        self.flush_headers()
 
     def reply_json(self, status, doc):
         """Sends a JSON answer."""
-        self.reply(status, json.dumps(doc, indent=1) + "\n",
+        self.reply(status, json.dumps(doc) + "\n",
                    ctype="application/json")
 
     def read_body(self):
