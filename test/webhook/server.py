@@ -388,6 +388,12 @@ class Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
+    def handle_error(self, request, client_address):
+        """Stays quiet when a client went away (a hang past its timeout)."""
+        if isinstance(sys.exc_info()[1], (ConnectionError, socket.timeout)):
+            return
+        super().handle_error(request, client_address)
+
 
 def main(argv=None):
     """Parses the command line, listens, and serves until SIGTERM."""
