@@ -8,12 +8,12 @@
 # user. Ends with "N passed, N failed" and exits non-zero on any failure.
 #
 #   EB_TEST_PORT   port of the throwaway cluster (54329)
-#   EB_SUITES      subset of: structure regress isolation pgtap tap examples conformance fuzz bench (all)
+#   EB_SUITES      subset of: structure webhook regress isolation pgtap tap examples conformance fuzz bench (all)
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PORT=${EB_TEST_PORT:-54329}
-SUITES=${EB_SUITES:-"structure regress isolation pgtap tap examples conformance fuzz bench"}
+SUITES=${EB_SUITES:-"structure webhook regress isolation pgtap tap examples conformance fuzz bench"}
 START=$(date +%s)
 
 eb_install_packages || exit 1
@@ -171,6 +171,18 @@ for suite in $SUITES; do
 		} >"$OUTDIR/structure.out" 2>&1
 		cat "$OUTDIR/structure.out"
 		count structure "$OUTDIR/structure.out" '^ok - ' '^not ok - '
+		;;
+	webhook)
+		# The webhook test server of the HTTP relay tests (test/webhook):
+		# its signature check against the Standard Webhooks test vector and
+		# each fault mode, on 127.0.0.1; no PostgreSQL, about 2 s.
+		eb_log "webhook test server (test/webhook/test_server.py)"
+		python3 test/webhook/test_server.py -v >"$OUTDIR/webhook.out" 2>&1
+		status=$?
+		cat "$OUTDIR/webhook.out"
+		count webhook "$OUTDIR/webhook.out" '\.\.\. ok$' '\.\.\. (FAIL|ERROR)$'
+		[ $status = 0 ] || grep -qE '\.\.\. (FAIL|ERROR)$' "$OUTDIR/webhook.out" ||
+			broken webhook "test_server.py failed (see test/results/webhook.out)"
 		;;
 	conformance)
 		# The JSON Schema Test Suite (a copy in test/jsonschema/suite) through
