@@ -29,7 +29,7 @@ SELECT eventbus.create_relay('r1', array['orders.#'], server => 'r_kafka', topic
 SELECT eventbus.create_relay('r1', array['orders.#'], server => 'r_kafka', topic => 'x.{33}');
 SELECT eventbus.create_relay('r1', array['orders.#'], server => 'r_kafka', topic => '{topics}');
 SELECT eventbus.create_relay('r1', array['orders.#'], server => 'r_kafka', topic => '..');
-SELECT eventbus.create_relay('r1', array['orders.#'], server => 'r_kafka', topic => NULL);
+SELECT eventbus.create_relay('r1', array['orders.#'], server => 'r_kafka', topic => '');
 SELECT eventbus.create_relay('r1', array['orders.#'], server => 'r_kafka', options => '[]');
 SELECT eventbus.create_relay('r1', array['orders.#'], server => 'r_kafka', options => '{"bootstrap.servers": "evil:9092"}');
 SELECT eventbus.create_relay('r1', array['orders.#'], server => 'r_kafka', options => '{"sasl.password": "x"}');
@@ -78,6 +78,34 @@ SELECT eventbus.publish('orders.eu.created', '{"n": 1}') AS e1 \gset
 SELECT count(*) FROM eventbus.poll('r_plain', 10);
 SELECT eventbus.nack('r_plain', :e1, 'refused for good', dead => true);
 SELECT event_id = :e1 AS same, attempts, last_error, reason FROM eventbus.dead_letters WHERE subscription = 'r_plain';
+
+-- HTTP relays: the eventbus_http wrapper checks its options.
+CREATE SERVER r_hooks FOREIGN DATA WRAPPER eventbus_http
+    OPTIONS (url 'http://127.0.0.1:1/hooks', timeout_ms '2000', "header.X-Team" 'billing');
+CREATE SERVER r_bad FOREIGN DATA WRAPPER eventbus_http OPTIONS (url 'ftp://x');
+CREATE SERVER r_bad FOREIGN DATA WRAPPER eventbus_http OPTIONS (timeout_ms '0');
+CREATE SERVER r_bad FOREIGN DATA WRAPPER eventbus_http OPTIONS (mode 'soap');
+CREATE SERVER r_bad FOREIGN DATA WRAPPER eventbus_http OPTIONS ("header.Bad Name" 'x');
+CREATE SERVER r_bad FOREIGN DATA WRAPPER eventbus_http OPTIONS (secret 'whsec_c2VjcmV0');
+CREATE SERVER r_bad FOREIGN DATA WRAPPER eventbus_http OPTIONS ("header.Authorization" 'Bearer hunter2');
+CREATE SERVER r_bad FOREIGN DATA WRAPPER eventbus_http OPTIONS (colour 'blue');
+CREATE USER MAPPING FOR CURRENT_USER SERVER r_hooks OPTIONS (secret 'hunter2');
+CREATE USER MAPPING FOR CURRENT_USER SERVER r_hooks
+    OPTIONS (secret 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', "header.Authorization" 'Bearer t');
+SELECT eventbus.create_relay('r_http', array['orders.#'], sink => 'http', server => 'r_kafka');
+SELECT eventbus.create_relay('r_http', array['orders.#'], sink => 'kafka', server => 'r_hooks');
+SELECT eventbus.create_relay('r_http', array['orders.#'], sink => 'http', server => 'r_hooks', topic => '/a b');
+SELECT eventbus.create_relay('r_http', array['orders.#'], sink => 'http', server => 'r_hooks', topic => '/{0}');
+SELECT eventbus.create_relay('r_http', array['orders.#'], sink => 'http', server => 'r_hooks', options => '{"url": "http://evil"}');
+SELECT eventbus.create_relay('r_http', array['orders.#'], sink => 'http', server => 'r_hooks', options => '{"mode": "batch", "batch_size": 5000}');
+SELECT eventbus.create_relay('r_http', array['orders.#'], sink => 'http', server => 'r_hooks');
+SELECT eventbus.create_relay('r_http2', array['orders.#'], sink => 'http', server => 'r_hooks',
+                             topic => '/{1}/{topic}', options => '{"mode": "structured", "concurrency": 2}');
+SELECT name, sink, server, topic, options FROM eventbus.relays WHERE sink = 'http' ORDER BY name;
+SELECT eventbus.drop_relay('r_http');
+SELECT eventbus.drop_relay('r_http2');
+DROP USER MAPPING FOR CURRENT_USER SERVER r_hooks;
+DROP SERVER r_hooks;
 
 SELECT eventbus.drop_relay('r1');
 SELECT count(*) FROM eventbus.relays;
