@@ -5,7 +5,7 @@ EB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 EB_PACKAGES="postgresql-15 postgresql-server-dev-15 postgresql-15-cron clang libclang-rt-14-dev
 postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libipc-run-perl
 make gcc python3-psycopg2 prometheus curl postgresql-15-pgq3 pgbouncer
-librdkafka-dev kcat pkg-config"
+librdkafka-dev kcat pkg-config libcurl4-openssl-dev"
 # The examples suite needs node and npm: the ones on the PATH, else Debian's.
 command -v node >/dev/null && command -v npm >/dev/null || EB_PACKAGES="$EB_PACKAGES nodejs npm"
 

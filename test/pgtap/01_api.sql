@@ -7,7 +7,7 @@
 -- is_strict and function_lang_is compare the argument list as text, only
 -- has_function normalises it.
 BEGIN;
-SELECT plan(90);
+SELECT plan(91);
 
 -- ---------------------------------------------------------------------------
 -- Functions exist with exactly these argument types.
@@ -75,6 +75,8 @@ SELECT has_function('eventbus', 'drop_relay', ARRAY['text'], 'eventbus.drop_rela
 SELECT has_view('eventbus', 'relays', 'view eventbus.relays exists');
 SELECT is((SELECT fdwvalidator::regproc::text FROM pg_foreign_data_wrapper WHERE fdwname = 'eventbus_kafka'),
     'eventbus._kafka_validator', 'the foreign data wrapper eventbus_kafka checks its options');
+SELECT is((SELECT fdwvalidator::regproc::text FROM pg_foreign_data_wrapper WHERE fdwname = 'eventbus_http'),
+    'eventbus._http_validator', 'the foreign data wrapper eventbus_http checks its options');
 
 -- Return types.
 SELECT function_returns('eventbus', 'topic_matches', ARRAY['text', 'text'], 'boolean');
