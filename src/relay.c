@@ -257,24 +257,17 @@ ReclaimLeases(int32 sub_id)
 static void
 AddEventHeaders(EbMsg *m, Jsonb *headers, int max)
 {
-	JsonbIterator *it = JsonbIteratorInit(&headers->root);
-	JsonbValue	k;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
+	int			room = JsonContainerSize(&headers->root);
+	EbSinkProp *h = palloc(sizeof(EbSinkProp) * Max(room, 1));
+	int			n = EbKafkaRelayProps(headers, h, 0, room, false);
 
-	while ((tok = JsonbIteratorNext(&it, &k, false)) != WJB_DONE)
+	for (int i = 0; i < n && m->nheaders < max; i++)
 	{
-		char	   *name;
-
-		if (tok != WJB_KEY)
-			continue;
-		name = pnstrdup(k.val.string.val, k.val.string.len);
-		(void) JsonbIteratorNext(&it, &v, true);
 		/* ce_* headers (a CloudEvent published as one) are the attributes already. */
-		if (strncmp(name, "ce_", 3) == 0 || m->nheaders >= max)
+		if (strncmp(h[i].name, "ce_", 3) == 0)
 			continue;
-		m->hnames[m->nheaders] = name;
-		m->hvalues[m->nheaders] = v.type == jbvString ? pnstrdup(v.val.string.val, v.val.string.len) : "";
+		m->hnames[m->nheaders] = h[i].name;
+		m->hvalues[m->nheaders] = h[i].value;
 		m->nheaders++;
 	}
 }
