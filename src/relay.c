@@ -91,6 +91,12 @@ void		eventbus_relay_main(Datum arg);
 
 static volatile sig_atomic_t StopRequested = false;
 
+/*
+ * What a round allocates outside its transactions (a commit leaves
+ * TopMemoryContext current) goes here, reset before each round.
+ */
+static MemoryContext RoundCxt = NULL;
+
 /* The relay's name, once read. */
 static char RelayName[NAMEDATALEN * 2];
 
@@ -353,12 +359,13 @@ ExtendLease(Relay *r, Batch *b)
 {
 	Oid			types[4] = {TEXTOID, INT8ARRAYOID, INTERVALOID, INT8OID};
 	Datum		values[4];
-	Datum	   *ids = palloc(sizeof(Datum) * b->n);
+	Datum	   *ids;
 
-	for (int i = 0; i < b->n; i++)
-		ids[i] = Int64GetDatum(b->msgs[i].event_id);
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	ids = palloc(sizeof(Datum) * b->n);		/* in the transaction: a long wait extends often */
+	for (int i = 0; i < b->n; i++)
+		ids[i] = Int64GetDatum(b->msgs[i].event_id);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -370,6 +377,7 @@ ExtendLease(Relay *r, Batch *b)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(RoundCxt);
 }
 
 /*
@@ -525,6 +533,7 @@ Record(Relay *r, Batch *b)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(RoundCxt);
 	return nok;
 }
 
@@ -576,6 +585,7 @@ Reconfigure(int32 sub_id, Relay **r, EbSink **k, const EbSinkOps *kops, uint64 *
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(RoundCxt);
 	return wanted;
 }
 
@@ -596,6 +606,7 @@ Round(int32 sub_id, EbSink **k, const EbSinkOps **kops, uint64 *fingerprint, Mem
 	if (!OidIsValid(get_extension_oid("eventbus", true)))
 	{
 		CommitTransactionCommand();
+	MemoryContextSwitchTo(RoundCxt);
 		return false;
 	}
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -606,6 +617,7 @@ Round(int32 sub_id, EbSink **k, const EbSinkOps **kops, uint64 *fingerprint, Mem
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
+	MemoryContextSwitchTo(RoundCxt);
 		return false;
 	}
 	if (RelayName[0] == '\0')
@@ -627,6 +639,7 @@ Round(int32 sub_id, EbSink **k, const EbSinkOps **kops, uint64 *fingerprint, Mem
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(RoundCxt);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	if (b.n == 0)
 	{
@@ -717,6 +730,7 @@ eventbus_relay_main(Datum arg)
 	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
 	cxt = AllocSetContextCreate(TopMemoryContext, "eventbus relay round", ALLOCSET_DEFAULT_SIZES);
+	RoundCxt = cxt;
 	PG_TRY();
 	{
 		while (!StopRequested)
@@ -730,7 +744,9 @@ eventbus_relay_main(Datum arg)
 				ConfigReloadPending = false;
 				ProcessConfigFile(PGC_SIGHUP);
 			}
+			MemoryContextSwitchTo(TopMemoryContext);
 			MemoryContextReset(cxt);
+			MemoryContextSwitchTo(cxt);
 			wanted = Round(a.sub_id, &producer, &kops, &fingerprint, cxt);
 			k = producer;
 			if (!wanted)

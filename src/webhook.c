@@ -77,9 +77,10 @@ typedef struct HttpConf
 	char	   *client_key;
 } HttpConf;
 
-/* One request in flight. */
+/* One request in flight, in a memory context of its own. */
 typedef struct HttpReq
 {
+	MemoryContext cxt;
 	CURL	   *easy;
 	struct curl_slist *hdrs;
 	char	   *body;
@@ -506,6 +507,8 @@ Signature(EbHttp *h, const char *id, long ts, const char *body)
 static void
 StartRequest(EbHttp *h, int slot, int first, int n)
 {
+	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "eventbus http request", ALLOCSET_SMALL_SIZES);
+	MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
 	HttpReq    *r = palloc0(sizeof(HttpReq));
 	EbMsg	   *m = &h->msgs[first];
 	const char *ctype;
@@ -514,6 +517,7 @@ StartRequest(EbHttp *h, int slot, int first, int n)
 	CURLMcode	rc;
 	sigset_t	old;
 
+	r->cxt = cxt;
 	r->first = first;
 	r->n = n;
 	if (strcmp(h->conf.mode, "batch") == 0)
@@ -592,6 +596,7 @@ StartRequest(EbHttp *h, int slot, int first, int n)
 		h->msgs[first + i].started = true;
 	h->inflight[slot] = r;
 	h->ninflight++;
+	MemoryContextSwitchTo(oldcxt);
 }
 
 /* Whether a message of this key is in flight. */
@@ -709,9 +714,8 @@ RemoveRequest(EbHttp *h, int slot)
 	curl_multi_remove_handle(h->multi, r->easy);
 	curl_easy_cleanup(r->easy);
 	curl_slist_free_all(r->hdrs);
-	pfree(r->body);
-	pfree(r);
 	h->inflight[slot] = NULL;
+	MemoryContextDelete(r->cxt);
 	h->ninflight--;
 }
 
@@ -749,8 +753,20 @@ HttpServe(EbSink *s, int timeout_ms)
 	CURLMsg    *msg;
 	sigset_t	old;
 
+	if (h->msgs == NULL)
+		return 0;
+	StartMore(h);
 	if (h->ninflight == 0)
-		return h->msgs ? Pending(h) : 0;
+	{
+		/* Nothing can start (cannot happen): what waits goes again later, not in a busy loop. */
+		for (int i = 0; i < h->n; i++)
+			if (h->msgs[i].status == EB_MSG_PENDING)
+			{
+				h->msgs[i].status = EB_MSG_RETRY;
+				strlcpy(h->msgs[i].error, "HTTP: not sent", EB_MSG_ERROR_LEN);
+			}
+		return 0;
+	}
 	(void) curl_multi_poll(h->multi, NULL, 0, timeout_ms, NULL);
 	BlockSignals(&old);
 	(void) curl_multi_perform(h->multi, &running);
