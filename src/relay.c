@@ -239,8 +239,10 @@ LoadRelay(int32 sub_id, Relay *r, MemoryContext cxt)
 /*
  * At the start of a relay process, in its first round: what its
  * predecessor (crashed, stopped) left leased is due at once, so that it
- * goes before newer events of the same keys. Only the relay process
- * consumes its relay, and the worker starts one after the last stopped.
+ * goes before newer events of the same keys, and that lease does not count
+ * as an attempt: a broker outage across a restart or a pause makes no dead
+ * letters. Only the relay process consumes its relay, and the worker
+ * starts one after the last stopped.
  */
 static void
 ReclaimLeases(int32 sub_id)
@@ -249,12 +251,13 @@ ReclaimLeases(int32 sub_id)
 	Datum		values[1];
 
 	values[0] = Int32GetDatum(sub_id);
-	RunSql("UPDATE eventbus.batch SET lease_until = pg_catalog.now() "
-		   " WHERE sub_id OPERATOR(pg_catalog.=) $1 AND leased AND lease_until OPERATOR(pg_catalog.>) pg_catalog.now()",
+	RunSql("UPDATE eventbus.batch SET lease_until = pg_catalog.now(), "
+		   "       attempt = pg_catalog.greatest(attempt OPERATOR(pg_catalog.-) 1, 0) "
+		   " WHERE sub_id OPERATOR(pg_catalog.=) $1 AND leased",
 		   1, types, values);
-	RunSql("UPDATE eventbus.delivery SET available_at = pg_catalog.now() "
-		   " WHERE sub_id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'leased' "
-		   "   AND available_at OPERATOR(pg_catalog.>) pg_catalog.now()",
+	RunSql("UPDATE eventbus.delivery SET available_at = pg_catalog.now(), "
+		   "       attempt = pg_catalog.greatest(attempt OPERATOR(pg_catalog.-) 1, 0) "
+		   " WHERE sub_id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'leased'",
 		   1, types, values);
 	CommandCounterIncrement();
 }
