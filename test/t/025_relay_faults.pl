@@ -56,15 +56,20 @@ sub wait_for
 	ok($node->poll_query_until('postgres', $query), $what);
 }
 
-# Starts psql in the background on a script; returns the harness.
+# Starts psql in the background on a script (a file: IPC::Run feeds a
+# scalar only while pumped); returns the harness.
+my $nscript = 0;
+
 sub background_script
 {
 	my ($script) = @_;
-	my ($in, $out, $err) = ($script, '', '');
+	my $file = $PostgreSQL::Test::Utils::tmp_check . '/publisher' . ++$nscript . '.sql';
+	PostgreSQL::Test::Utils::append_to_file($file, $script);
+	my ($out, $err) = ('', '');
 	my $h = IPC::Run::start(
 		[ $node->installed_command('psql'), '-X', '-q', '-v', 'ON_ERROR_STOP=1',
-		  '-d', $node->connstr('postgres') ],
-		'<', \$in, '>', \$out, '2>', \$err,
+		  '-d', $node->connstr('postgres'), '-f', $file ],
+		'<', \undef, '>', \$out, '2>', \$err,
 		IPC::Run::timeout(300));
 	return $h;
 }
