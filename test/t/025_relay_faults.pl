@@ -227,6 +227,42 @@ note sprintf('message.timeout.ms case: %d messages for 500 events, %d duplicate 
 is(sql(q{SELECT count(*) FROM eventbus.dead_letters WHERE subscription = 'short_out'}), '0',
 	'no dead letter');
 
+# ---- pause while messages wait for a broker that is down, then resume ----
+# The relay process stops (SIGTERM) with messages unreported: they stay
+# leased until their lease runs out; the events published meanwhile must
+# still come after them, per key.
+sql(q{SELECT eventbus.create_relay('pause_out', array['pause.#'], server => 'kafka')});
+$mock->cmd('create pause.t 4');
+wait_for(q{SELECT state = 'running' FROM eventbus.relays WHERE name = 'pause_out'},
+	'a fourth relay runs');
+my $pleader = kcat_leaders($bootstrap, 'pause.t')->{0};
+$mock->cmd("down $pleader");
+sql(q{SELECT count(eventbus.publish('pause.t', jsonb_build_object('seq', i), key => 'k' || (i % 50)))
+        FROM generate_series(1, 200) i});
+wait_for(q{SELECT state = 'waiting' FROM eventbus.relays WHERE name = 'pause_out'},
+	'the relay waits for the broker that is down');
+sql(q{SELECT eventbus.pause('pause_out')});
+wait_for(q{SELECT state = 'paused' AND pid IS NULL FROM eventbus.relays WHERE name = 'pause_out'},
+	'pause stops the relay process with messages unreported');
+$mock->cmd("up $pleader");
+sql(q{SELECT count(eventbus.publish('pause.t', jsonb_build_object('seq', i), key => 'k' || (i % 50)))
+        FROM generate_series(201, 400) i});
+sql(q{SELECT eventbus.resume('pause_out')});
+wait_for(q{SELECT backlog = 0 AND in_flight = 0 FROM eventbus.subscription_stats WHERE subscription = 'pause_out'},
+	'after resume, the backlog comes back to 0, nothing in flight');
+my @pause_ids = split /\n/, sql(q{SELECT id FROM eventbus.events WHERE topic = 'pause.t' ORDER BY id});
+my @paused = kcat_wait_count($bootstrap, 'pause.t', 400, 120);
+($missing, $dups, $disorder, $spread, $sample) = check_stream(\@paused, \@pause_ids);
+is($missing, 0, 'every one of the 400 events is in Kafka') or diag $sample;
+note sprintf('pause case: %d messages for 400 events, %d duplicate copies', scalar @paused, $dups);
+TODO:
+{
+	local $TODO = 'events left leased by a stopped relay process are sent after later events of their keys';
+	is($disorder, 0, 'per key, the last copies come in commit order') or diag $sample;
+}
+is(sql(q{SELECT count(*) FROM eventbus.dead_letters WHERE subscription = 'pause_out'}), '0',
+	'no dead letter');
+
 # ---- crash: pg_ctl stop -m immediate while the relay relays ----
 # A slow round trip keeps messages between producev and their report, so
 # the crash likely comes after sending and before the ack.
