@@ -61,7 +61,9 @@
 #   EB_BENCH_P11_SECONDS seconds of each P11 run (10; smoke 1)
 #   EB_BENCH_P11_RATE  P11 publishing transactions/s, 10 events each (1000)
 #   EB_BENCH_P9_TIME   seconds of each P9 pgbench run (6 x EB_BENCH_TIME: 60; smoke 3)
-#   EB_BENCH_P9_ROUNDS rounds of P9 (1)
+#   EB_BENCH_P9_ROUNDS rounds of P9 (2; smoke 1): with the relay then without, then without then with, ...
+#   EB_BENCH_KAFKA_PROPS more options of the Kafka server, librdkafka properties (none: its
+#                      defaults), e.g. "\"linger.ms\" '0'"
 #   EB_BENCH_P10_SECONDS seconds of each P10 run (20; smoke 3)
 #   EB_BENCH_P10_RATES events/s of the P10 runs ("1000 5000")
 #   EB_KAFKA_MOCK      the mock Kafka cluster binary (test/kafka/eb_kafka_mock)
@@ -77,10 +79,10 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SMOKE=${EB_BENCH_SMOKE:-0}
 if [ "$SMOKE" = 1 ]; then
 	d_time=1 d_rounds=1 d_drain=5000 d_p7=30000 d_p7_first=3000 d_p7_chunk=1MB d_p7_rate=0 d_p6=1 d_catchup=0.5
-	d_p8=40000 d_p11=1 d_p9=3 d_p10=3
+	d_p8=40000 d_p11=1 d_p9=3 d_p9_rounds=1 d_p10=3
 else
 	d_time=10 d_rounds=3 d_drain=200000 d_p7=1000000 d_p7_first=10000 d_p7_chunk=16MB d_p7_rate=20000 d_p6=10 d_catchup=2
-	d_p8=400000 d_p11=10 d_p9=
+	d_p8=400000 d_p11=10 d_p9= d_p9_rounds=2
 	d_p10=20
 fi
 T=${EB_BENCH_TIME:-$d_time}
@@ -105,7 +107,8 @@ P8_T=${EB_BENCH_P8_TIME:-$T}
 P11_SECONDS=${EB_BENCH_P11_SECONDS:-$d_p11}
 P11_RATE=${EB_BENCH_P11_RATE:-1000}
 P9_T=${EB_BENCH_P9_TIME:-${d_p9:-$((6 * T))}}
-P9_ROUNDS=${EB_BENCH_P9_ROUNDS:-1}
+P9_ROUNDS=${EB_BENCH_P9_ROUNDS:-$d_p9_rounds}
+KAFKA_PROPS=${EB_BENCH_KAFKA_PROPS:-}
 P10_SECONDS=${EB_BENCH_P10_SECONDS:-$d_p10}
 P10_RATES=${EB_BENCH_P10_RATES:-1000 5000}
 MOCK=${EB_KAFKA_MOCK:-$EB_ROOT/test/kafka/eb_kafka_mock}
@@ -244,7 +247,7 @@ if want P9 || want P10; then
 	if kafka_rig; then
 		mkdb eb_relay
 		"${P[@]}" -d eb_relay -c "CREATE EXTENSION eventbus" \
-			-c "CREATE SERVER kafka FOREIGN DATA WRAPPER eventbus_kafka OPTIONS (\"bootstrap.servers\" '$BOOTSTRAP')" \
+			-c "CREATE SERVER kafka FOREIGN DATA WRAPPER eventbus_kafka OPTIONS (\"bootstrap.servers\" '$BOOTSTRAP'${KAFKA_PROPS:+, $KAFKA_PROPS})" \
 			-c "CREATE USER MAPPING FOR CURRENT_USER SERVER kafka" >/dev/null
 	else
 		ONLY=${ONLY// P9 / }
@@ -283,7 +286,7 @@ facts() {
 		fact pgq "$("${P[@]}" -At -d "$(want P1b && echo eb_bench || echo eb_drain)" -c 'SELECT pgq.version()')"
 	fi
 	if want P9 || want P10; then
-		fact kafka "mock cluster $MOCK (3 brokers, 4 partitions per topic), kcat $(kcat -V 2>&1 | sed -n 's/^Version \([^ ]*\) .*librdkafka \([^ ]*\).*/\1, librdkafka \2/p'); P9: $P9_T s x $P9_ROUNDS round(s); P10: $P10_SECONDS s at ${P10_RATES// //} events/s"
+		fact kafka "mock cluster $MOCK (3 brokers, 4 partitions per topic), kcat $(kcat -V 2>&1 | sed -n 's/^Version \([^ ]*\) .*librdkafka \([^ ]*\).*/\1, librdkafka \2/p'); server options ${KAFKA_PROPS:-none but bootstrap.servers}; P9: $P9_T s x $P9_ROUNDS round(s); P10: $P10_SECONDS s at ${P10_RATES// //} events/s"
 	fi
 	fact pgbench "-n -M prepared -T $T, -c $CLIENTS -j $((CLIENTS < 2 ? CLIENTS : 2)) (P5: notify.sh, -c 8 -j 2; P8: -c 4 / -c 1, -T $P8_T; P11: -c 4 -j 2 -R $P11_RATE -T $P11_SECONDS); $ROUNDS rounds$([ "$SMOKE" = 1 ] && echo '; SMOKE RUN: the figures mean nothing')"
 	echo
@@ -512,55 +515,60 @@ P9_SAMPLE="SELECT extract(epoch FROM clock_timestamp()), backlog, coalesce(acked
 if want P9; then
 	batch=$(rsql "SHOW eventbus.relay_batch")
 	for r in $(seq "$P9_ROUNDS"); do
-		# A: the publishers with the relay (orders.# to Kafka topics of the
-		# same names), its backlog sampled every second during the run and
-		# until it is 0 again (at most max(60, P9_T) s after the run).
-		reset_db eb_relay
-		relay_up bench_relay 'orders.#' '{topic}'
-		samples=$WORK/P9-samples-$r
-		( while :; do "${P[@]}" -At -F ' ' -d eb_relay -c "$P9_SAMPLE"; sleep 1; done ) >"$samples" 2>/dev/null &
-		BGPIDS+=($!)
-		sampler=$!
-		sleep 1
-		t0=$(date +%s.%N)
-		tps=$(T=$P9_T pgb eb_relay "$HERE/publish1.sql" on "P9-relay-$r")
-		t1=$(date +%s.%N)
-		limit=$(( P9_T > 60 ? P9_T : 60 ))
-		for _ in $(seq $((limit * 10))); do
-			[ "$(rsql "SELECT backlog FROM eventbus.subscription_stats WHERE subscription = 'bench_relay'")" = 0 ] && break
-			sleep 0.1
-		done
-		t2=$(date +%s.%N)
-		sleep 1
-		kill "$sampler" 2>/dev/null || true
-		wait "$sampler" 2>/dev/null || true
-		err=$(rsql "SELECT coalesce(last_error, '') FROM eventbus.relays WHERE name = 'bench_relay'")
-		extra=$(awk -v t0="$t0" -v t1="$t1" -v t2="$t2" -v batch="$batch" '
-			NF >= 5 {
-				t = $1; b = $2; ack = ($3 >= 0) ? $3 : $5	# acked, or produced without track_stats
-				if (t >= t0 && t <= t1) {
-					n++; if (b > max) max = b; if ($4 > maxage) maxage = $4
-					if (t < t0 + (t1 - t0) / 3 && b > first) first = b
-					if (t >= t1 - (t1 - t0) / 3 && b > last) last = b
-					if (a0 == "") { a0 = ack; ta0 = t }
-					a1 = ack; ta1 = t; end = b; endage = $4
+		for v in $( [ $((r % 2)) = 1 ] && echo "relay norelay" || echo "norelay relay"); do
+		if [ $v = relay ]; then
+			# A: the publishers with the relay (orders.# to Kafka topics of the
+			# same names), its backlog sampled every second during the run and
+			# until it is 0 again (at most max(60, P9_T) s after the run).
+			reset_db eb_relay
+			relay_up bench_relay 'orders.#' '{topic}'
+			samples=$WORK/P9-samples-$r
+			( while :; do "${P[@]}" -At -F ' ' -d eb_relay -c "$P9_SAMPLE"; sleep 1; done ) >"$samples" 2>/dev/null &
+			BGPIDS+=($!)
+			sampler=$!
+			sleep 1
+			t0=$(date +%s.%N)
+			tps=$(T=$P9_T pgb eb_relay "$HERE/publish1.sql" on "P9-relay-$r")
+			t1=$(date +%s.%N)
+			limit=$(( P9_T > 60 ? P9_T : 60 ))
+			for _ in $(seq $((limit * 10))); do
+				[ "$(rsql "SELECT backlog FROM eventbus.subscription_stats WHERE subscription = 'bench_relay'")" = 0 ] && break
+				sleep 0.1
+			done
+			t2=$(date +%s.%N)
+			sleep 1
+			kill "$sampler" 2>/dev/null || true
+			wait "$sampler" 2>/dev/null || true
+			err=$(rsql "SELECT coalesce(last_error, '') FROM eventbus.relays WHERE name = 'bench_relay'")
+			extra=$(awk -v t0="$t0" -v t1="$t1" -v t2="$t2" -v batch="$batch" '
+				NF >= 5 {
+					t = $1; b = $2; ack = ($3 >= 0) ? $3 : $5	# acked, or produced without track_stats
+					if (t >= t0 && t <= t1) {
+						n++; if (b > max) max = b; if ($4 > maxage) maxage = $4
+						if (t < t0 + (t1 - t0) / 3 && b > first) first = b
+						if (t >= t1 - (t1 - t0) / 3 && b > last) last = b
+						if (a0 == "") { a0 = ack; ta0 = t }
+						a1 = ack; ta1 = t; end = b; endage = $4
+					}
+					produced = $5
 				}
-				produced = $5
-			}
-			END {
-				rate = (ta1 > ta0) ? (a1 - a0) / (ta1 - ta0) : 0
-				bounded = (n >= 3 && last <= 2 * first + 2 * batch) ? "yes" : "no"
-				printf "relay_eps=%.0f max_lag=%d end_lag=%d max_age_s=%.2f end_age_s=%.2f first_third_max=%d last_third_max=%d bounded=%s catchup_s=%.1f samples=%d relay_batch=%d produced=%s",
-					rate, max, end, maxage, endage, first, last, bounded, t2 - t1, n, batch, produced
-			}' "$samples")
-		eb_log "P9 round $r/$P9_ROUNDS with the relay: $tps tps; $extra${err:+; relay error: $err}"
-		record P9 on "$r" relay "$tps" "$extra"
-		relay_down bench_relay
-		# B: the same publishers without a relay (no subscription).
-		tps=$(T=$P9_T pgb eb_relay "$HERE/publish1.sql" on "P9-norelay-$r")
-		eb_log "P9 round $r/$P9_ROUNDS without a relay: $tps tps"
-		record P9 on "$r" norelay "$tps"
-		reset_db eb_relay
+				END {
+					rate = (ta1 > ta0) ? (a1 - a0) / (ta1 - ta0) : 0
+					bounded = (n >= 3 && last <= 2 * first + 2 * batch) ? "yes" : "no"
+					printf "relay_eps=%.0f max_lag=%d end_lag=%d max_age_s=%.2f end_age_s=%.2f first_third_max=%d last_third_max=%d bounded=%s catchup_s=%.1f samples=%d relay_batch=%d produced=%s",
+						rate, max, end, maxage, endage, first, last, bounded, t2 - t1, n, batch, produced
+				}' "$samples")
+			eb_log "P9 round $r/$P9_ROUNDS with the relay: $tps tps; $extra${err:+; relay error: $err}"
+			record P9 on "$r" relay "$tps" "$extra"
+			relay_down bench_relay
+		else
+			# B: the same publishers without a relay (no subscription).
+			tps=$(T=$P9_T pgb eb_relay "$HERE/publish1.sql" on "P9-norelay-$r")
+			eb_log "P9 round $r/$P9_ROUNDS without a relay: $tps tps"
+			record P9 on "$r" norelay "$tps"
+			reset_db eb_relay
+		fi
+		done
 	done
 fi
 if want P10; then
