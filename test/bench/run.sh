@@ -498,7 +498,8 @@ fi
 # rsql SQL: one value from eb_relay
 rsql() { "${P[@]}" -At -d eb_relay -c "$1"; }
 relay_up() {	# relay_up NAME PATTERN TOPIC: create the relay, wait until its process runs
-	rsql "SELECT eventbus.create_relay('$1', array['$2'], server => 'kafka', topic => '$3')" >/dev/null
+	rsql "SELECT eventbus.create_relay('$1', array['$2'], server => 'kafka', topic => '$3')" >/dev/null ||
+		{ eb_log "could not create relay $1"; return 0; }
 	for _ in $(seq 300); do
 		[ "$(rsql "SELECT state FROM eventbus.relays WHERE name = '$1'")" = running ] && return 0
 		sleep 0.1
@@ -506,7 +507,7 @@ relay_up() {	# relay_up NAME PATTERN TOPIC: create the relay, wait until its pro
 	eb_log "relay $1 is not running: $(rsql "SELECT state || ' ' || coalesce(last_error, '') FROM eventbus.relays WHERE name = '$1'")"
 }
 relay_down() {	# relay_down NAME: drop the relay, empty the log, CHECKPOINT
-	rsql "SELECT eventbus.drop_relay('$1')" >/dev/null
+	rsql "SELECT eventbus.drop_relay('$1')" >/dev/null || eb_log "could not drop relay $1"
 	reset_db eb_relay
 }
 P9_SAMPLE="SELECT extract(epoch FROM clock_timestamp()), backlog, coalesce(acked, -1),
@@ -522,8 +523,16 @@ if want P9; then
 			# until it is 0 again (at most max(60, P9_T) s after the run).
 			reset_db eb_relay
 			relay_up bench_relay 'orders.#' '{topic}'
+			# One connection samples (a new one each second would cost a
+			# backend's start-up each time): psql reads the query every
+			# second from a fifo; the writer's end ends it.
 			samples=$WORK/P9-samples-$r
-			( while :; do "${P[@]}" -At -F ' ' -d eb_relay -c "$P9_SAMPLE"; sleep 1; done ) >"$samples" 2>/dev/null &
+			rm -f "$WORK/P9.fifo"
+			mkfifo "$WORK/P9.fifo"
+			"${P[@]}" -At -F ' ' -d eb_relay <"$WORK/P9.fifo" >"$samples" 2>/dev/null &
+			BGPIDS+=($!)
+			sampling=$!
+			( while :; do echo "$P9_SAMPLE;"; sleep 1; done ) >"$WORK/P9.fifo" &
 			BGPIDS+=($!)
 			sampler=$!
 			sleep 1
@@ -539,6 +548,7 @@ if want P9; then
 			sleep 1
 			kill "$sampler" 2>/dev/null || true
 			wait "$sampler" 2>/dev/null || true
+			wait "$sampling" 2>/dev/null || true
 			err=$(rsql "SELECT coalesce(last_error, '') FROM eventbus.relays WHERE name = 'bench_relay'")
 			extra=$(awk -v t0="$t0" -v t1="$t1" -v t2="$t2" -v batch="$batch" '
 				NF >= 5 {
