@@ -163,6 +163,57 @@ if p11:
                         f"p99 {e.get('p99')}, max {e.get('max')} ms", "",
                         " ".join(f"{k}={v}" for k, v in e.items() if k not in ("p50", "p90", "p99", "max", "rate"))))
 
+# P9: a relay to Kafka beside 4 durable publishers: what it costs them
+# (reported) and whether it keeps up: the rate it acks at against the
+# rate they publish at, and a backlog that does not grow over the run.
+pair("P9", "P9", "on", "relay", "norelay",
+     f"`publish`, 1 event/tx, {CLIENTS} clients, a relay of their topics to Kafka (mock cluster, librdkafka defaults)",
+     "the same publishers, no relay", "tps", None)
+p9 = [(values("P9", "on", "relay").get(r), e) for r, _, e in runs.get(("P9", "on", "relay"), [])]
+p9 = [(v, e) for v, e in p9 if v and "relay_eps" in e]
+if p9:
+    pub = statistics.mean(v for v, _ in p9)
+    eps = statistics.mean(float(e["relay_eps"]) for _, e in p9)
+    bounded = all(e.get("bounded") == "yes" for _, e in p9)
+    maxlag = max(int(e["max_lag"]) for _, e in p9)
+    endlag = max(int(e["end_lag"]) for _, e in p9)
+    maxage = max(float(e["max_age_s"]) for _, e in p9)
+    ratio = eps / pub if pub else None
+    met = "NA" if ratio is None else ("yes" if ratio >= 0.95 and bounded else "no")
+    rows.append(("P9 relay durable",
+                 f"events acked by the relay per second during the run; backlog max {maxlag:,}, at the end {endlag:,} "
+                 f"events (oldest pending ≤ {maxage:.2f} s), {'bounded' if bounded else 'GROWING'}",
+                 "events published per second beside it", num(eps, "events/s"), num(pub, "events/s"),
+                 "NA" if ratio is None else f"{ratio:.2f}", "keeps up (≥ 0.95), backlog bounded", met))
+
+# P10: commit -> message in Kafka through a relay, at fixed rates
+p10 = {var: e for (key, _, var), lst in runs.items() if key == "P10" for _, _, e in lst}
+if p10:
+    def lat10(e):
+        return f"{e.get('rate', '?')}/s: p50 {e['p50']} / p95 {e['p95']} / p99 {e['p99']} ms" if e else "NA"
+    order = sorted(p10, key=lambda v: int(v[1:]) if v[1:].isdigit() else 0)
+    met, goal = "yes", "yes"
+    for v in order:
+        e = p10[v]
+        try:
+            if float(e["p95"]) > 100:
+                met = "no"
+            if float(e["p99"]) > 20:
+                goal = "no"
+        except ValueError:
+            met = goal = "NA"
+        if e.get("received") != e.get("published"):
+            met += f" ({e.get('received')} of {e.get('published')} received)"
+    rows.append(("P10 durable", f"commit → message in Kafka through a relay, {order[0][1:]} events/s",
+                 f"the same at {order[-1][1:]} events/s" if len(order) > 1 else "—",
+                 lat10(p10[order[0]]), lat10(p10[order[-1]]) if len(order) > 1 else "—", "—",
+                 "p95 ≤ 100 ms (goal p99 ≤ 20 ms)", f"{met} (goal: {goal})"))
+    for v in order:
+        e = p10[v]
+        details.append(("P10 durable", f"{v[1:]} events/s", f"rate {e.get('rate')}/s: p50 {e.get('p50')}, p95 {e.get('p95')}, "
+                        f"p99 {e.get('p99')}, max {e.get('max')} ms", "",
+                        " ".join(f"{k}={x}" for k, x in e.items() if k not in ("p50", "p95", "p99", "max", "rate"))))
+
 # P7: storage
 p7 = {var: (v, e) for (key, _, var), lst in runs.items() if key == "P7" for _, v, e in lst}
 if "first" in p7 and "final" in p7:

@@ -20,6 +20,14 @@
 #        clients (pgbench -R), 3 subscriptions each with a LISTEN consumer polling and
 #        acking: publish -> event in the consumer's hands, p50/p99 (test/bench/consumers.py
 #        latency); the same with 1 subscription beside it
+#   P9   relay throughput: 4 durable publishers (publish1.sql) with a relay of their topics
+#        to a mock Kafka cluster (librdkafka defaults) vs the same publishers without it;
+#        the relay's rate and its backlog sampled every second (bounded or growing)
+#   P10  commit -> message in Kafka through a relay at 1,000 and 5,000 events/s (p11_publish.sql
+#        at -R rate/10, test/bench/relay_latency.py following the topic with kcat): p50/p95/p99
+#
+# P9 and P10 need the mock Kafka cluster (EB_KAFKA_MOCK, else test/kafka/eb_kafka_mock,
+# built with make kafka-mock when missing) and kcat; without them they are skipped.
 #
 # The cluster is durable (fsync on, synchronous_commit on); P1, P1b, P2 and
 # P4 run a second pass with synchronous_commit=off (PGOPTIONS), where CPU
@@ -52,6 +60,13 @@
 #   EB_BENCH_P8_TIME   seconds per P8 pgbench run (EB_BENCH_TIME)
 #   EB_BENCH_P11_SECONDS seconds of each P11 run (10; smoke 1)
 #   EB_BENCH_P11_RATE  P11 publishing transactions/s, 10 events each (1000)
+#   EB_BENCH_P9_TIME   seconds of each P9 pgbench run (6 x EB_BENCH_TIME: 60; smoke 3)
+#   EB_BENCH_P9_ROUNDS rounds of P9 (2; smoke 1): with the relay then without, then without then with, ...
+#   EB_BENCH_KAFKA_PROPS more options of the Kafka server, librdkafka properties (none: its
+#                      defaults), e.g. "\"linger.ms\" '0'"
+#   EB_BENCH_P10_SECONDS seconds of each P10 run (20; smoke 3)
+#   EB_BENCH_P10_RATES events/s of the P10 runs ("1000 5000")
+#   EB_KAFKA_MOCK      the mock Kafka cluster binary (test/kafka/eb_kafka_mock)
 #   EB_BENCH_INSTALL   1: build and install this tree first; 0: never (default: only if missing)
 #   EB_BENCH_OUT       where the table goes (test/bench/results): latest.md (smoke.md
 #                      in smoke mode), the raw figures (.tsv, .meta; test/bench/report.py
@@ -64,14 +79,15 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SMOKE=${EB_BENCH_SMOKE:-0}
 if [ "$SMOKE" = 1 ]; then
 	d_time=1 d_rounds=1 d_drain=5000 d_p7=30000 d_p7_first=3000 d_p7_chunk=1MB d_p7_rate=0 d_p6=1 d_catchup=0.5
-	d_p8=40000 d_p11=1
+	d_p8=40000 d_p11=1 d_p9=3 d_p9_rounds=1 d_p10=3
 else
 	d_time=10 d_rounds=3 d_drain=200000 d_p7=1000000 d_p7_first=10000 d_p7_chunk=16MB d_p7_rate=20000 d_p6=10 d_catchup=2
-	d_p8=400000 d_p11=10
+	d_p8=400000 d_p11=10 d_p9= d_p9_rounds=2
+	d_p10=20
 fi
 T=${EB_BENCH_TIME:-$d_time}
 ROUNDS=${EB_BENCH_ROUNDS:-$d_rounds}
-ONLY=" ${EB_BENCH_ONLY:-P1 P1b P2 P3 P4 P5 P6 P7 P8 P11} "
+ONLY=" ${EB_BENCH_ONLY:-P1 P1b P2 P3 P4 P5 P6 P7 P8 P11 P9 P10} "
 SYNC_OFF=${EB_BENCH_SYNC_OFF:-1}
 PORT=${EB_BENCH_PORT:-54470}
 CLIENTS=${EB_BENCH_CLIENTS:-4}
@@ -90,6 +106,12 @@ P8_N=${EB_BENCH_P8_N:-$d_p8}
 P8_T=${EB_BENCH_P8_TIME:-$T}
 P11_SECONDS=${EB_BENCH_P11_SECONDS:-$d_p11}
 P11_RATE=${EB_BENCH_P11_RATE:-1000}
+P9_T=${EB_BENCH_P9_TIME:-${d_p9:-$((6 * T))}}
+P9_ROUNDS=${EB_BENCH_P9_ROUNDS:-$d_p9_rounds}
+KAFKA_PROPS=${EB_BENCH_KAFKA_PROPS:-}
+P10_SECONDS=${EB_BENCH_P10_SECONDS:-$d_p10}
+P10_RATES=${EB_BENCH_P10_RATES:-1000 5000}
+MOCK=${EB_KAFKA_MOCK:-$EB_ROOT/test/kafka/eb_kafka_mock}
 OUT=${EB_BENCH_OUT:-$HERE/results}
 NAME=$([ "$SMOKE" = 1 ] && echo smoke || echo latest)
 # Debian packages the benchmark needs (installed as root when missing).
@@ -128,6 +150,7 @@ BGPIDS=()
 cleanup() {
 	local p
 	for p in "${BGPIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	exec 7>&- 2>/dev/null || true
 	eb_stop_cluster "$DIR"
 	if [ "${EB_BENCH_KEEP:-0}" = 1 ]; then
 		eb_log "kept $DIR (server.log) and $WORK"
@@ -198,6 +221,39 @@ if want P11; then
 	mkdb eb_p11
 	"${P[@]}" -d eb_p11 -c "CREATE EXTENSION eventbus" >/dev/null
 fi
+# P9, P10: a mock Kafka cluster (3 brokers, topics of 4 partitions made on
+# first use) whose stdin stays open on a fifo (EOF ends it), and a server
+# and user mapping of eventbus_kafka with librdkafka's defaults.
+kafka_rig() {	# starts the mock cluster; sets BOOTSTRAP; fails (with a message) when it cannot
+	if [ ! -x "$MOCK" ] && [ -z "${EB_KAFKA_MOCK:-}" ]; then
+		make -s -C "$EB_ROOT" kafka-mock >/dev/null 2>&1 || true
+	fi
+	[ -x "$MOCK" ] || { eb_log "P9/P10 skipped: no mock Kafka cluster at $MOCK (make kafka-mock, or EB_KAFKA_MOCK)"; return 1; }
+	command -v kcat >/dev/null || { eb_log "P9/P10 skipped: kcat is not installed"; return 1; }
+	mkfifo "$WORK/mock.in"
+	"$MOCK" --brokers 3 --partitions 4 <"$WORK/mock.in" >"$WORK/mock.out" 2>"$WORK/mock.err" &
+	BGPIDS+=($!)
+	exec 7>"$WORK/mock.in"
+	BOOTSTRAP=
+	for _ in $(seq 100); do
+		BOOTSTRAP=$(head -n 1 "$WORK/mock.out")
+		[ -n "$BOOTSTRAP" ] && break
+		sleep 0.1
+	done
+	[ -n "$BOOTSTRAP" ] || { eb_log "P9/P10 skipped: the mock cluster printed no bootstrap servers: $(cat "$WORK/mock.err")"; return 1; }
+	eb_log "mock Kafka cluster: $BOOTSTRAP"
+}
+if want P9 || want P10; then
+	if kafka_rig; then
+		mkdb eb_relay
+		"${P[@]}" -d eb_relay -c "CREATE EXTENSION eventbus" \
+			-c "CREATE SERVER kafka FOREIGN DATA WRAPPER eventbus_kafka OPTIONS (\"bootstrap.servers\" '$BOOTSTRAP'${KAFKA_PROPS:+, $KAFKA_PROPS})" \
+			-c "CREATE USER MAPPING FOR CURRENT_USER SERVER kafka" >/dev/null
+	else
+		ONLY=${ONLY// P9 / }
+		ONLY=${ONLY// P10 / }
+	fi
+fi
 # Wait for the databases' workers (started when CREATE EXTENSION commits).
 for _ in $(seq 100); do
 	[ "$("${P[@]}" -At -d postgres -c "SELECT count(*) FROM pg_stat_activity
@@ -228,6 +284,9 @@ facts() {
 	fact eventbus "$("${P[@]}" -At -d "$db" -c "SELECT coalesce((SELECT extversion FROM pg_extension WHERE extname = 'eventbus'), '?')") installed $(date -r "$so" '+%F %T'), md5 $(md5sum <"$so" | cut -c1-12), $(cmp -s "$so" "$EB_ROOT/eventbus.so" && echo 'same as ./eventbus.so' || echo 'differs from ./eventbus.so (or not built here)'), $(nm -D "$so" 2>/dev/null | grep -q ExceptionalCondition && echo 'built WITH assertions' || echo 'built without assertions')"
 	if want P1b || want P3; then
 		fact pgq "$("${P[@]}" -At -d "$(want P1b && echo eb_bench || echo eb_drain)" -c 'SELECT pgq.version()')"
+	fi
+	if want P9 || want P10; then
+		fact kafka "mock cluster $MOCK (3 brokers, 4 partitions per topic), kcat $(kcat -V 2>&1 | sed -n 's/^Version \([^ ]*\) .*librdkafka \([^ ]*\).*/\1, librdkafka \2/p'); server options ${KAFKA_PROPS:-none but bootstrap.servers}; P9: $P9_T s x $P9_ROUNDS round(s); P10: $P10_SECONDS s at ${P10_RATES// //} events/s"
 	fi
 	fact pgbench "-n -M prepared -T $T, -c $CLIENTS -j $((CLIENTS < 2 ? CLIENTS : 2)) (P5: notify.sh, -c 8 -j 2; P8: -c 4 / -c 1, -T $P8_T; P11: -c 4 -j 2 -R $P11_RATE -T $P11_SECONDS); $ROUNDS rounds$([ "$SMOKE" = 1 ] && echo '; SMOKE RUN: the figures mean nothing')"
 	echo
@@ -432,6 +491,118 @@ if want P11; then
 		publat=$(sed -n 's/^ *latency average = \([0-9.]*\) ms.*/\1/p' "$log")
 		record P11 on 1 "subs$k" "${p99:-NA}" "p50=${p50:-NA} p90=${p90:-NA} p99=${p99:-NA} max=${mx:-NA} rate=${rate:-NA} published=${pub:-0} received=${recv:-0} expected=$(( ${pub:-0} * k )) poll_p99=${poll99:-NA} start_p99=${start99:-NA} pgbench_latency_avg=${publat:-NA} schedule_lag_avg/max=${lag:-NA}"
 		p50= p90= p99= mx= pub= rate=
+	done
+fi
+
+# ---------------------------------------------------------------- P9, P10
+# rsql SQL: one value from eb_relay
+rsql() { "${P[@]}" -At -d eb_relay -c "$1"; }
+relay_up() {	# relay_up NAME PATTERN TOPIC: create the relay, wait until its process runs
+	rsql "SELECT eventbus.create_relay('$1', array['$2'], server => 'kafka', topic => '$3')" >/dev/null ||
+		{ eb_log "could not create relay $1"; return 0; }
+	for _ in $(seq 300); do
+		[ "$(rsql "SELECT state FROM eventbus.relays WHERE name = '$1'")" = running ] && return 0
+		sleep 0.1
+	done
+	eb_log "relay $1 is not running: $(rsql "SELECT state || ' ' || coalesce(last_error, '') FROM eventbus.relays WHERE name = '$1'")"
+}
+relay_down() {	# relay_down NAME: drop the relay, empty the log, CHECKPOINT
+	rsql "SELECT eventbus.drop_relay('$1')" >/dev/null || eb_log "could not drop relay $1"
+	reset_db eb_relay
+}
+P9_SAMPLE="SELECT extract(epoch FROM clock_timestamp()), backlog, coalesce(acked, -1),
+	coalesce(extract(epoch FROM oldest_pending_age), 0), coalesce((SELECT produced FROM eventbus.relays WHERE name = 'bench_relay'), 0)
+	FROM eventbus.subscription_stats WHERE subscription = 'bench_relay'"
+if want P9; then
+	batch=$(rsql "SHOW eventbus.relay_batch")
+	for r in $(seq "$P9_ROUNDS"); do
+		for v in $( [ $((r % 2)) = 1 ] && echo "relay norelay" || echo "norelay relay"); do
+		if [ $v = relay ]; then
+			# A: the publishers with the relay (orders.# to Kafka topics of the
+			# same names), its backlog sampled every second during the run and
+			# until it is 0 again (at most max(60, P9_T) s after the run).
+			reset_db eb_relay
+			relay_up bench_relay 'orders.#' '{topic}'
+			# One connection samples (a new one each second would cost a
+			# backend's start-up each time): psql reads the query every
+			# second from a fifo; the writer's end ends it.
+			samples=$WORK/P9-samples-$r
+			rm -f "$WORK/P9.fifo"
+			mkfifo "$WORK/P9.fifo"
+			"${P[@]}" -At -F ' ' -d eb_relay <"$WORK/P9.fifo" >"$samples" 2>/dev/null &
+			BGPIDS+=($!)
+			sampling=$!
+			( while :; do echo "$P9_SAMPLE;"; sleep 1; done ) >"$WORK/P9.fifo" &
+			BGPIDS+=($!)
+			sampler=$!
+			sleep 1
+			t0=$(date +%s.%N)
+			tps=$(T=$P9_T pgb eb_relay "$HERE/publish1.sql" on "P9-relay-$r")
+			t1=$(date +%s.%N)
+			limit=$(( P9_T > 60 ? P9_T : 60 ))
+			for _ in $(seq $((limit * 10))); do
+				[ "$(rsql "SELECT backlog FROM eventbus.subscription_stats WHERE subscription = 'bench_relay'")" = 0 ] && break
+				sleep 0.1
+			done
+			t2=$(date +%s.%N)
+			sleep 1
+			kill "$sampler" 2>/dev/null || true
+			wait "$sampler" 2>/dev/null || true
+			wait "$sampling" 2>/dev/null || true
+			err=$(rsql "SELECT coalesce(last_error, '') FROM eventbus.relays WHERE name = 'bench_relay'")
+			extra=$(awk -v t0="$t0" -v t1="$t1" -v t2="$t2" -v batch="$batch" '
+				NF >= 5 {
+					t = $1; b = $2; ack = ($3 >= 0) ? $3 : $5	# acked, or produced without track_stats
+					if (t >= t0 && t <= t1) {
+						n++; if (b > max) max = b; if ($4 > maxage) maxage = $4
+						if (t < t0 + (t1 - t0) / 3 && b > first) first = b
+						if (t >= t1 - (t1 - t0) / 3 && b > last) last = b
+						if (a0 == "") { a0 = ack; ta0 = t }
+						a1 = ack; ta1 = t; end = b; endage = $4
+					}
+					produced = $5
+				}
+				END {
+					rate = (ta1 > ta0) ? (a1 - a0) / (ta1 - ta0) : 0
+					bounded = (n >= 3 && last <= 2 * first + 2 * batch) ? "yes" : "no"
+					printf "relay_eps=%.0f max_lag=%d end_lag=%d max_age_s=%.2f end_age_s=%.2f first_third_max=%d last_third_max=%d bounded=%s catchup_s=%.1f samples=%d relay_batch=%d produced=%s",
+						rate, max, end, maxage, endage, first, last, bounded, t2 - t1, n, batch, produced
+				}' "$samples")
+			eb_log "P9 round $r/$P9_ROUNDS with the relay: $tps tps; $extra${err:+; relay error: $err}"
+			record P9 on "$r" relay "$tps" "$extra"
+			relay_down bench_relay
+		else
+			# B: the same publishers without a relay (no subscription).
+			tps=$(T=$P9_T pgb eb_relay "$HERE/publish1.sql" on "P9-norelay-$r")
+			eb_log "P9 round $r/$P9_ROUNDS without a relay: $tps tps"
+			record P9 on "$r" norelay "$tps"
+			reset_db eb_relay
+		fi
+		done
+	done
+fi
+if want P10; then
+	for rate in $P10_RATES; do
+		topic=eb_p10_$rate
+		# The topic exists before the consumer follows it from its end.
+		echo warm | kcat -P -q -b "$BOOTSTRAP" -t "$topic" 2>>"$WORK/P10-kcat.err" || true
+		relay_up "bench_p10_$rate" 'orders.#' "$topic"
+		log=$WORK/P10-$rate.log
+		tx=$(( (rate + 9) / 10 ))
+		eb_log "P10: $rate events/s (publish_batch of 10 at $tx tx/s from 4 clients) for $P10_SECONDS s through a relay"
+		/usr/bin/python3 "$HERE/relay_latency.py" --bootstrap "$BOOTSTRAP" --topic "$topic" --warmup 1 --timeout 15 -- \
+			"$EB_PGBIN/pgbench" -n -M prepared -c 4 -j 2 -R "$tx" -T "$P10_SECONDS" -f "$HERE/p11_publish.sql" eb_relay \
+			>"$log" 2>&1 || { eb_log "P10 failed ($log):"; grep -E '^(FAILED|Traceback)' "$log" >&2 || tail -n 5 "$log" >&2; }
+		sed 's/^/    /' "$log" >&2
+		read -r p50 p95 p99 mx <<<"$(sed -n 's/^latency ms: p50 \(\S*\) p95 \(\S*\) p99 \(\S*\) max \(\S*\).*/\1 \2 \3 \4/p' "$log")" || true
+		read -r pub eps <<<"$(sed -n 's/^published: \([0-9]*\) events in \S* s: \([0-9]*\) events\/s.*/\1 \2/p' "$log")" || true
+		recv=$(sed -n 's/^received: \([0-9]*\) of.*/\1/p' "$log")
+		lag=$(sed -n 's/^ *rate limit schedule lag: avg \([0-9.]*\).*max \([0-9.]*\).*/\1\/\2/p' "$log")
+		prod=$(sed -n 's/^produce ms: p50 \(\S*\) p95 \(\S*\) p99 \(\S*\).*/\1\/\2\/\3/p' "$log")
+		fetch=$(sed -n 's/^fetch ms: p50 \(\S*\) p95 \(\S*\) p99 \(\S*\).*/\1\/\2\/\3/p' "$log")
+		record P10 on 1 "r$rate" "${p95:-NA}" "p50=${p50:-NA} p95=${p95:-NA} p99=${p99:-NA} max=${mx:-NA} rate=${eps:-NA} published=${pub:-0} received=${recv:-0} to_produce_p50/95/99=${prod:-NA} produce_to_consumer_p50/95/99=${fetch:-NA} schedule_lag_avg/max=${lag:-NA}"
+		p50= p95= p99= mx= pub= eps=
+		relay_down "bench_p10_$rate"
 	done
 fi
 
