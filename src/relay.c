@@ -252,11 +252,11 @@ ReclaimLeases(int32 sub_id)
 
 	values[0] = Int32GetDatum(sub_id);
 	RunSql("UPDATE eventbus.batch SET lease_until = pg_catalog.now(), "
-		   "       attempt = pg_catalog.greatest(attempt OPERATOR(pg_catalog.-) 1, 0) "
+		   "       attempt = GREATEST(attempt OPERATOR(pg_catalog.-) 1, 0) "
 		   " WHERE sub_id OPERATOR(pg_catalog.=) $1 AND leased",
 		   1, types, values);
 	RunSql("UPDATE eventbus.delivery SET available_at = pg_catalog.now(), "
-		   "       attempt = pg_catalog.greatest(attempt OPERATOR(pg_catalog.-) 1, 0) "
+		   "       attempt = GREATEST(attempt OPERATOR(pg_catalog.-) 1, 0) "
 		   " WHERE sub_id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'leased'",
 		   1, types, values);
 	CommandCounterIncrement();
@@ -731,6 +731,12 @@ eventbus_relay_main(Datum arg)
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	/*
+	 * Its transactions (a poll's lease, an ack) need not wait for their
+	 * WAL flush: one lost in a crash only makes the relay send a batch
+	 * again, which at-least-once allows; the next round waits less.
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
 	cxt = AllocSetContextCreate(TopMemoryContext, "eventbus relay round", ALLOCSET_DEFAULT_SIZES);
 	RoundCxt = cxt;

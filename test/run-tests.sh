@@ -220,10 +220,10 @@ for suite in $SUITES; do
 		if EB_BENCH_SMOKE=1 EB_BENCH_PORT=$((PORT + 7)) EB_BENCH_OUT="$benchout" EB_BENCH_INSTALL=0 \
 			bash test/bench/run.sh >"$OUTDIR/bench.out" 2>&1; then
 			# P9 and P10 need the mock Kafka cluster (make kafka-mock) and kcat.
-			rows=(P1 P1b P2 P3 'P3 fresh' P4 P5 'P5 (B)' 'P5 (PgQ)' P6 P7 P8 P11 P9 'P9 relay' P10)
+			rows=(P1 P1b P2 P3 'P3 fresh' P4 P5 'P5 (B)' 'P5 (PgQ)' P6 P7 P8 P11 P12 P9 'P9 relay' P10)
 			if grep -q 'P9/P10 skipped' "$OUTDIR/bench.out"; then
 				echo "ok - bench smoke: P9, P10 # SKIP $(sed -n 's/.*P9\/P10 skipped: //p' "$OUTDIR/bench.out" | head -n 1)" >>"$OUTDIR/bench.out"
-				rows=("${rows[@]:0:13}")
+				rows=("${rows[@]:0:14}")
 			fi
 			for p in "${rows[@]}"; do
 				if grep -q "^| $p durable |" "$benchout/smoke.md"; then

@@ -214,6 +214,23 @@ if p10:
                         f"p99 {e.get('p99')}, max {e.get('max')} ms", "",
                         " ".join(f"{k}={x}" for k, x in e.items() if k not in ("p50", "p95", "p99", "max", "rate"))))
 
+# P12: the HTTP relay
+p12 = {var: (v, e) for (key, _, var), lst in runs.items() if key == "P12" for _, v, e in lst}
+if p12:
+    c1, c8 = p12.get("c1", (None, {}))[0], p12.get("c8", (None, {}))[0]
+    rows.append(("P12 durable", "HTTP relay: events/s with 8 requests in flight", "with 1 in flight",
+                 num(c8, "events/s"), num(c1, "events/s"), "—", "(no target)", "—"))
+    lat = p12.get("latency", (None, {}))[1]
+    if lat:
+        try:
+            met = "yes" if float(lat["p95"]) <= 100 else "no"
+            goal = "yes" if float(lat["p99"]) <= 20 else "no"
+        except (KeyError, ValueError):
+            met = goal = "NA"
+        rows.append(("P12 durable", f"commit → request received by the endpoint, {lat.get('rate', '?')} events/s", "—",
+                     f"p50 {lat.get('p50')} / p95 {lat.get('p95')} / p99 {lat.get('p99')} ms", "—", "—",
+                     "p95 ≤ 100 ms (goal p99 ≤ 20 ms)", f"{met} (goal: {goal})"))
+
 # P7: storage
 p7 = {var: (v, e) for (key, _, var), lst in runs.items() if key == "P7" for _, v, e in lst}
 if "first" in p7 and "final" in p7:

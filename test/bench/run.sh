@@ -25,6 +25,9 @@
 #        the relay's rate and its backlog sampled every second (bounded or growing)
 #   P10  commit -> message in Kafka through a relay at 1,000 and 5,000 events/s (p11_publish.sql
 #        at -R rate/10, test/bench/relay_latency.py following the topic with kcat): p50/p95/p99
+#   P12  HTTP relay (test/bench/relay_http.py, a receiver in that process, signed requests):
+#        events/s with 1 and 8 requests in flight, and commit -> request received at
+#        1,000 events/s: p50/p95/p99
 #
 # P9 and P10 need the mock Kafka cluster (EB_KAFKA_MOCK, else test/kafka/eb_kafka_mock,
 # built with make kafka-mock when missing) and kcat; without them they are skipped.
@@ -79,15 +82,15 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SMOKE=${EB_BENCH_SMOKE:-0}
 if [ "$SMOKE" = 1 ]; then
 	d_time=1 d_rounds=1 d_drain=5000 d_p7=30000 d_p7_first=3000 d_p7_chunk=1MB d_p7_rate=0 d_p6=1 d_catchup=0.5
-	d_p8=40000 d_p11=1 d_p9=3 d_p9_rounds=1 d_p10=3
+	d_p8=40000 d_p11=1 d_p9=3 d_p9_rounds=1 d_p10=3 d_p12_events=1000 d_p12=2
 else
 	d_time=10 d_rounds=3 d_drain=200000 d_p7=1000000 d_p7_first=10000 d_p7_chunk=16MB d_p7_rate=20000 d_p6=10 d_catchup=2
 	d_p8=400000 d_p11=10 d_p9= d_p9_rounds=2
-	d_p10=20
+	d_p10=20 d_p12_events=20000 d_p12=20
 fi
 T=${EB_BENCH_TIME:-$d_time}
 ROUNDS=${EB_BENCH_ROUNDS:-$d_rounds}
-ONLY=" ${EB_BENCH_ONLY:-P1 P1b P2 P3 P4 P5 P6 P7 P8 P11 P9 P10} "
+ONLY=" ${EB_BENCH_ONLY:-P1 P1b P2 P3 P4 P5 P6 P7 P8 P11 P9 P10 P12} "
 SYNC_OFF=${EB_BENCH_SYNC_OFF:-1}
 PORT=${EB_BENCH_PORT:-54470}
 CLIENTS=${EB_BENCH_CLIENTS:-4}
@@ -604,6 +607,22 @@ if want P10; then
 		p50= p95= p99= mx= pub= eps=
 		relay_down "bench_p10_$rate"
 	done
+fi
+
+# ---------------------------------------------------------------- P12
+if want P12; then
+	mkdb eb_http >/dev/null
+	"${P[@]}" -d eb_http -c "CREATE EXTENSION eventbus" >/dev/null
+	log=$WORK/P12.log
+	eb_log "P12: HTTP relay: ${EB_BENCH_P12_EVENTS:-$d_p12_events} events at 1 and 8 in flight, then 1,000 events/s for ${EB_BENCH_P12_SECONDS:-$d_p12} s"
+	/usr/bin/python3 "$HERE/relay_http.py" --host "$PGHOST" --port "$PORT" --user postgres --dbname eb_http \
+		--events "${EB_BENCH_P12_EVENTS:-$d_p12_events}" --rate 1000 --seconds "${EB_BENCH_P12_SECONDS:-$d_p12}" \
+		>"$log" 2>&1 || { eb_log "P12 failed ($log):"; tail -n 5 "$log" >&2; }
+	sed 's/^/    /' "$log" >&2
+	val() { sed -n "s/^$1 \(.*\)/\1/p" "$log"; }
+	record P12 on 1 c1 "$(val http_throughput_c1)"
+	record P12 on 1 c8 "$(val http_throughput_c8)"
+	record P12 on 1 latency "$(val http_latency_p95_ms)" "p50=$(val http_latency_p50_ms) p95=$(val http_latency_p95_ms) p99=$(val http_latency_p99_ms) rate=$(val http_latency_rate) missing=$(val http_latency_missing)"
 fi
 
 # ---------------------------------------------------------------- P7
