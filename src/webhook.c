@@ -740,6 +740,24 @@ Pending(EbHttp *h)
 	return n;
 }
 
+/*
+ * Drops the sink's pointer to the messages once each has an outcome and
+ * nothing is in flight: they live in the relay's round context, reset
+ * before the next round, whose serve() of an empty poll must not read
+ * them (it did: a segfault once the freed array had been unmapped).
+ * Returns pending.
+ */
+static int
+Forget(EbHttp *h, int pending)
+{
+	if (pending == 0 && h->ninflight == 0)
+	{
+		h->msgs = NULL;
+		h->n = 0;
+	}
+	return pending;
+}
+
 static int
 HttpServe(EbSink *s, int timeout_ms)
 {
@@ -750,7 +768,7 @@ HttpServe(EbSink *s, int timeout_ms)
 	sigset_t	old;
 
 	if (h->ninflight == 0)
-		return h->msgs ? Pending(h) : 0;
+		return Forget(h, h->msgs ? Pending(h) : 0);
 	(void) curl_multi_poll(h->multi, NULL, 0, timeout_ms, NULL);
 	BlockSignals(&old);
 	(void) curl_multi_perform(h->multi, &running);
@@ -768,7 +786,7 @@ HttpServe(EbSink *s, int timeout_ms)
 				RemoveRequest(h, slot);
 	}
 	StartMore(h);
-	return Pending(h);
+	return Forget(h, Pending(h));
 }
 
 static bool
