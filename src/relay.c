@@ -360,12 +360,14 @@ ExtendLease(Relay *r, Batch *b)
 {
 	Oid			types[4] = {TEXTOID, INT8ARRAYOID, INTERVALOID, INT8OID};
 	Datum		values[4];
-	Datum	   *ids = palloc(sizeof(Datum) * b->n);
+	Datum	   *ids;
 
-	for (int i = 0; i < b->n; i++)
-		ids[i] = Int64GetDatum(b->msgs[i].event_id);
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	/* In the transaction's memory: outside, palloc is TopMemoryContext's, for good. */
+	ids = palloc(sizeof(Datum) * b->n);
+	for (int i = 0; i < b->n; i++)
+		ids[i] = Int64GetDatum(b->msgs[i].event_id);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -493,12 +495,15 @@ Backoff(Relay *r, Batch *b, int attempt)
 static int
 Record(Relay *r, Batch *b)
 {
-	Datum	   *ids = palloc(sizeof(Datum) * Max(b->n, 1));
+	Datum	   *ids;
 	int			nok = 0;
-	Datum		name = CStringGetTextDatum(r->name);
+	Datum		name;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	/* In the transaction's memory: outside, palloc is TopMemoryContext's, for good. */
+	ids = palloc(sizeof(Datum) * Max(b->n, 1));
+	name = CStringGetTextDatum(r->name);
 	pgstat_report_activity(STATE_RUNNING, "eventbus relay: record");
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
