@@ -500,6 +500,34 @@ is(scalar(grep { $bgn{$_} } keys %big), 1000, 'relay big delivers 1000 events pu
 wait_for(q{SELECT backlog + in_flight = 0 FROM eventbus.subscription_stats WHERE subscription = 'big'}, '... and records them');
 sleep 3;    # a few empty rounds
 is(sql(q{SELECT pid FROM eventbus.relays WHERE name = 'big'}), $bigpid, '... and its process lives on through the empty rounds after');
+
+# Memory: the relay sends outside transactions; what a request needs must
+# not stay in TopMemoryContext (it did: about 1.6 times each body).
+# TopMemoryContext's total (bytes) of a process, from pg_log_backend_memory_contexts.
+sub top_total
+{
+	my ($pid) = @_;
+	my $off = -s $node->logfile;
+	sql(qq{SELECT pg_log_backend_memory_contexts($pid)});
+	for (1 .. 100)
+	{
+		my $log = substr(slurp_file($node->logfile), $off);
+		return $1 if $log =~ /\[$pid\].*TopMemoryContext: (\d+) total/;
+		select(undef, undef, undef, 0.1);
+	}
+	return -1;
+}
+my @tops;
+for my $round (1 .. 2)
+{
+	sql(q{SELECT count(eventbus.publish('big.y', jsonb_build_object('i', i, 'pad', repeat('x', 4000)))) FROM generate_series(1, 1000) i});
+	$node->poll_query_until('postgres', q{SELECT backlog + in_flight = 0 FROM eventbus.subscription_stats WHERE subscription = 'big'});
+	push @tops, top_total($bigpid);
+}
+note("relay big: TopMemoryContext $tops[0] bytes after 1000 events of 4 kB, $tops[1] after 1000 more");
+cmp_ok($tops[1] - $tops[0], '<', 1_000_000, 'the relay process\'s TopMemoryContext does not grow with what it sends')
+  if $tops[0] > 0 && $tops[1] > 0;
+ok($tops[0] > 0 && $tops[1] > 0, '... measured by pg_log_backend_memory_contexts');
 $node->stop('fast');
 my $log = slurp_file($node->logfile);
 unlike($log, qr/terminated by signal/, 'no process of the server died of a signal');
