@@ -253,9 +253,13 @@ ReclaimLeases(int32 sub_id)
 	CommandCounterIncrement();
 }
 
-/* An event's headers (a JSON object of strings) appended to a message's. */
+/*
+ * An event's headers (a JSON object of strings) appended to a message's,
+ * but for those named like the sink's CloudEvents attributes (ce_ for
+ * Kafka, ce- for HTTP): the attributes are there already.
+ */
 static void
-AddEventHeaders(EbMsg *m, Jsonb *headers, int max)
+AddEventHeaders(EbMsg *m, Jsonb *headers, int max, const char *ce_prefix)
 {
 	JsonbIterator *it = JsonbIteratorInit(&headers->root);
 	JsonbValue	k;
@@ -271,7 +275,8 @@ AddEventHeaders(EbMsg *m, Jsonb *headers, int max)
 		name = pnstrdup(k.val.string.val, k.val.string.len);
 		(void) JsonbIteratorNext(&it, &v, true);
 		/* ce_* headers (a CloudEvent published as one) are the attributes already. */
-		if (strncmp(name, "ce_", 3) == 0 || m->nheaders >= max)
+		if (strncmp(name, "ce_", 3) == 0 || pg_strncasecmp(name, ce_prefix, strlen(ce_prefix)) == 0 ||
+			m->nheaders >= max)
 			continue;
 		m->hnames[m->nheaders] = name;
 		m->hvalues[m->nheaders] = v.type == jbvString ? pnstrdup(v.val.string.val, v.val.string.len) : "";
@@ -349,7 +354,7 @@ PollBatch(Relay *r, EbSink *sink, Batch *b, MemoryContext cxt)
 			m->nheaders++;
 		}
 		if (!hnull)
-			AddEventHeaders(m, DatumGetJsonbP(headers), max);
+			AddEventHeaders(m, DatumGetJsonbP(headers), max, r->ops->ce_prefix);
 	}
 	MemoryContextSwitchTo(old);
 }

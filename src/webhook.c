@@ -125,6 +125,27 @@ IsToken(const char *s)
 	return true;
 }
 
+/*
+ * Whether an event's header would change how the request is framed or
+ * routed (Content-Length: a truncated body, the rest read as the next
+ * request on the connection; Host) or clash with the headers the relay
+ * sets (content-type, webhook-*): such a header of an event is not sent.
+ */
+static bool
+IsReservedHeader(const char *name)
+{
+	static const char *const reserved[] = {
+		"content-type", "content-length", "transfer-encoding", "host", "connection",
+		"keep-alive", "te", "trailer", "upgrade", "expect", "proxy-connection",
+		"webhook-id", "webhook-timestamp", "webhook-signature",
+	};
+
+	for (int i = 0; i < lengthof(reserved); i++)
+		if (pg_strcasecmp(name, reserved[i]) == 0)
+			return true;
+	return false;
+}
+
 static bool
 HasNewline(const char *s)
 {
@@ -555,7 +576,7 @@ StartRequest(EbHttp *h, int slot, int first, int n)
 	for (int i = 0; i < m->nheaders; i++)
 	{
 		/* Binary mode: the ce- attributes; every mode: the event's own headers. */
-		if (strcmp(m->hnames[i], "content-type") == 0 ||
+		if (IsReservedHeader(m->hnames[i]) ||
 			(strncmp(m->hnames[i], "ce-", 3) == 0 && strcmp(h->conf.mode, "binary") != 0) ||
 			!IsToken(m->hnames[i]) || HasNewline(m->hvalues[i]))
 			continue;
