@@ -463,6 +463,41 @@ is($bbad, 0, '... in JSON arrays of at most 10 CloudEvents with data = the paylo
 note("batch: " . scalar(@bt) . " requests, largest $bsize");
 cmp_ok(scalar @bt, '<', 25, '... fewer requests than events');
 
+# A batch sent again after a failure for now must not reuse a webhook-id
+# for other events: receivers dedupe by webhook-id. It does: a batch
+# [11, 12] (event 13, of the key of event 1, waits for the failed first
+# batch) answered too late is sent again as [11, 12, 13] with the same
+# webhook-id batch-<id of 11>; a receiver that processed the first drops
+# the second, and event 13 with it.
+sql(q{
+SELECT eventbus.create_relay('batchdup', array['bd.#'], sink => 'http', server => 'hooks', topic => '/bd',
+                             options => '{"mode": "batch", "batch_size": 10, "timeout_ms": 500}',
+                             backoff_initial => '200 ms', backoff_max => '1 s');
+SELECT eventbus.pause('batchdup');
+});
+wait_for(q{SELECT state = 'paused' FROM eventbus.relays WHERE name = 'batchdup'}, 'relay batchdup is paused');
+my @bdids = split /\n/, sql(q{SELECT eventbus.publish('bd.x', jsonb_build_object('i', i),
+                                 key => CASE i WHEN 1 THEN 'a' WHEN 13 THEN 'a' WHEN 11 THEN 'b' END)
+                               FROM generate_series(1, 25) i});
+$srv->control({ rules => [ { path => '/hooks/bd', status => 500, count => 1 }, { path => '/hooks/bd', delay => 1, count => 1 } ] });
+my $seqbd = $srv->control({})->{seq};
+sql(q{SELECT eventbus.resume('batchdup')});
+wait_for(q{SELECT backlog + in_flight = 0 FROM eventbus.subscription_stats WHERE subscription = 'batchdup'},
+	'relay batchdup delivers its 25 events through a 500 and a batch answered too late');
+my %bdset;
+for my $r (grep { $_->{path} eq '/hooks/bd' } $srv->requests(since => $seqbd))
+{
+	$bdset{ $r->{headers}{'webhook-id'} }{ join(',', map { eid($_->{id}) } @{ $r->{events} }) }++;
+}
+my @reused = grep { keys %{ $bdset{$_} } > 1 } sort keys %bdset;
+note('webhook-id reused for other events: ' . join('; ', map { "$_: [" . join('] [', sort keys %{ $bdset{$_} }) . ']' } @reused))
+  if @reused;
+TODO:
+{
+	local $TODO = 'bug: a batch sent again may take more events under the same webhook-id (reported, not fixed)';
+	is(scalar @reused, 0, 'a webhook-id always names the same events');
+}
+
 # ---- 5. a slow endpoint holds up neither publishing nor another relay ----
 sql(q{
 SELECT eventbus.create_relay('slow', array['slow.#'], sink => 'http', server => 'hooks', topic => '/slow',
