@@ -262,9 +262,13 @@ ReclaimLeases(int32 sub_id)
 	CommandCounterIncrement();
 }
 
-/* An event's headers (a JSON object of strings) appended to a message's. */
+/*
+ * An event's headers (a JSON object of strings) appended to a message's,
+ * but for those named like the sink's CloudEvents attributes (ce_ for
+ * Kafka, ce- for HTTP): the attributes are there already.
+ */
 static void
-AddEventHeaders(EbMsg *m, Jsonb *headers, int max)
+AddEventHeaders(EbMsg *m, Jsonb *headers, int max, const char *ce_prefix)
 {
 	int			room = JsonContainerSize(&headers->root);
 	EbSinkProp *h = palloc(sizeof(EbSinkProp) * Max(room, 1));
@@ -273,7 +277,7 @@ AddEventHeaders(EbMsg *m, Jsonb *headers, int max)
 	for (int i = 0; i < n && m->nheaders < max; i++)
 	{
 		/* ce_* headers (a CloudEvent published as one) are the attributes already. */
-		if (strncmp(h[i].name, "ce_", 3) == 0)
+		if (strncmp(h[i].name, "ce_", 3) == 0 || pg_strncasecmp(h[i].name, ce_prefix, strlen(ce_prefix)) == 0)
 			continue;
 		m->hnames[m->nheaders] = h[i].name;
 		m->hvalues[m->nheaders] = h[i].value;
@@ -351,7 +355,7 @@ PollBatch(Relay *r, EbSink *sink, Batch *b, MemoryContext cxt)
 			m->nheaders++;
 		}
 		if (!hnull)
-			AddEventHeaders(m, DatumGetJsonbP(headers), max);
+			AddEventHeaders(m, DatumGetJsonbP(headers), max, r->ops->ce_prefix);
 	}
 	MemoryContextSwitchTo(old);
 }
@@ -497,12 +501,15 @@ Backoff(Relay *r, Batch *b, int attempt)
 static int
 Record(Relay *r, Batch *b)
 {
-	Datum	   *ids = palloc(sizeof(Datum) * Max(b->n, 1));
+	Datum	   *ids;
 	int			nok = 0;
-	Datum		name = CStringGetTextDatum(r->name);
+	Datum		name;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	/* In the transaction's memory: outside, palloc is TopMemoryContext's, for good. */
+	ids = palloc(sizeof(Datum) * Max(b->n, 1));
+	name = CStringGetTextDatum(r->name);
 	pgstat_report_activity(STATE_RUNNING, "eventbus relay: record");
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

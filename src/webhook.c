@@ -47,6 +47,7 @@
 #include "catalog/pg_user_mapping.h"
 #include "commands/defrem.h"
 #include "common/base64.h"
+#include "common/hashfn.h"
 #include "common/hmac.h"
 #include "common/sha2.h"
 #include "fmgr.h"
@@ -77,10 +78,9 @@ typedef struct HttpConf
 	char	   *client_key;
 } HttpConf;
 
-/* One request in flight, in a memory context of its own. */
+/* One request in flight. */
 typedef struct HttpReq
 {
-	MemoryContext cxt;
 	CURL	   *easy;
 	struct curl_slist *hdrs;
 	char	   *body;
@@ -100,6 +100,7 @@ typedef struct EbHttp
 	HttpReq   **inflight;		/* concurrency slots */
 	int			ninflight;
 	char		error[EB_MSG_ERROR_LEN];
+	MemoryContext scratch;		/* what building a request needs, reset at each */
 } EbHttp;
 
 static bool CurlReady = false;
@@ -123,6 +124,27 @@ IsToken(const char *s)
 		if (!(isalnum((unsigned char) *s) || strchr("!#$%&'*+-.^_`|~", *s) != NULL))
 			return false;
 	return true;
+}
+
+/*
+ * Whether an event's header would change how the request is framed or
+ * routed (Content-Length: a truncated body, the rest read as the next
+ * request on the connection; Host) or clash with the headers the relay
+ * sets (content-type, webhook-*): such a header of an event is not sent.
+ */
+static bool
+IsReservedHeader(const char *name)
+{
+	static const char *const reserved[] = {
+		"content-type", "content-length", "transfer-encoding", "host", "connection",
+		"keep-alive", "te", "trailer", "upgrade", "expect", "proxy-connection",
+		"webhook-id", "webhook-timestamp", "webhook-signature",
+	};
+
+	for (int i = 0; i < lengthof(reserved); i++)
+		if (pg_strcasecmp(name, reserved[i]) == 0)
+			return true;
+	return false;
 }
 
 static bool
@@ -368,6 +390,7 @@ HttpOpen(const char *relay, EbSinkProp *props, int nprops)
 		elog(ERROR, "eventbus: could not create a libcurl multi handle");
 	curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) h->conf.concurrency);
 	h->inflight = palloc0(sizeof(HttpReq *) * h->conf.concurrency);
+	h->scratch = AllocSetContextCreate(TopMemoryContext, "eventbus http request", ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(old);
 	return (EbSink *) h;
 }
@@ -503,21 +526,28 @@ Signature(EbHttp *h, const char *id, long ts, const char *body)
 	return out.data;
 }
 
-/* Starts the request of msgs[first .. first + n - 1] (n > 1: a batch) in a free slot. */
+/*
+ * Starts the request of msgs[first .. first + n - 1] (n > 1: a batch) in a
+ * free slot. The request and its body live until RemoveRequest; the rest
+ * (header lines, which libcurl copies, the signed text) in h->scratch: the
+ * relay sends outside transactions, where palloc would leak into
+ * TopMemoryContext (about 1.6 times each body, for good).
+ */
 static void
 StartRequest(EbHttp *h, int slot, int first, int n)
 {
-	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "eventbus http request", ALLOCSET_SMALL_SIZES);
-	MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
-	HttpReq    *r = palloc0(sizeof(HttpReq));
+	HttpReq    *r = MemoryContextAllocZero(TopMemoryContext, sizeof(HttpReq));
+	MemoryContext oldcxt;
 	EbMsg	   *m = &h->msgs[first];
 	const char *ctype;
+	const char *msg_id;
 	long		ts = (long) time(NULL);
 	ListCell   *lc;
 	CURLMcode	rc;
 	sigset_t	old;
 
-	r->cxt = cxt;
+	MemoryContextReset(h->scratch);
+	oldcxt = MemoryContextSwitchTo(h->scratch);
 	r->first = first;
 	r->n = n;
 	if (strcmp(h->conf.mode, "batch") == 0)
@@ -529,37 +559,56 @@ StartRequest(EbHttp *h, int slot, int first, int n)
 		for (int i = 0; i < n; i++)
 			appendStringInfo(&b, "%s%s", i > 0 ? "," : "", m[i].ce_json);
 		appendStringInfoChar(&b, ']');
-		r->body = b.data;
+		r->body = MemoryContextStrdup(TopMemoryContext, b.data);
 		ctype = "application/cloudevents-batch+json";
 	}
 	else if (strcmp(h->conf.mode, "structured") == 0)
 	{
-		r->body = pstrdup(m->ce_json);
+		r->body = MemoryContextStrdup(TopMemoryContext, m->ce_json);
 		ctype = "application/cloudevents+json";
 	}
 	else
 	{
-		r->body = pnstrdup(m->payload, m->payload_len);
+		r->body = MemoryContextAlloc(TopMemoryContext, m->payload_len + 1);
+		memcpy(r->body, m->payload, m->payload_len);
+		r->body[m->payload_len] = '\0';
 		ctype = "application/json";
 	}
 	r->hdrs = curl_slist_append(r->hdrs, psprintf("content-type: %s", ctype));
 	for (int i = 0; i < m->nheaders; i++)
 	{
 		/* Binary mode: the ce- attributes; every mode: the event's own headers. */
-		if (strcmp(m->hnames[i], "content-type") == 0 ||
+		if (IsReservedHeader(m->hnames[i]) ||
 			(strncmp(m->hnames[i], "ce-", 3) == 0 && strcmp(h->conf.mode, "binary") != 0) ||
 			!IsToken(m->hnames[i]) || HasNewline(m->hvalues[i]))
 			continue;
 		r->hdrs = curl_slist_append(r->hdrs, psprintf("%s: %s", m->hnames[i], m->hvalues[i]));
 	}
+	/*
+	 * The message id a receiver dedupes by: the event's id; for a batch, its
+	 * first event's, its size and a hash of its events, so that a batch sent
+	 * again with other events (some acked meanwhile, others added) is
+	 * another message.
+	 */
+	if (n > 1)
+	{
+		uint64		hash = 0;
+
+		for (int i = 0; i < n; i++)
+			hash = hash_combine64(hash, hash_bytes_uint32_extended((uint32) m[i].event_id,
+																   (uint64) (m[i].event_id >> 32)));
+		msg_id = psprintf("batch-%s-%d-%016llx", m->ce_id, n, (unsigned long long) hash);
+	}
+	else
+		msg_id = m->ce_id;
 	foreach(lc, h->conf.headers)
 		r->hdrs = curl_slist_append(r->hdrs, lfirst(lc));
-	r->hdrs = curl_slist_append(r->hdrs, psprintf("webhook-id: %s%s", n > 1 ? "batch-" : "", m->ce_id));
+	r->hdrs = curl_slist_append(r->hdrs, psprintf("webhook-id: %s", msg_id));
 	r->hdrs = curl_slist_append(r->hdrs, psprintf("webhook-timestamp: %ld", ts));
 	if (h->conf.nsecrets > 0)
-		r->hdrs = curl_slist_append(r->hdrs, psprintf("webhook-signature: %s",
-													  Signature(h, psprintf("%s%s", n > 1 ? "batch-" : "", m->ce_id), ts, r->body)));
+		r->hdrs = curl_slist_append(r->hdrs, psprintf("webhook-signature: %s", Signature(h, msg_id, ts, r->body)));
 	r->hdrs = curl_slist_append(r->hdrs, "Expect:");	/* no 100-continue round trip */
+	MemoryContextSwitchTo(oldcxt);
 
 	r->easy = curl_easy_init();
 	if (r->easy == NULL)
@@ -596,7 +645,6 @@ StartRequest(EbHttp *h, int slot, int first, int n)
 		h->msgs[first + i].started = true;
 	h->inflight[slot] = r;
 	h->ninflight++;
-	MemoryContextSwitchTo(oldcxt);
 }
 
 /* Whether a message of this key is in flight. */
@@ -714,8 +762,9 @@ RemoveRequest(EbHttp *h, int slot)
 	curl_multi_remove_handle(h->multi, r->easy);
 	curl_easy_cleanup(r->easy);
 	curl_slist_free_all(r->hdrs);
+	pfree(r->body);
+	pfree(r);
 	h->inflight[slot] = NULL;
-	MemoryContextDelete(r->cxt);
 	h->ninflight--;
 }
 
@@ -744,6 +793,24 @@ Pending(EbHttp *h)
 	return n;
 }
 
+/*
+ * Drops the sink's pointer to the messages once each has an outcome and
+ * nothing is in flight: they live in the relay's round context, reset
+ * before the next round, whose serve() of an empty poll must not read
+ * them (it did: a segfault once the freed array had been unmapped).
+ * Returns pending.
+ */
+static int
+Forget(EbHttp *h, int pending)
+{
+	if (pending == 0 && h->ninflight == 0)
+	{
+		h->msgs = NULL;
+		h->n = 0;
+	}
+	return pending;
+}
+
 static int
 HttpServe(EbSink *s, int timeout_ms)
 {
@@ -755,7 +822,8 @@ HttpServe(EbSink *s, int timeout_ms)
 
 	if (h->msgs == NULL)
 		return 0;
-	StartMore(h);
+	if (h->ninflight == 0)
+		StartMore(h);
 	if (h->ninflight == 0)
 	{
 		/* Nothing can start (cannot happen): what waits goes again later, not in a busy loop. */
@@ -765,7 +833,7 @@ HttpServe(EbSink *s, int timeout_ms)
 				h->msgs[i].status = EB_MSG_RETRY;
 				strlcpy(h->msgs[i].error, "HTTP: not sent", EB_MSG_ERROR_LEN);
 			}
-		return 0;
+		return Forget(h, 0);
 	}
 	(void) curl_multi_poll(h->multi, NULL, 0, timeout_ms, NULL);
 	BlockSignals(&old);
@@ -784,7 +852,7 @@ HttpServe(EbSink *s, int timeout_ms)
 				RemoveRequest(h, slot);
 	}
 	StartMore(h);
-	return Pending(h);
+	return Forget(h, Pending(h));
 }
 
 static bool
@@ -808,6 +876,7 @@ HttpClose(EbSink *s, int flush_ms)
 			RemoveRequest(h, slot);
 	curl_multi_cleanup(h->multi);
 	pfree(h->inflight);
+	MemoryContextDelete(h->scratch);
 	pfree(h);
 }
 
