@@ -445,6 +445,16 @@ while (1)
 	last if !grep { !$bn{$_} } keys %fmt or time > $bdl;
 	select(undef, undef, undef, 0.5);
 }
+# A batch's webhook-id: its event's id when alone, else
+# batch-<first id>-<size>-<hash of its events>.
+sub webhook_id_ok
+{
+	my ($wid, $arr) = @_;
+	my $first = $arr->[0]{id} // '';
+	return ($wid // '') eq $first if @$arr == 1;
+	my $n = scalar @$arr;
+	return ($wid // '') =~ /^batch-\Q$first\E-$n-[0-9a-f]{16}$/;
+}
 my ($bbad, $bsize) = (0, 0);
 for my $r (@bt)
 {
@@ -453,8 +463,7 @@ for my $r (@bt)
 	$bbad++, next unless ref $arr eq 'ARRAY' && @$arr;
 	$bsize = @$arr if @$arr > $bsize;
 	$bbad++ unless $r->{verified} && ($h->{'content-type'} // '') eq 'application/cloudevents-batch+json'
-	  && (@$arr == 1 ? ($h->{'webhook-id'} // '') eq ($arr->[0]{id} // '')
-		  : ($h->{'webhook-id'} // '') =~ /^batch-\Q@{[ $arr->[0]{id} // '' ]}\E-@{[ scalar @$arr ]}-[0-9a-f]{16}$/)
+	  && webhook_id_ok($h->{'webhook-id'}, $arr)
 	  && @$arr <= 10
 	  && !grep {
 		  my $id = eid($_->{id});
