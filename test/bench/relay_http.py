@@ -56,6 +56,10 @@ class Receiver(http.server.BaseHTTPRequestHandler):
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128    # the default 5 refuses the relay's connections under load
+
+
+ERRORS = []
 
 
 def wait_for(ids, timeout):
@@ -119,6 +123,8 @@ def throughput(args, port, concurrency):
     if not wait_for(ids, 600):
         sys.exit(f"only {len(ids & ARRIVED.keys())} of {len(ids)} events arrived")
     end = max(ARRIVED[i] for i in ids)
+    cur.execute("SELECT last_error FROM eventbus.relays WHERE name = 'bench_http'")
+    ERRORS.append(cur.fetchone()[0])
     cur.execute("SELECT eventbus.drop_relay('bench_http')")
     conn.close()
     return len(ids) / (end - start)
@@ -158,6 +164,8 @@ def latency(args, port):
         th.join()
     wait_for(set(committed), 60)
     lat = sorted((ARRIVED[i] - committed[i]) * 1000 for i in committed if i in ARRIVED)
+    cur.execute("SELECT last_error FROM eventbus.relays WHERE name = 'bench_http'")
+    ERRORS.append(cur.fetchone()[0])
     cur.execute("SELECT eventbus.drop_relay('bench_http')")
     conn.close()
     if not lat:
@@ -190,6 +198,7 @@ def main():
     print(f"http_latency_p95_ms {p95:.2f}")
     print(f"http_latency_p99_ms {p99:.2f}")
     print(f"http_latency_missing {lost}")
+    print(f"http_relay_errors {'; '.join(e for e in ERRORS if e) or 'none'}")
     server.shutdown()
 
 
