@@ -12,8 +12,8 @@
 # shutdown; an event's headers cannot reframe or reroute the request; a
 # relay process survives the empty round after a batch of 1000 and its
 # memory does not grow with what it sends. Duplicates are counted and
-# reported with note, not failed. A TODO test shows a known bug: a batch
-# sent again may take more events under the same webhook-id.
+# reported with note, not failed. A batch sent again with other events
+# gets another webhook-id (its size and a hash of its events).
 # Time bounds are liveness bounds, not speed claims.
 use strict;
 use warnings;
