@@ -201,7 +201,7 @@ OptionText(JsonbValue *v, const char *name)
  * skip_own), appended to props; returns the new count.
  */
 int
-EbKafkaRelayProps(Jsonb *options, EbSinkProp *props, int n, int max, bool skip_own)
+EbSinkJsonProps(Jsonb *options, EbSinkProp *props, int n, int max, bool skip_own)
 {
 	JsonbIterator *it = JsonbIteratorInit(&options->root);
 	JsonbValue	k;
@@ -237,7 +237,7 @@ eventbus_kafka_check_options(PG_FUNCTION_ARGS)
 {
 	Jsonb	   *options = PG_GETARG_JSONB_P(0);
 	EbSinkProp	props[EB_MAX_SINK_PROPS];
-	int			n = EbKafkaRelayProps(options, props, 0, EB_MAX_SINK_PROPS, false);
+	int			n = EbSinkJsonProps(options, props, 0, EB_MAX_SINK_PROPS, false);
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 
 	PG_TRY();

@@ -220,7 +220,7 @@ LoadRelay(int32 sub_id, Relay *r, MemoryContext cxt)
 		Jsonb	   *options = DatumGetJsonbP(d);
 		JsonbValue *src;
 
-		r->nprops = EbKafkaRelayProps(options, r->props, r->nprops, EB_MAX_SINK_PROPS, true);
+		r->nprops = EbSinkJsonProps(options, r->props, r->nprops, EB_MAX_SINK_PROPS, true);
 		src = getKeyJsonValueFromContainer(&options->root, "source", 6, NULL);
 		if (src != NULL && src->type == jbvString)
 			r->source = pnstrdup(src->val.string.val, src->val.string.len);
@@ -272,7 +272,7 @@ AddEventHeaders(EbMsg *m, Jsonb *headers, int max, const char *ce_prefix)
 {
 	int			room = JsonContainerSize(&headers->root);
 	EbSinkProp *h = palloc(sizeof(EbSinkProp) * Max(room, 1));
-	int			n = EbKafkaRelayProps(headers, h, 0, room, false);
+	int			n = EbSinkJsonProps(headers, h, 0, room, false);
 
 	for (int i = 0; i < n && m->nheaders < max; i++)
 	{

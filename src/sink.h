@@ -84,12 +84,14 @@ typedef struct EbSinkOps
 	void		(*close) (EbSink *s, int flush_ms);
 } EbSinkOps;
 
+/* A JSON object's pairs as properties (relay options, event headers); in kafka.c. */
+extern int	EbSinkJsonProps(Jsonb *options, EbSinkProp *props, int n, int max, bool skip_own);
+
 /* kafka.c */
 extern const EbSinkOps EbKafkaSink;
 extern bool EbKafkaIsRelayOption(const char *name);
 extern bool EbKafkaValidTopic(const char *topic, char *why, int len);
 extern char *EbKafkaTopicFor(const char *template, const char *topic, char *why, int len);
-extern int	EbKafkaRelayProps(Jsonb *options, EbSinkProp *props, int n, int max, bool skip_own);
 
 /* webhook.c */
 extern const EbSinkOps EbHttpSink;

@@ -332,7 +332,7 @@ Datum
 eventbus_http_check_options(PG_FUNCTION_ARGS)
 {
 	EbSinkProp	props[EB_MAX_SINK_PROPS];
-	int			n = EbKafkaRelayProps(PG_GETARG_JSONB_P(0), props, 0, EB_MAX_SINK_PROPS, false);
+	int			n = EbSinkJsonProps(PG_GETARG_JSONB_P(0), props, 0, EB_MAX_SINK_PROPS, false);
 
 	for (int i = 0; i < n; i++)
 		SetHttpOption(NULL, props[i].name, props[i].value, "relay options");

@@ -234,6 +234,22 @@ unlike($err . $out, qr/\Q$secret\E/, 'pg_user_mapping is not readable to it');
 unlike($err, qr/\Q$secret\E/, 'an invalid value in a user mapping is not echoed by the error');
 like($err, qr/Invalid value "\*\*\*"/, '... it is shown as ***');
 
+# ---- a relay whose server is dropped: it fails, says why, and others go on ----
+sql(qq{
+SET log_statement = 'none';
+CREATE SERVER doomed FOREIGN DATA WRAPPER eventbus_kafka OPTIONS ("bootstrap.servers" '$bootstrap');
+CREATE USER MAPPING FOR CURRENT_USER SERVER doomed;
+SELECT eventbus.create_relay('doomed_out', array['doomed.#'], server => 'doomed');
+});
+wait_for(q{SELECT state = 'running' FROM eventbus.relays WHERE name = 'doomed_out'}, 'a relay on a second server runs');
+sql(q{DROP SERVER doomed CASCADE; SELECT eventbus.publish('doomed.x', '{}')});
+wait_for(q{SELECT state = 'failed' AND last_error = 'server "doomed" of relay "doomed_out" does not exist'
+             FROM eventbus.relays WHERE name = 'doomed_out'},
+	'a relay whose server was dropped fails, and eventbus.relays says why');
+my $other = sql(q{SELECT eventbus.publish('orders.after_doom', '{}')});
+is(scalar(kcat_wait_count($bootstrap, 'orders.after_doom', 1, 60)), 1, 'the other relay goes on');
+sql(q{SELECT eventbus.drop_relay('doomed_out')});
+
 # ---- a fast shutdown with the broker down ----
 my @all = split /,/, $bootstrap;
 $mock->cmd("down $_") for 1 .. scalar @all;
