@@ -234,7 +234,7 @@ COMMENT ON FUNCTION eventbus.drop_relay(text) IS
 
 CREATE FUNCTION eventbus._relay_status()
 RETURNS TABLE (sub_id integer, pid integer, state text, produced bigint, last_produced_at timestamptz,
-               last_error text, last_error_at timestamptz)
+               last_error text, last_error_at timestamptz, resent bigint)
 AS 'MODULE_PATHNAME', 'eventbus_relay_status'
 LANGUAGE C STABLE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION eventbus._relay_status() IS
@@ -247,7 +247,8 @@ CREATE VIEW eventbus.relays WITH (security_barrier) AS
 SELECT s.name, s.sink, s.sink_server AS server, s.sink_topic AS topic, s.sink_options AS options,
        s.patterns, s.paused,
        CASE WHEN s.paused THEN 'paused' ELSE coalesce(r.state, 'stopped') END AS state,
-       r.pid, coalesce(r.produced, 0) AS produced, r.last_produced_at, r.last_error, r.last_error_at,
+       r.pid, coalesce(r.produced, 0) AS produced, r.last_produced_at,
+       coalesce(r.resent, 0) AS resent, r.last_error, r.last_error_at,
        s.owner
   FROM eventbus.subscription s
   LEFT JOIN eventbus._relay_status() r ON r.sub_id = s.id

@@ -386,6 +386,7 @@ BEGIN
             ('sub', 'eventbus_subscription_paused', 'gauge', '1 when the subscription is paused.', 'paused'),
             ('relay', 'eventbus_relay_up', 'gauge', '1 when the relay process is running and not waiting for the sink or retrying.', 'up'),
             ('relay', 'eventbus_relay_produced_events_total', 'counter', 'Events the relay sent and the sink acknowledged, since the server started.', 'produced'),
+            ('relay', 'eventbus_relay_resent_events_total', 'counter', 'Events the relay sent again after a failure for now (each may reach the sink twice), since the server started.', 'resent'),
             ('relay', 'eventbus_relay_last_error_timestamp_seconds', 'gauge', 'When the relay last met an error of its sink (0: none since the server started).', 'last_error_at'),
             ('worker', 'eventbus_worker_up', 'gauge', '1 when the database''s background worker is running.', 'up'),
             ('worker', 'eventbus_worker_ticks_total', 'counter', 'Ticks made by the worker.', 'ticks'),
@@ -419,7 +420,7 @@ BEGIN
             -- The backlog and lag of a relay are its subscription's, above.
             SELECT array_agg(jsonb_build_object(
                        'l', 'relay="' || eventbus._prom_label(r.name) || '",sink="' || r.sink || '"',
-                       'up', (r.state = 'running')::integer, 'produced', r.produced,
+                       'up', (r.state = 'running')::integer, 'produced', r.produced, 'resent', r.resent,
                        'last_error_at', coalesce(extract(epoch FROM r.last_error_at), 0))
                      ORDER BY r.name)
               INTO v_rows FROM eventbus.relays r;

@@ -439,7 +439,8 @@ AwaitReports(EbSink *k, Relay *r, Batch *b)
 /*
  * After a failure for now: marks for sending again every later message of
  * the batch with a key that failed, so its last copy comes in commit
- * order. Returns how many are to be sent again.
+ * order. Returns how many are to be sent again (those that failed and
+ * those that follow them).
  */
 static int
 MarkRetries(Batch *b)
@@ -458,9 +459,15 @@ MarkRetries(Batch *b)
 				strcmp(b->msgs[j].key, m->key) == 0)
 				b->msgs[j].status = EB_MSG_RETRY;
 	}
+	if (n == 0)
+		return 0;
+	n = 0;
 	for (int i = 0; i < b->n; i++)
 		if (b->msgs[i].status == EB_MSG_RETRY)
+		{
 			b->msgs[i].status = EB_MSG_PENDING;
+			n++;
+		}
 	return n;
 }
 
@@ -616,7 +623,7 @@ Round(int32 sub_id, EbSink **k, const EbSinkOps **kops, uint64 *fingerprint, Mem
 	if (!OidIsValid(get_extension_oid("eventbus", true)))
 	{
 		CommitTransactionCommand();
-	MemoryContextSwitchTo(RoundCxt);
+		MemoryContextSwitchTo(RoundCxt);
 		return false;
 	}
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -627,7 +634,7 @@ Round(int32 sub_id, EbSink **k, const EbSinkOps **kops, uint64 *fingerprint, Mem
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
-	MemoryContextSwitchTo(RoundCxt);
+		MemoryContextSwitchTo(RoundCxt);
 		return false;
 	}
 	if (RelayName[0] == '\0')
@@ -660,6 +667,7 @@ Round(int32 sub_id, EbSink **k, const EbSinkOps **kops, uint64 *fingerprint, Mem
 	for (;;)
 	{
 		char		error[EB_MSG_ERROR_LEN];
+		int			again;
 
 		pgstat_report_activity(STATE_RUNNING, "eventbus relay: produce");
 		r->ops->send(*k, b.msgs, b.n);
@@ -672,7 +680,7 @@ Round(int32 sub_id, EbSink **k, const EbSinkOps **kops, uint64 *fingerprint, Mem
 			r->ops->close(*k, 0);
 			*k = r->ops->open(r->name, r->props, r->nprops);
 		}
-		if (StopRequested || MarkRetries(&b) == 0)
+		if (StopRequested || (again = MarkRetries(&b)) == 0)
 			break;
 		attempt++;
 		error[0] = '\0';
@@ -680,6 +688,11 @@ Round(int32 sub_id, EbSink **k, const EbSinkOps **kops, uint64 *fingerprint, Mem
 			if (b.msgs[i].status == EB_MSG_PENDING && b.msgs[i].error[0] != '\0')
 				strlcpy(error, b.msgs[i].error, sizeof(error));
 		EbRelayStatusSet("retrying", error);
+		/* Each may reach the sink twice: counted in eventbus.relays.resent. */
+		EbRelayStatusResent(again);
+		ereport(LOG,
+				(errmsg("eventbus relay \"%s\" sends %d messages again (attempt %d)", r->name, again, attempt + 1),
+				 error[0] != '\0' ? errdetail_internal("%s", error) : 0));
 		Backoff(r, &b, attempt);
 		if (StopRequested)
 			break;

@@ -17,5 +17,6 @@ extern void EbRelayStatusInit(void);
 extern void EbRelayStatusClaim(int32 sub_id);
 extern void EbRelayStatusSet(const char *state, const char *error);
 extern void EbRelayStatusCount(int n);
+extern void EbRelayStatusResent(int n);
 
 #endif							/* EB_RELAY_H */

@@ -37,6 +37,7 @@ typedef struct RelayStatus
 	char		state[16];
 	int64		produced;
 	TimestampTz produced_at;
+	int64		resent;			/* messages sent again after a failure for now */
 	char		error[EB_MSG_ERROR_LEN];
 	TimestampTz error_at;
 } RelayStatus;
@@ -118,6 +119,7 @@ EbRelayStatusClaim(int32 sub_id)
 	{
 		Status[slot].produced = 0;
 		Status[slot].produced_at = 0;
+		Status[slot].resent = 0;
 		Status[slot].error[0] = '\0';
 		Status[slot].error_at = 0;
 	}
@@ -164,6 +166,20 @@ EbRelayStatusCount(int n)
 	SpinLockRelease(&s->mutex);
 }
 
+/* Counts messages the process sends again (each may come twice to the sink). */
+void
+EbRelayStatusResent(int n)
+{
+	RelayStatus *s;
+
+	if (MyStatus < 0 || n == 0)
+		return;
+	s = &Status[MyStatus];
+	SpinLockAcquire(&s->mutex);
+	s->resent += n;
+	SpinLockRelease(&s->mutex);
+}
+
 PG_FUNCTION_INFO_V1(eventbus_relay_status);
 
 /* SQL eventbus._relay_status(): the entries of this database's relays. */
@@ -176,8 +192,8 @@ eventbus_relay_status(PG_FUNCTION_ARGS)
 	for (int i = 0; Status != NULL && i < NStatus; i++)
 	{
 		RelayStatus s;
-		Datum		values[7];
-		bool		nulls[7] = {0};
+		Datum		values[8];
+		bool		nulls[8] = {0};
 
 		SpinLockAcquire(&Status[i].mutex);
 		s = Status[i];
@@ -195,6 +211,7 @@ eventbus_relay_status(PG_FUNCTION_ARGS)
 		nulls[5] = s.error[0] == '\0';
 		values[6] = TimestampTzGetDatum(s.error_at);
 		nulls[6] = s.error_at == 0;
+		values[7] = Int64GetDatum(s.resent);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

@@ -1780,6 +1780,7 @@ BEGIN
             ('sub', 'eventbus_subscription_paused', 'gauge', '1 when the subscription is paused.', 'paused'),
             ('relay', 'eventbus_relay_up', 'gauge', '1 when the relay process is running and not waiting for the sink or retrying.', 'up'),
             ('relay', 'eventbus_relay_produced_events_total', 'counter', 'Events the relay sent and the sink acknowledged, since the server started.', 'produced'),
+            ('relay', 'eventbus_relay_resent_events_total', 'counter', 'Events the relay sent again after a failure for now (each may reach the sink twice), since the server started.', 'resent'),
             ('relay', 'eventbus_relay_last_error_timestamp_seconds', 'gauge', 'When the relay last met an error of its sink (0: none since the server started).', 'last_error_at'),
             ('worker', 'eventbus_worker_up', 'gauge', '1 when the database''s background worker is running.', 'up'),
             ('worker', 'eventbus_worker_ticks_total', 'counter', 'Ticks made by the worker.', 'ticks'),
@@ -1813,7 +1814,7 @@ BEGIN
             -- The backlog and lag of a relay are its subscription's, above.
             SELECT array_agg(jsonb_build_object(
                        'l', 'relay="' || eventbus._prom_label(r.name) || '",sink="' || r.sink || '"',
-                       'up', (r.state = 'running')::integer, 'produced', r.produced,
+                       'up', (r.state = 'running')::integer, 'produced', r.produced, 'resent', r.resent,
                        'last_error_at', coalesce(extract(epoch FROM r.last_error_at), 0))
                      ORDER BY r.name)
               INTO v_rows FROM eventbus.relays r;
@@ -2283,7 +2284,7 @@ COMMENT ON FUNCTION eventbus.drop_relay(text) IS
 
 CREATE FUNCTION eventbus._relay_status()
 RETURNS TABLE (sub_id integer, pid integer, state text, produced bigint, last_produced_at timestamptz,
-               last_error text, last_error_at timestamptz)
+               last_error text, last_error_at timestamptz, resent bigint)
 AS 'MODULE_PATHNAME', 'eventbus_relay_status'
 LANGUAGE C STABLE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION eventbus._relay_status() IS
@@ -2296,7 +2297,8 @@ CREATE VIEW eventbus.relays WITH (security_barrier) AS
 SELECT s.name, s.sink, s.sink_server AS server, s.sink_topic AS topic, s.sink_options AS options,
        s.patterns, s.paused,
        CASE WHEN s.paused THEN 'paused' ELSE coalesce(r.state, 'stopped') END AS state,
-       r.pid, coalesce(r.produced, 0) AS produced, r.last_produced_at, r.last_error, r.last_error_at,
+       r.pid, coalesce(r.produced, 0) AS produced, r.last_produced_at,
+       coalesce(r.resent, 0) AS resent, r.last_error, r.last_error_at,
        s.owner
   FROM eventbus.subscription s
   LEFT JOIN eventbus._relay_status() r ON r.sub_id = s.id
