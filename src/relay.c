@@ -689,7 +689,7 @@ Round(int32 sub_id, EbSink **k, const EbSinkOps **kops, uint64 *fingerprint, Mem
 				strlcpy(error, b.msgs[i].error, sizeof(error));
 		EbRelayStatusSet("retrying", error);
 		/* Each may reach the sink twice: counted in eventbus.relays.resent. */
-		EbRelayStatusResent(again);
+		EbRelayStatusCount(0, again);
 		ereport(LOG,
 				(errmsg("eventbus relay \"%s\" sends %d messages again (attempt %d)", r->name, again, attempt + 1),
 				 error[0] != '\0' ? errdetail_internal("%s", error) : 0));
@@ -705,7 +705,7 @@ Round(int32 sub_id, EbSink **k, const EbSinkOps **kops, uint64 *fingerprint, Mem
 		r->ops->close(*k, 0);
 		*k = NULL;
 	}
-	EbRelayStatusCount(Record(r, &b));
+	EbRelayStatusCount(Record(r, &b), 0);
 	for (int i = 0; i < b.n; i++)
 		if (b.msgs[i].status == EB_MSG_DEAD && b.msgs[i].dest != NULL)
 		{

@@ -16,7 +16,6 @@ extern void EbRelayInit(void);
 extern void EbRelayStatusInit(void);
 extern void EbRelayStatusClaim(int32 sub_id);
 extern void EbRelayStatusSet(const char *state, const char *error);
-extern void EbRelayStatusCount(int n);
-extern void EbRelayStatusResent(int n);
+extern void EbRelayStatusCount(int produced, int resent);
 
 #endif							/* EB_RELAY_H */

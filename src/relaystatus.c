@@ -152,31 +152,23 @@ EbRelayStatusSet(const char *state, const char *error)
 	SpinLockRelease(&s->mutex);
 }
 
+/*
+ * Counts messages the sink acknowledged (produced) and messages sent again
+ * after a failure for now (resent: each may reach the sink twice).
+ */
 void
-EbRelayStatusCount(int n)
+EbRelayStatusCount(int produced, int resent)
 {
 	RelayStatus *s;
 
-	if (MyStatus < 0 || n == 0)
+	if (MyStatus < 0 || (produced == 0 && resent == 0))
 		return;
 	s = &Status[MyStatus];
 	SpinLockAcquire(&s->mutex);
-	s->produced += n;
-	s->produced_at = GetCurrentTimestamp();
-	SpinLockRelease(&s->mutex);
-}
-
-/* Counts messages the process sends again (each may come twice to the sink). */
-void
-EbRelayStatusResent(int n)
-{
-	RelayStatus *s;
-
-	if (MyStatus < 0 || n == 0)
-		return;
-	s = &Status[MyStatus];
-	SpinLockAcquire(&s->mutex);
-	s->resent += n;
+	s->produced += produced;
+	if (produced > 0)
+		s->produced_at = GetCurrentTimestamp();
+	s->resent += resent;
 	SpinLockRelease(&s->mutex);
 }
 
