@@ -470,6 +470,15 @@ KafkaOpen(const char *relay, EbSinkProp *props, int nprops)
 	{
 		SetProperty(conf, "client.id", psprintf("eventbus-relay-%s", relay), NULL);
 		SetProperty(conf, "enable.idempotence", "true", NULL);
+		/*
+		 * A round hands its whole batch to librdkafka at once and waits
+		 * for the reports: lingering longer only delays a batch that is
+		 * complete (P10: p99 at 1,000 events/s 20 ms with librdkafka's 5,
+		 * 16 with 1). 0 would send the first messages alone and queue
+		 * the rest behind max.in.flight (p99 55 ms). The user's own
+		 * linger.ms wins.
+		 */
+		SetProperty(conf, "linger.ms", "1", NULL);
 		for (int i = 0; i < nprops; i++)
 			SetProperty(conf, props[i].name, props[i].value, NULL);
 		if (rd_kafka_conf_set(conf, "log.queue", "true", errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)

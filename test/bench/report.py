@@ -167,7 +167,7 @@ if p11:
 # (reported) and whether it keeps up: the rate it acks at against the
 # rate they publish at, and a backlog that does not grow over the run.
 pair("P9", "P9", "on", "relay", "norelay",
-     f"`publish`, 1 event/tx, {CLIENTS} clients, a relay of their topics to Kafka (mock cluster, librdkafka defaults)",
+     f"`publish`, 1 event/tx, {CLIENTS} clients, a relay of their topics to Kafka (mock cluster, the relay's defaults)",
      "the same publishers, no relay", "tps", None)
 p9 = [(values("P9", "on", "relay").get(r), e) for r, _, e in runs.get(("P9", "on", "relay"), [])]
 p9 = [(v, e) for v, e in p9 if v and "relay_eps" in e]

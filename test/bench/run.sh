@@ -21,7 +21,7 @@
 #        acking: publish -> event in the consumer's hands, p50/p99 (test/bench/consumers.py
 #        latency); the same with 1 subscription beside it
 #   P9   relay throughput: 4 durable publishers (publish1.sql) with a relay of their topics
-#        to a mock Kafka cluster (librdkafka defaults) vs the same publishers without it;
+#        to a mock Kafka cluster (the relay's defaults) vs the same publishers without it;
 #        the relay's rate and its backlog sampled every second (bounded or growing)
 #   P10  commit -> message in Kafka through a relay at 1,000 and 5,000 events/s (p11_publish.sql
 #        at -R rate/10, test/bench/relay_latency.py following the topic with kcat): p50/p95/p99
