@@ -471,20 +471,38 @@ OnBody(char *data, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
-/* Finds Retry-After in seconds (a libcurl callback: memory writes only). */
+/*
+ * Finds Retry-After, delay-seconds or an HTTP-date (RFC 9110 10.2.3), as
+ * seconds from now, at most an hour (a libcurl callback: memory writes
+ * only; curl_getdate is libcurl's own parser).
+ */
 static size_t
 OnHeader(char *data, size_t size, size_t nmemb, void *arg)
 {
 	HttpReq    *r = arg;
 	size_t		n = size * nmemb;
+	char		value[64];
+	size_t		len;
+	char	   *v;
+	long		secs;
 
-	if (n > 12 && pg_strncasecmp(data, "retry-after:", 12) == 0)
+	if (n <= 12 || pg_strncasecmp(data, "retry-after:", 12) != 0)
+		return n;
+	len = Min(n - 12, sizeof(value) - 1);
+	memcpy(value, data + 12, len);
+	value[len] = '\0';
+	v = value + strspn(value, " \t");
+	v[strcspn(v, "\r\n")] = '\0';
+	if (v[0] >= '0' && v[0] <= '9')
+		secs = strtol(v, NULL, 10);
+	else
 	{
-		int			v = atoi(data + 12);
+		time_t		at = curl_getdate(v, NULL);
 
-		if (v > 0)
-			r->retry_after = Min(v, 3600);
+		secs = at < 0 ? 0 : (long) (at - time(NULL));
 	}
+	if (secs > 0)
+		r->retry_after = (int) Min(secs, 3600);
 	return n;
 }
 

@@ -5,7 +5,8 @@
 # path template; 10,000 events through 500s, 429s with Retry-After, hangs
 # past the timeout, closed connections and 400s: every event but the 400
 # ones answered 2xx, in commit order per key, the 400 ones dead letters with
-# the status and body, Retry-After honoured, redrive delivers them; a crash
+# the status and body, Retry-After honoured (seconds; an HTTP date in a
+# case of its own), redrive delivers them; a crash
 # (pg_ctl stop -m immediate) during delivery loses no committed event and
 # keeps the order per key of the last copies; structured and batch modes;
 # a slow endpoint holds up neither publishing nor another relay, nor a fast
@@ -23,6 +24,7 @@ use EventbusWebhook;
 use File::Temp;
 use IPC::Run;
 use JSON::PP;
+use POSIX ();
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -506,6 +508,18 @@ my @reused = grep { keys %{ $bdset{$_} } > 1 } sort keys %bdset;
 note('webhook-id reused for other events: ' . join('; ', map { "$_: [" . join('] [', sort keys %{ $bdset{$_} }) . ']' } @reused))
   if @reused;
 is(scalar @reused, 0, 'a webhook-id always names the same events');
+
+# A Retry-After given as an HTTP date (RFC 9110) is honoured like seconds.
+sql(q{SELECT eventbus.create_relay('rdate', array['rdate.#'], sink => 'http', server => 'hooks', topic => '/rdate',
+                                   backoff_initial => '100 ms', backoff_max => '200 ms')});
+my $rdate = POSIX::strftime('%a, %d %b %Y %H:%M:%S GMT', gmtime(int(time) + 3));
+$srv->control({ rule => { path => '/hooks/rdate', status => 503, retry_after => $rdate, count => 1, name => 'rdate' } });
+my $seqrd = $srv->control({})->{seq};
+my $rdid = sql(q{SELECT eventbus.publish('rdate.x', '{}')});
+my @rd = wait_delivered({ $rdid => 1 }, qr{^/hooks/rdate$}, $seqrd, 30, 10);
+is(join(' ', map { $_->{status} } @rd), '503 200', 'relay rdate: a 503 with Retry-After as an HTTP date, then the event delivered');
+cmp_ok(@rd == 2 ? $rd[1]{time} - $rd[0]{time} : -1, '>=', 1.5,
+	'not asked again before that date (2-3 s ahead; the relay\'s backoff is 100 ms)');
 
 # ---- 5. a slow endpoint holds up neither publishing nor another relay ----
 sql(q{
