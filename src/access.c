@@ -152,6 +152,7 @@ typedef struct GateTarget
 {
 	FmgrInfo	flinfo;
 	int			right;			/* EbRight the caller needs on the subscription named by the first argument; -1: none */
+	bool		relay;			/* the function acts on a relay: a missing one is named so */
 } GateTarget;
 
 /* The gates that act on an existing subscription (named by their first argument), and the right each needs. */
@@ -202,6 +203,7 @@ GateLookup(FmgrInfo *gate)
 	for (int i = 0; i < lengthof(GateRights); i++)
 		if (strcmp(name + 1, GateRights[i].function) == 0)
 			t->right = GateRights[i].right;
+	t->relay = strstr(name, "_relay") != NULL;
 	if (t->right >= 0 && (nargs < 1 || argtypes[0] != TEXTOID))
 		elog(ERROR, "eventbus: %s does not name a subscription first", name + 1);
 	gate->fn_extra = t;
@@ -231,7 +233,14 @@ eventbus_gate(PG_FUNCTION_ARGS)
 	 */
 	if (t->right >= 0 && !fcinfo->args[0].isnull)
 	{
-		EbSub	   *sub = EbSubByName(TextDatumGetCString(fcinfo->args[0].value));
+		char	   *subname = TextDatumGetCString(fcinfo->args[0].value);
+		EbSub	   *sub = t->relay ? EbSubFind(subname) : EbSubByName(subname);
+
+		if (sub == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("relay \"%s\" does not exist", subname),
+					 errhint("Create it with eventbus.create_relay(name, patterns, server => ...); list them in eventbus.relays.")));
 
 		EbCheckRight(&sub->rights, sub->name, GetUserId(), (EbRight) t->right);
 	}

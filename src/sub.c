@@ -171,16 +171,23 @@ SubLookup(const char *indexname, ScanKey key)
 	return sub;
 }
 
+/* Returns the subscription of that name, or NULL. */
+EbSub *
+EbSubFind(const char *name)
+{
+	ScanKeyData key;
+
+	ScanKeyInit(&key, SUB_NAME, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(name));
+	key.sk_collation = DEFAULT_COLLATION_OID;
+	return SubLookup("subscription_name_key", &key);
+}
+
 /* Returns the subscription of that name, or raises 42704 naming it. */
 EbSub *
 EbSubByName(const char *name)
 {
-	ScanKeyData key;
-	EbSub	   *sub;
+	EbSub	   *sub = EbSubFind(name);
 
-	ScanKeyInit(&key, SUB_NAME, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(name));
-	key.sk_collation = DEFAULT_COLLATION_OID;
-	sub = SubLookup("subscription_name_key", &key);
 	if (sub == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),

@@ -38,6 +38,7 @@ typedef struct EbSub
 	HTAB	   *topics;			/* topic id -> matches, filled as met */
 } EbSub;
 
+extern EbSub *EbSubFind(const char *name);
 extern EbSub *EbSubByName(const char *name);
 extern void EbRightsFromArrays(EbRights *rights, Oid owner, Datum consumers, Datum managers);
 extern EbSub *EbSubById(int32 id);

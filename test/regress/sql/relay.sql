@@ -67,6 +67,7 @@ SELECT eventbus.subscribe('r_plain', array['orders.#']);
 SELECT eventbus.alter_relay('r_plain', topic => 'x');
 SELECT eventbus.drop_relay('r_plain');
 SELECT eventbus.alter_relay('r_none', topic => 'x');
+SELECT eventbus.drop_relay('r_none');
 
 -- Pausing and resuming work as for any subscription.
 SELECT eventbus.pause('r1');
