@@ -75,13 +75,20 @@ IsSecret(const char *name)
 		strcmp(name, "ssl.keystore.location") == 0;
 }
 
-/* librdkafka's message, with the value given replaced by "***" wherever it appears. */
+/*
+ * librdkafka's message, with the value of property name replaced by "***"
+ * wherever it appears: a secret's always, another's when it is long enough
+ * to mean something (a host, a user name), not "5" in any number.
+ */
 static char *
-Redact(const char *msg, const char *value)
+Redact(const char *msg, const char *name, const char *value)
 {
 	StringInfoData s;
 	size_t		vlen = strlen(value);
 	const char *p = msg;
+
+	if (!IsSecret(name) && vlen < 4)
+		return pstrdup(msg);
 
 	initStringInfo(&s);
 	while (*p)
@@ -127,11 +134,20 @@ SetProperty(rd_kafka_conf_t *conf, const char *name, const char *value, const ch
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("Kafka property \"%s\" cannot be set to \"%s\" for a relay", name, value),
 				 errhint("A relay's producer is idempotent (enable.idempotence=true, acks=all): every event is produced at least once, in order per key.")));
+	/* What librdkafka refuses only when it makes the producer, in the relay process. */
+	if (((strcmp(name, "max.in.flight") == 0 || strcmp(name, "max.in.flight.requests.per.connection") == 0) &&
+		 strtol(value, NULL, 10) > 5) ||
+		((strcmp(name, "retries") == 0 || strcmp(name, "message.send.max.retries") == 0) &&
+		 strtol(value, NULL, 10) < 1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("Kafka property \"%s\" cannot be set to \"%s\" for a relay", name, value),
+				 errhint("An idempotent producer keeps order with at most 5 requests in flight per broker and at least 1 retry.")));
 	if (rd_kafka_conf_set(conf, name, value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid Kafka property \"%s\" in the %s", name, where),
-				 errdetail("librdkafka: %s", Redact(errstr, value)),
+				 errdetail("librdkafka: %s", Redact(errstr, name, value)),
 				 errhint("The properties are librdkafka's (its CONFIGURATION.md), e.g. \"bootstrap.servers\", \"security.protocol\", \"compression.type\", \"linger.ms\".")));
 }
 
@@ -506,7 +522,7 @@ KafkaOpen(const char *relay, EbSinkProp *props, int nprops)
 
 		rd_kafka_conf_destroy(conf);
 		for (int i = 0; i < nprops; i++)
-			msg = Redact(msg, props[i].value);
+			msg = Redact(msg, props[i].name, props[i].value);
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
 				 errmsg("relay \"%s\" could not create its Kafka producer", relay),

@@ -36,6 +36,11 @@ SELECT eventbus.create_relay('r1', array['orders.#'], server => 'r_kafka', optio
 SELECT eventbus.create_relay('r1', array['orders.#'], server => 'r_kafka', options => '{"linger.ms": {"a": 1}}');
 SELECT eventbus.create_relay('r1', array['orders.#'], server => 'r_kafka', options => '{"source": ""}');
 SELECT eventbus.create_relay('r1', array['orders.#'], server => 'r_kafka', options => '{"transactional.id": "t"}');
+-- What librdkafka would refuse only in the relay process, with idempotence.
+SELECT eventbus.create_relay('r1', array['orders.#'], server => 'r_kafka', options => '{"max.in.flight": 6}');
+SELECT eventbus.create_relay('r1', array['orders.#'], server => 'r_kafka', options => '{"retries": 0}');
+-- A short value that is no secret is not starred out of librdkafka's message.
+SELECT eventbus.create_relay('r1', array['orders.#'], server => 'r_kafka', options => '{"compression.type": "zz"}');
 SELECT eventbus.create_relay('r1', array['bad..pattern'], server => 'r_kafka');
 SELECT count(*) AS relays_after_errors FROM eventbus.subscription WHERE sink IS NOT NULL;
 
