@@ -39,6 +39,7 @@ OBJS = \
 	src/relay.o \
 	src/relaystatus.o \
 	src/webhook.o \
+	src/webhook_options.o \
 	src/util.o \
 	src/access.o \
 	src/acl.o \

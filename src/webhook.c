@@ -2,8 +2,8 @@
  *
  * webhook.c
  *	  The HTTP sink of relays: each event one signed POST (CloudEvents HTTP
- *	  binding), through libcurl's multi interface; the checks of its
- *	  options.
+ *	  binding), through libcurl's multi interface (its options:
+ *	  webhook_options.c).
  *
  * A relay process (relay.c) opens one client (HttpOpen): a libcurl multi
  * handle, which keeps connections alive between requests. Sending starts
@@ -35,6 +35,7 @@
  */
 #include "eventbus.h"
 #include "sink.h"
+#include "webhook.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -42,41 +43,17 @@
 
 #include <curl/curl.h>
 
-#include "access/reloptions.h"
-#include "catalog/pg_foreign_server.h"
-#include "catalog/pg_user_mapping.h"
-#include "commands/defrem.h"
 #include "common/base64.h"
 #include "common/hashfn.h"
 #include "common/hmac.h"
 #include "common/sha2.h"
-#include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
-#define HTTP_MAX_SECRETS	2
 #define HTTP_ANSWER_BYTES	200
-
-/* The settings of a client: server options, user mapping, relay options. */
-typedef struct HttpConf
-{
-	char	   *url;
-	int			timeout_ms;
-	int			concurrency;
-	char	   *mode;			/* binary, structured, batch */
-	int			batch_size;
-	List	   *headers;		/* "Name: value" */
-	int			nsecrets;
-	uint8	   *secrets[HTTP_MAX_SECRETS];
-	int			secret_len[HTTP_MAX_SECRETS];
-	char	   *ca_file;
-	bool		verify;
-	char	   *client_cert;
-	char	   *client_key;
-} HttpConf;
 
 /* One request in flight. */
 typedef struct HttpReq
@@ -104,240 +81,6 @@ typedef struct EbHttp
 } EbHttp;
 
 static bool CurlReady = false;
-
-/* ---- options ---- */
-
-static bool
-IsSecretOption(const char *name)
-{
-	return strcmp(name, "secret") == 0 || strcmp(name, "previous_secret") == 0 ||
-		strcmp(name, "client_key") == 0 || pg_strcasecmp(name, "header.authorization") == 0;
-}
-
-/* An HTTP header name: a token of RFC 9110. */
-static bool
-IsToken(const char *s)
-{
-	if (*s == '\0')
-		return false;
-	for (; *s; s++)
-		if (!(isalnum((unsigned char) *s) || strchr("!#$%&'*+-.^_`|~", *s) != NULL))
-			return false;
-	return true;
-}
-
-/*
- * Whether an event's header would change how the request is framed or
- * routed (Content-Length: a truncated body, the rest read as the next
- * request on the connection; Host) or clash with the headers the relay
- * sets (content-type, webhook-*): such a header of an event is not sent.
- */
-static bool
-IsReservedHeader(const char *name)
-{
-	static const char *const reserved[] = {
-		"content-type", "content-length", "transfer-encoding", "host", "connection",
-		"keep-alive", "te", "trailer", "upgrade", "expect", "proxy-connection",
-		"webhook-id", "webhook-timestamp", "webhook-signature",
-	};
-
-	for (int i = 0; i < lengthof(reserved); i++)
-		if (pg_strcasecmp(name, reserved[i]) == 0)
-			return true;
-	return false;
-}
-
-static bool
-HasNewline(const char *s)
-{
-	return strpbrk(s, "\r\n") != NULL;
-}
-
-static int
-IntOption(const char *name, const char *value, int min, int max)
-{
-	char	   *end;
-	long		v = strtol(value, &end, 10);
-
-	if (*value == '\0' || *end != '\0' || v < min || v > max)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("HTTP option \"%s\" must be an integer between %d and %d", name, min, max)));
-	return (int) v;
-}
-
-/* A whsec_ secret's key; raises an error (without the value) unless valid. */
-static void
-AddSecret(HttpConf *c, const char *name, const char *value)
-{
-	const char *b64;
-	int			len;
-	uint8	   *key;
-
-	if (strncmp(value, "whsec_", 6) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("HTTP option \"%s\" must be a Standard Webhooks secret: whsec_ and base64", name),
-				 errhint("Make one with e.g. 'whsec_' || encode(gen_random_bytes(32), 'base64') (pgcrypto).")));
-	b64 = value + 6;
-	key = palloc(pg_b64_dec_len(strlen(b64)) + 1);
-	len = pg_b64_decode(b64, strlen(b64), (char *) key, pg_b64_dec_len(strlen(b64)));
-	if (len <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("HTTP option \"%s\" is not valid base64 after whsec_", name)));
-	if (c != NULL && c->nsecrets < HTTP_MAX_SECRETS)
-	{
-		c->secrets[c->nsecrets] = key;
-		c->secret_len[c->nsecrets] = len;
-		c->nsecrets++;
-	}
-}
-
-/*
- * Checks one option where it is given ("server", "user mapping", "relay
- * options"; NULL: in the relay process) and applies it to c (NULL: check
- * only). An error never shows a secret's value.
- */
-static void
-SetHttpOption(HttpConf *c, const char *name, const char *value, const char *where)
-{
-	if (where != NULL && IsSecretOption(name) && strcmp(where, "user mapping") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("HTTP option \"%s\" holds a secret and cannot be given in the %s", name, where),
-				 errhint("Put it in a USER MAPPING: its options are shown only to the mapped user and the server's owner.")));
-	if (where != NULL && strcmp(where, "relay options") == 0 &&
-		(strcmp(name, "url") == 0 || strncmp(name, "header.", 7) == 0 || strncmp(name, "ca_", 3) == 0 ||
-		 strncmp(name, "client_", 7) == 0 || strcmp(name, "verify") == 0))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("HTTP option \"%s\" cannot be given in the relay options", name),
-				 errhint("The endpoint, its headers and TLS settings are the server's (secrets: the user mapping's).")));
-	if (strcmp(name, "url") == 0)
-	{
-		if ((strncmp(value, "http://", 7) != 0 && strncmp(value, "https://", 8) != 0) || HasNewline(value))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("HTTP option \"url\" must be an http:// or https:// URL: \"%s\"", value),
-					 errhint("Pass e.g. 'https://hooks.example/events' or 'https://hooks.example/{1}/{topic}'.")));
-		if (c)
-			c->url = pstrdup(value);
-	}
-	else if (strcmp(name, "timeout_ms") == 0)
-	{
-		int			v = IntOption(name, value, 1, 600000);
-
-		if (c)
-			c->timeout_ms = v;
-	}
-	else if (strcmp(name, "concurrency") == 0)
-	{
-		int			v = IntOption(name, value, 1, 256);
-
-		if (c)
-			c->concurrency = v;
-	}
-	else if (strcmp(name, "batch_size") == 0)
-	{
-		int			v = IntOption(name, value, 1, 1000);
-
-		if (c)
-			c->batch_size = v;
-	}
-	else if (strcmp(name, "mode") == 0)
-	{
-		if (strcmp(value, "binary") != 0 && strcmp(value, "structured") != 0 && strcmp(value, "batch") != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("HTTP option \"mode\" must be binary, structured or batch: \"%s\"", value)));
-		if (c)
-			c->mode = pstrdup(value);
-	}
-	else if (strncmp(name, "header.", 7) == 0)
-	{
-		if (!IsToken(name + 7) || HasNewline(value))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("HTTP option \"%s\" is not a valid header", name),
-					 errhint("Name headers header.<Name>, e.g. \"header.X-Team\" 'billing'; values have no line breaks.")));
-		if (c)
-			c->headers = lappend(c->headers, psprintf("%s: %s", name + 7, value));
-	}
-	else if (strcmp(name, "secret") == 0 || strcmp(name, "previous_secret") == 0)
-		AddSecret(c, name, value);
-	else if (strcmp(name, "verify") == 0)
-	{
-		if (strcmp(value, "true") != 0 && strcmp(value, "false") != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("HTTP option \"verify\" must be true or false")));
-		if (c)
-			c->verify = strcmp(value, "true") == 0;
-	}
-	else if (strcmp(name, "ca_file") == 0 || strcmp(name, "client_cert") == 0 || strcmp(name, "client_key") == 0)
-	{
-		if (c && strcmp(name, "ca_file") == 0)
-			c->ca_file = pstrdup(value);
-		else if (c && strcmp(name, "client_cert") == 0)
-			c->client_cert = pstrdup(value);
-		else if (c)
-			c->client_key = pstrdup(value);
-	}
-	else if (strcmp(name, "source") == 0 && where != NULL && strcmp(where, "relay options") == 0)
-	{
-		if (value[0] == '\0')
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("relay option \"source\" must not be empty"),
-					 errhint("Pass a URI reference, e.g. \"https://shop.example/orders\" or \"/shop/orders\".")));
-	}
-	else
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unknown HTTP option \"%s\"", name),
-				 errhint("Server: url, timeout_ms, concurrency, mode, batch_size, header.<Name>, ca_file, verify, client_cert. "
-						 "User mapping: secret, previous_secret, header.<Name>, client_key. Relay options: source, timeout_ms, concurrency, mode, batch_size.")));
-}
-
-PG_FUNCTION_INFO_V1(eventbus_http_validator);
-
-/* The validator of FOREIGN DATA WRAPPER eventbus_http. */
-Datum
-eventbus_http_validator(PG_FUNCTION_ARGS)
-{
-	List	   *options = untransformRelOptions(PG_GETARG_DATUM(0));
-	Oid			catalog = PG_GETARG_OID(1);
-	const char *where = catalog == ForeignServerRelationId ? "server" :
-		catalog == UserMappingRelationId ? "user mapping" : NULL;
-	ListCell   *lc;
-
-	if (where == NULL && options != NIL)
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
-				 errmsg("eventbus_http takes options only on servers and user mappings")));
-	foreach(lc, options)
-	{
-		DefElem    *def = lfirst(lc);
-
-		SetHttpOption(NULL, def->defname, defGetString(def), where);
-	}
-	PG_RETURN_VOID();
-}
-
-PG_FUNCTION_INFO_V1(eventbus_http_check_options);
-
-/* SQL eventbus._http_check_options(options): raises an error unless an HTTP relay's options are valid. */
-Datum
-eventbus_http_check_options(PG_FUNCTION_ARGS)
-{
-	EbSinkProp	props[EB_MAX_SINK_PROPS];
-	int			n = EbSinkJsonProps(PG_GETARG_JSONB_P(0), props, 0, EB_MAX_SINK_PROPS, false);
-
-	for (int i = 0; i < n; i++)
-		SetHttpOption(NULL, props[i].name, props[i].value, "relay options");
-	PG_RETURN_VOID();
-}
 
 /* ---- the client ---- */
 
@@ -377,7 +120,7 @@ HttpOpen(const char *relay, EbSinkProp *props, int nprops)
 	h->conf.verify = true;
 	for (int i = 0; i < nprops; i++)
 		if (strcmp(props[i].name, "source") != 0)
-			SetHttpOption(&h->conf, props[i].name, props[i].value, NULL);
+			EbHttpSetOption(&h->conf, props[i].name, props[i].value, NULL);
 	if (h->conf.url == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_OPTION_NAME_NOT_FOUND),
@@ -596,9 +339,9 @@ StartRequest(EbHttp *h, int slot, int first, int n)
 	for (int i = 0; i < m->nheaders; i++)
 	{
 		/* Binary mode: the ce- attributes; every mode: the event's own headers. */
-		if (IsReservedHeader(m->hnames[i]) ||
+		if (EbHttpReservedHeader(m->hnames[i]) ||
 			(strncmp(m->hnames[i], "ce-", 3) == 0 && strcmp(h->conf.mode, "binary") != 0) ||
-			!IsToken(m->hnames[i]) || HasNewline(m->hvalues[i]))
+			!EbHttpIsToken(m->hnames[i]) || EbHttpHasNewline(m->hvalues[i]))
 			continue;
 		r->hdrs = curl_slist_append(r->hdrs, psprintf("%s: %s", m->hnames[i], m->hvalues[i]));
 	}
