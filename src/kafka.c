@@ -129,6 +129,7 @@ SetProperty(rd_kafka_conf_t *conf, const char *name, const char *value, const ch
 				 errhint("The brokers are the server's: CREATE SERVER ... FOREIGN DATA WRAPPER eventbus_kafka OPTIONS (\"bootstrap.servers\" 'host:9092').")));
 	if ((strcmp(name, "enable.idempotence") == 0 && strcmp(value, "true") != 0) ||
 		(strcmp(name, "acks") == 0 && strcmp(value, "all") != 0 && strcmp(value, "-1") != 0) ||
+		(strcmp(name, "delivery.report.only.error") == 0 && strcmp(value, "false") != 0) ||
 		strcmp(name, "transactional.id") == 0 || strcmp(name, "log.queue") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -573,6 +574,9 @@ KafkaSend(EbSink *s, EbMsg *msgs, int n)
 		{
 			rd_kafka_headers_destroy(hdrs);
 			SetOutcome(m, err);
+			/* A fatal error that came with no report: the relay makes a new producer. */
+			if (err == RD_KAFKA_RESP_ERR__FATAL && !k->fatal)
+				OnError(k->rk, err, "fatal error", k);
 		}
 		else
 			k->pending++;

@@ -561,7 +561,7 @@ Record(Relay *r, Batch *b)
  * again. False when the relay is no longer wanted (dropped, paused).
  */
 static bool
-Reconfigure(int32 sub_id, Relay **r, EbSink **k, const EbSinkOps *kops, uint64 *fingerprint,
+Reconfigure(int32 sub_id, Relay **r, EbSink **k, const EbSinkOps **kops, uint64 *fingerprint,
 			Batch *b, MemoryContext cxt)
 {
 	Relay	   *nr = MemoryContextAllocZero(cxt, sizeof(Relay));
@@ -573,14 +573,27 @@ Reconfigure(int32 sub_id, Relay **r, EbSink **k, const EbSinkOps *kops, uint64 *
 		elog(ERROR, "SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
 	wanted = LoadRelay(sub_id, nr, cxt);
-	if (wanted && (nr->fingerprint != *fingerprint || nr->ops != kops ||
+	if (wanted && (nr->fingerprint != *fingerprint || nr->ops != *kops ||
 				   strcmp(nr->topic, (*r)->topic) != 0))
 	{
 		MemoryContext old = MemoryContextSwitchTo(cxt);
+		bool		structured = (*kops)->structured(*k);
 
-		kops->close(*k, 0);
+		(*kops)->close(*k, 0);
+		*k = NULL;
 		*k = nr->ops->open(nr->name, nr->props, nr->nprops);
+		*kops = nr->ops;
 		*fingerprint = nr->fingerprint;
+		/*
+		 * The messages were made for the other content mode (binary or
+		 * structured): the process ends, and the next one takes back the
+		 * batch first and makes it again.
+		 */
+		if (nr->ops->structured(*k) != structured)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("relay \"%s\" changed its content mode while sending a batch again", nr->name),
+					 errdetail("Its relay process starts again and sends the batch in the new mode.")));
 		for (int i = 0; i < b->n; i++)
 		{
 			EbMsg	   *m = &b->msgs[i];
@@ -671,16 +684,29 @@ Round(int32 sub_id, EbSink **k, const EbSinkOps **kops, uint64 *fingerprint, Mem
 
 		pgstat_report_activity(STATE_RUNNING, "eventbus relay: produce");
 		r->ops->send(*k, b.msgs, b.n);
-		if (!AwaitReports(*k, r, &b))
+		/*
+		 * A broken producer (also one that broke with its last reports, or
+		 * before the batch was handed to it): a new one sends what has no
+		 * report yet, or failed for now.
+		 */
+		if (!AwaitReports(*k, r, &b) || r->ops->broken(*k, NULL, 0))
 		{
-			/* A broken producer: a new one sends what has no report yet. */
 			for (int i = 0; i < b.n; i++)
 				if (b.msgs[i].status == EB_MSG_PENDING)
 					b.msgs[i].status = EB_MSG_RETRY;
 			r->ops->close(*k, 0);
 			*k = r->ops->open(r->name, r->props, r->nprops);
 		}
-		if (StopRequested || (again = MarkRetries(&b)) == 0)
+		/*
+		 * Also after SIGTERM, when what has no report yet counts as failed:
+		 * a later message of a failed key must not be acked before it.
+		 */
+		if (StopRequested)
+			for (int i = 0; i < b.n; i++)
+				if (b.msgs[i].status == EB_MSG_PENDING)
+					b.msgs[i].status = EB_MSG_RETRY;
+		again = MarkRetries(&b);
+		if (StopRequested || again == 0)
 			break;
 		attempt++;
 		error[0] = '\0';
@@ -691,12 +717,14 @@ Round(int32 sub_id, EbSink **k, const EbSinkOps **kops, uint64 *fingerprint, Mem
 		/* Each may reach the sink twice: counted in eventbus.relays.resent. */
 		EbRelayStatusCount(0, again);
 		ereport(LOG,
-				(errmsg("eventbus relay \"%s\" sends %d messages again (attempt %d)", r->name, again, attempt + 1),
+				(errmsg_plural("eventbus relay \"%s\" sends %d message again (attempt %d)",
+							   "eventbus relay \"%s\" sends %d messages again (attempt %d)",
+							   again, r->name, again, attempt + 1),
 				 error[0] != '\0' ? errdetail_internal("%s", error) : 0));
 		Backoff(r, &b, attempt);
 		if (StopRequested)
 			break;
-		if (!Reconfigure(sub_id, &r, k, *kops, fingerprint, &b, cxt))
+		if (!Reconfigure(sub_id, &r, k, kops, fingerprint, &b, cxt))
 			break;
 	}
 	if (StopRequested)

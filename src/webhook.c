@@ -48,6 +48,7 @@
 #include "common/hmac.h"
 #include "common/sha2.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -470,6 +471,31 @@ StartMore(EbHttp *h)
 	list_free(waiting);
 }
 
+
+/*
+ * An answer's bytes made text of the database's encoding: each byte that
+ * starts no valid character (a body in another encoding, a character cut
+ * by the length limit) becomes '?'. It goes into dead letters and
+ * eventbus.relays.last_error.
+ */
+static void
+MakeValidText(char *s)
+{
+	int			enc = GetDatabaseEncoding();
+	int			len = strlen(s);
+
+	while (len > 0)
+	{
+		int			ok = pg_encoding_verifymbstr(enc, s, len);
+
+		if (ok >= len)
+			break;
+		s[ok] = '?';
+		s += ok + 1;
+		len -= ok + 1;
+	}
+}
+
 /* The outcome of a finished request, for each of its messages. */
 static void
 Finish(EbHttp *h, HttpReq *r, CURLcode result)
@@ -491,6 +517,7 @@ Finish(EbHttp *h, HttpReq *r, CURLcode result)
 	{
 		outcome = (status == 408 || status == 429 || status >= 500) ? EB_MSG_RETRY : EB_MSG_DEAD;
 		snprintf(error, sizeof(error), "HTTP %ld: %s", status, r->answer);
+		MakeValidText(error);
 	}
 	for (int i = 0; i < r->n; i++)
 	{

@@ -521,6 +521,30 @@ is(join(' ', map { $_->{status} } @rd), '503 200', 'relay rdate: a 503 with Retr
 cmp_ok(@rd == 2 ? $rd[1]{time} - $rd[0]{time} : -1, '>=', 1.5,
 	'not asked again before that date (2-3 s ahead; the relay\'s backoff is 100 ms)');
 
+# The content mode changed (binary -> structured) while the relay sends a
+# batch again: the batch's messages were made for the old mode. The relay
+# process ends with an error, the next one takes the batch back and sends
+# it in the new mode (without the fix, the server crashed: a structured
+# request from a message with no CloudEvent body).
+sql(q{SELECT eventbus.create_relay('modesw', array['modesw.#'], sink => 'http', server => 'hooks', topic => '/modesw',
+                                   backoff_initial => '300 ms', backoff_max => '300 ms')});
+$srv->control({ rule => { path => '/hooks/modesw', status => 503, count => 3, name => 'msw' } });
+my $seqms = $srv->control({})->{seq};
+my $msid = sql(q{SELECT eventbus.publish('modesw.x', '{"n": 1}', key => 'm')});
+my $t_ms = time;
+until (grep { $_->{path} eq '/hooks/modesw' } $srv->requests(since => $seqms))
+{
+	last if time - $t_ms > 30;
+	select(undef, undef, undef, 0.05);
+}
+sql(q{SELECT eventbus.alter_relay('modesw', options => '{"mode": "structured"}')});
+my @ms = grep { got2xx($_, 10) } wait_delivered({ $msid => 1 }, qr{^/hooks/modesw$}, $seqms, 60, 10);
+is(scalar @ms, 1, 'relay modesw: the event is delivered after its mode changed while it was sent again');
+is($ms[0] && $ms[0]{headers}{'content-type'}, 'application/cloudevents+json', '... in the new mode (structured)');
+like(sql(q{SELECT coalesce(last_error, '') FROM eventbus.relays WHERE name = 'modesw'}),
+	qr/changed its content mode|HTTP 503/, '... and eventbus.relays shows why it stopped or waited');
+is($node->safe_psql('postgres', 'SELECT 1'), '1', 'the server is up');
+
 # ---- 5. a slow endpoint holds up neither publishing nor another relay ----
 sql(q{
 SELECT eventbus.create_relay('slow', array['slow.#'], sink => 'http', server => 'hooks', topic => '/slow',

@@ -39,6 +39,7 @@ SELECT eventbus.create_relay('r1', array['orders.#'], server => 'r_kafka', optio
 -- What librdkafka would refuse only in the relay process, with idempotence.
 SELECT eventbus.create_relay('r1', array['orders.#'], server => 'r_kafka', options => '{"max.in.flight": 6}');
 SELECT eventbus.create_relay('r1', array['orders.#'], server => 'r_kafka', options => '{"retries": 0}');
+SELECT eventbus.create_relay('r1', array['orders.#'], server => 'r_kafka', options => '{"delivery.report.only.error": true}');
 -- A short value that is no secret is not starred out of librdkafka's message.
 SELECT eventbus.create_relay('r1', array['orders.#'], server => 'r_kafka', options => '{"compression.type": "zz"}');
 SELECT eventbus.create_relay('r1', array['bad..pattern'], server => 'r_kafka');
