@@ -642,6 +642,7 @@ KafkaStructured(EbSink *s)
 const EbSinkOps EbKafkaSink = {
 	.name = "kafka",
 	.ce_prefix = "ce_",
+	.keeps_refusals = true,
 	.open = KafkaOpen,
 	.dest = KafkaDest,
 	.structured = KafkaStructured,

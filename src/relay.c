@@ -564,17 +564,21 @@ static bool
 Reconfigure(int32 sub_id, Relay **r, EbSink **k, const EbSinkOps **kops, uint64 *fingerprint,
 			Batch *b, MemoryContext cxt)
 {
-	Relay	   *nr = MemoryContextAllocZero(cxt, sizeof(Relay));
+	/* Kept only when something changed: a long outage retries often. */
+	MemoryContext load = AllocSetContextCreate(cxt, "eventbus relay settings", ALLOCSET_SMALL_SIZES);
+	Relay	   *nr = MemoryContextAllocZero(load, sizeof(Relay));
 	bool		wanted;
+	bool		changed;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
-	wanted = LoadRelay(sub_id, nr, cxt);
-	if (wanted && (nr->fingerprint != *fingerprint || nr->ops != *kops ||
-				   strcmp(nr->topic, (*r)->topic) != 0))
+	wanted = LoadRelay(sub_id, nr, load);
+	changed = wanted && (nr->fingerprint != *fingerprint || nr->ops != *kops ||
+						 strcmp(nr->topic, (*r)->topic) != 0);
+	if (changed)
 	{
 		MemoryContext old = MemoryContextSwitchTo(cxt);
 		bool		structured = (*kops)->structured(*k);
@@ -616,6 +620,8 @@ Reconfigure(int32 sub_id, Relay **r, EbSink **k, const EbSinkOps **kops, uint64 
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(RoundCxt);
+	if (!changed)
+		MemoryContextDelete(load);
 	return wanted;
 }
 
@@ -744,7 +750,7 @@ Round(int32 sub_id, EbSink **k, const EbSinkOps **kops, uint64 *fingerprint, Mem
 			 * cause was mended would fail at once. The next round makes
 			 * a new producer.
 			 */
-			if (*k != NULL)
+			if (*k != NULL && r->ops->keeps_refusals)
 			{
 				r->ops->close(*k, 0);
 				*k = NULL;

@@ -94,8 +94,10 @@ ReleaseStatus(int code, Datum arg)
 void
 EbRelayStatusClaim(int32 sub_id)
 {
-	int			slot = -1;
+	int			slot;
 
+again:
+	slot = -1;
 	for (int i = 0; Status != NULL && i < NStatus; i++)
 	{
 		RelayStatus *s = &Status[i];
@@ -115,6 +117,13 @@ EbRelayStatusClaim(int32 sub_id)
 	if (slot < 0)
 		return;
 	SpinLockAcquire(&Status[slot].mutex);
+	if ((Status[slot].dboid != MyDatabaseId || Status[slot].sub_id != sub_id) &&
+		Status[slot].dboid != InvalidOid && Status[slot].pid != 0)
+	{
+		/* Another relay starting beside this one took it meanwhile. */
+		SpinLockRelease(&Status[slot].mutex);
+		goto again;
+	}
 	if (Status[slot].dboid != MyDatabaseId || Status[slot].sub_id != sub_id)
 	{
 		Status[slot].produced = 0;

@@ -75,6 +75,7 @@ typedef struct EbSinkOps
 {
 	const char *name;			/* the sink of create_relay: "kafka", "http" */
 	const char *ce_prefix;		/* of the CloudEvents attributes' headers */
+	bool		keeps_refusals;	/* a refusal sticks to the client: a new one after a dead letter */
 	EbSink	   *(*open) (const char *relay, EbSinkProp *props, int nprops);
 	char	   *(*dest) (EbSink *s, const char *template, const char *topic, char *why, int len);
 	bool		(*structured) (EbSink *s);	/* wants EbMsg.ce_json */

@@ -209,6 +209,7 @@ typedef struct Proc
 	BackgroundWorkerHandle *handle; /* NULL: stopped, start again at restart_at */
 	TimestampTz restart_at;
 	bool		wanted;			/* still wanted by this round */
+	bool		stopping;		/* relay: sent SIGTERM as no longer wanted, not yet exited */
 	int			slot;			/* its HandlerSlot; -1: none */
 	bool		timed_out;		/* terminated for overrunning handler_timeout ... */
 	int64		timed_out_event;	/* ... on this event */
@@ -405,6 +406,7 @@ WatchProc(Proc *hp, TimestampTz now)
 	hp->slot = -1;
 	pfree(hp->handle);
 	hp->handle = NULL;
+	hp->stopping = false;
 	hp->restart_at = TimestampTzPlusMilliseconds(now, RestartDelay(hp, now));
 }
 
@@ -477,6 +479,21 @@ EbProcsEnsure(void)
 	{
 		Proc *hp = lfirst(lc);
 
+		if (!hp->wanted && hp->relay && hp->handle != NULL)
+		{
+			pid_t		pid;
+
+			/*
+			 * A relay process ends its round first (up to EB_RELAY_STOP_MS
+			 * and its ack): the relay's next process, after a quick
+			 * resume, must not start beside it and send its batch again.
+			 */
+			if (!hp->stopping)
+				TerminateBackgroundWorker(hp->handle);
+			hp->stopping = true;
+			if (GetBackgroundWorkerPid(hp->handle, &pid) != BGWH_STOPPED)
+				continue;
+		}
 		if (!hp->wanted)
 		{
 			StopProc(hp);

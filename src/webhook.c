@@ -79,6 +79,7 @@ typedef struct EbHttp
 	int			ninflight;
 	char		error[EB_MSG_ERROR_LEN];
 	MemoryContext scratch;		/* what building a request needs, reset at each */
+	MemoryContext cxt;			/* the client's own: all of the above */
 } EbHttp;
 
 static bool CurlReady = false;
@@ -105,7 +106,9 @@ static EbSink *
 HttpOpen(const char *relay, EbSinkProp *props, int nprops)
 {
 	EbHttp	   *h;
-	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+	/* All of a client, its settings (secrets too) with it, goes at close. */
+	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "eventbus http sink", ALLOCSET_SMALL_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
 
 	if (!CurlReady)
 	{
@@ -114,6 +117,7 @@ HttpOpen(const char *relay, EbSinkProp *props, int nprops)
 		CurlReady = true;
 	}
 	h = palloc0(sizeof(EbHttp));
+	h->cxt = cxt;
 	h->conf.timeout_ms = 10000;
 	h->conf.concurrency = 8;
 	h->conf.mode = "binary";
@@ -134,7 +138,7 @@ HttpOpen(const char *relay, EbSinkProp *props, int nprops)
 		elog(ERROR, "eventbus: could not create a libcurl multi handle");
 	curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) h->conf.concurrency);
 	h->inflight = palloc0(sizeof(HttpReq *) * h->conf.concurrency);
-	h->scratch = AllocSetContextCreate(TopMemoryContext, "eventbus http request", ALLOCSET_DEFAULT_SIZES);
+	h->scratch = AllocSetContextCreate(cxt, "eventbus http request", ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(old);
 	return (EbSink *) h;
 }
@@ -663,9 +667,7 @@ HttpClose(EbSink *s, int flush_ms)
 		if (h->inflight[slot] != NULL)
 			RemoveRequest(h, slot);
 	curl_multi_cleanup(h->multi);
-	pfree(h->inflight);
-	MemoryContextDelete(h->scratch);
-	pfree(h);
+	MemoryContextDelete(h->cxt);
 }
 
 const EbSinkOps EbHttpSink = {

@@ -277,6 +277,50 @@ is($disorder, 0, 'per key, the last copies come in commit order') or diag $sampl
 is(sql(q{SELECT count(*) FROM eventbus.dead_letters WHERE subscription = 'pause_out'}), '0',
 	'no dead letter');
 
+# ---- pause, then resume while the paused relay process still stops ----
+# It waits up to 5 s for the reports of what it sent (the broker is down):
+# the relay's next process must not start beside it (and send its batch
+# again through a second producer).
+sql(q{
+SELECT eventbus.create_relay('quick_out', array['quick.#'], server => 'kafka');
+CREATE FUNCTION max_relay_procs(secs float8) RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    m integer := 0;
+    c integer;
+    t timestamptz := clock_timestamp();
+BEGIN
+    WHILE clock_timestamp() < t + make_interval(secs => secs) LOOP
+        PERFORM pg_stat_clear_snapshot();
+        SELECT count(*) INTO c FROM pg_stat_activity WHERE application_name LIKE 'eventbus relay%';
+        m := greatest(m, c);
+        PERFORM pg_sleep(0.02);
+    END LOOP;
+    RETURN m;
+END $$;
+});
+$mock->cmd('create quick.t 4');
+wait_for(q{SELECT state = 'running' FROM eventbus.relays WHERE name = 'quick_out'}, 'relay quick_out runs');
+my $qleader = kcat_leaders($bootstrap, 'quick.t')->{0};
+$mock->cmd("down $qleader");
+sql(q{SELECT count(eventbus.publish('quick.t', jsonb_build_object('seq', i), key => 'k' || (i % 50)))
+        FROM generate_series(1, 200) i});
+wait_for(q{SELECT state = 'waiting' FROM eventbus.relays WHERE name = 'quick_out'},
+	'relay quick_out waits for the broker that is down');
+my $procs = sql(q{SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'eventbus relay%'});
+sql(q{SELECT eventbus.pause('quick_out')});
+select(undef, undef, undef, 0.5);
+sql(q{SELECT eventbus.resume('quick_out')});
+my $maxprocs = sql(q{SELECT max_relay_procs(7)});
+$mock->cmd("up $qleader");
+cmp_ok($maxprocs, '<=', $procs, "a resume while the relay process still stops starts no second one ($procs relay processes before, at most $maxprocs after)");
+wait_for(q{SELECT backlog = 0 AND in_flight = 0 FROM eventbus.subscription_stats WHERE subscription = 'quick_out'},
+	'and the relay delivers its backlog');
+my @qids = split /\n/, sql(q{SELECT id FROM eventbus.events WHERE topic = 'quick.t' ORDER BY id});
+my @quick = kcat_wait_count($bootstrap, 'quick.t', 200, 60);
+($missing, $dups, $disorder, $spread, $sample) = check_stream(\@quick, \@qids);
+is($missing, 0, 'every one of the 200 events is in Kafka') or diag $sample;
+is($disorder, 0, 'per key, the last copies come in commit order') or diag $sample;
+
 # ---- crash: pg_ctl stop -m immediate while the relay relays ----
 # A slow round trip keeps messages between producev and their report, so
 # the crash likely comes after sending and before the ack.
