@@ -545,6 +545,16 @@ like(sql(q{SELECT coalesce(last_error, '') FROM eventbus.relays WHERE name = 'mo
 	qr/changed its content mode|HTTP 503/, '... and eventbus.relays shows why it stopped or waited');
 is($node->safe_psql('postgres', 'SELECT 1'), '1', 'the server is up');
 
+# An answer's body that is no UTF-8 (here "é" and two Latin-1 bytes) is
+# stored as valid text: each byte that starts no character becomes '?'.
+sql(q{SELECT eventbus.create_relay('enc', array['enc.#'], sink => 'http', server => 'hooks', topic => '/enc')});
+$srv->control({ rule => { path => '/hooks/enc', status => 400, body_hex => 'c3a920e9e9', count => 1, name => 'enc' } });
+sql(q{SELECT eventbus.publish('enc.x', '{}')});
+wait_for(q{SELECT count(*) = 1 FROM eventbus.dead_letters WHERE subscription = 'enc'},
+	'relay enc: the 400 makes a dead letter');
+is(sql(q{SELECT last_error FROM eventbus.dead_letters WHERE subscription = 'enc'}), 'HTTP 400: é ??',
+	'... whose error is valid text: the answer\'s invalid bytes as ?');
+
 # ---- 5. a slow endpoint holds up neither publishing nor another relay ----
 sql(q{
 SELECT eventbus.create_relay('slow', array['slow.#'], sink => 'http', server => 'hooks', topic => '/slow',

@@ -109,13 +109,14 @@ class Rule:
 
     Matches (all given must hold): path (glob), ce_type (glob), ce_id
     (exact; for a batch, any event of it), method. count: how many matching
-    requests it applies to (none: until reset). Answer: status (200), body,
+    requests it applies to (none: until reset). Answer: status (200), body
+    (or body_hex: the bytes of a hex string, for bodies that are no UTF-8),
     retry_after (the Retry-After header), headers (more headers), delay
     (seconds to wait first), close (close the connection without an answer),
     reset (close it with a TCP RST).
     """
 
-    FIELDS = {"path", "ce_type", "ce_id", "method", "count", "status", "body",
+    FIELDS = {"path", "ce_type", "ce_id", "method", "count", "status", "body", "body_hex",
               "retry_after", "headers", "delay", "close", "reset", "name"}
 
     def __init__(self, spec):
@@ -376,7 +377,10 @@ class Handler(BaseHTTPRequestHandler):
             extra["Retry-After"] = rule["retry_after"]
         status = entry["status"]
         default = "ok\n" if status < 300 else "status %d\n" % status
-        self.reply(status, rule.get("body", default), extra)
+        body = rule.get("body", default)
+        if "body_hex" in rule:
+            body = bytes.fromhex(rule["body_hex"])
+        self.reply(status, body, extra)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = handle_any
 

@@ -190,6 +190,12 @@ class ServerTest(unittest.TestCase):
         self.assertEqual(status, 429)
         self.assertEqual(headers.get("retry-after"), "7")
 
+    def test_body_hex(self):
+        """body_hex answers with those bytes, UTF-8 or not"""
+        self.control({"rule": {"status": 400, "body_hex": "c3a920e9e9", "count": 1}})
+        status, _, body = self.deliver()
+        self.assertEqual((status, body), (400, b"\xc3\xa9 \xe9\xe9"))
+
     def test_status_204(self):
         """204 comes without a body, and the connection stays usable"""
         self.control({"rule": {"status": 204, "count": 1}})
