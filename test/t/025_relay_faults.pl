@@ -247,16 +247,25 @@ is(sql(q{SELECT count(*) FROM eventbus.dead_letters WHERE subscription = 'short_
 # The relay process stops (SIGTERM) with messages unreported: they stay
 # leased until their lease runs out; the events published meanwhile must
 # still come after them, per key.
-sql(q{SELECT eventbus.create_relay('pause_out', array['pause.#'], server => 'kafka')});
-$mock->cmd('create pause.t 4');
-wait_for(q{SELECT state = 'running' FROM eventbus.relays WHERE name = 'pause_out'},
-	'a fourth relay runs');
-my $pleader = kcat_leaders($bootstrap, 'pause.t')->{0};
-$mock->cmd("down $pleader");
-sql(q{SELECT count(eventbus.publish('pause.t', jsonb_build_object('seq', i), key => 'k' || (i % 50)))
-        FROM generate_series(1, 200) i});
-wait_for(q{SELECT state = 'waiting' FROM eventbus.relays WHERE name = 'pause_out'},
-	'the relay waits for the broker that is down');
+# Relay <word>_out of topic <word>.t (4 partitions) runs; the leader of
+# its partition 0 goes down, 200 events are published, the relay waits.
+# Returns that leader.
+sub relay_waiting
+{
+	my ($word) = @_;
+	sql(qq{SELECT eventbus.create_relay('${word}_out', array['${word}.#'], server => 'kafka')});
+	$mock->cmd("create $word.t 4");
+	wait_for(qq{SELECT state = 'running' FROM eventbus.relays WHERE name = '${word}_out'}, "relay ${word}_out runs");
+	my $leader = kcat_leaders($bootstrap, "$word.t")->{0};
+	$mock->cmd("down $leader");
+	sql(qq{SELECT count(eventbus.publish('$word.t', jsonb_build_object('seq', i), key => 'k' || (i % 50)))
+	         FROM generate_series(1, 200) i});
+	wait_for(qq{SELECT state = 'waiting' FROM eventbus.relays WHERE name = '${word}_out'},
+		"relay ${word}_out waits for the broker that is down");
+	return $leader;
+}
+
+my $pleader = relay_waiting('pause');
 sql(q{SELECT eventbus.pause('pause_out')});
 wait_for(q{SELECT state = 'paused' AND pid IS NULL FROM eventbus.relays WHERE name = 'pause_out'},
 	'pause stops the relay process with messages unreported');
@@ -282,7 +291,6 @@ is(sql(q{SELECT count(*) FROM eventbus.dead_letters WHERE subscription = 'pause_
 # the relay's next process must not start beside it (and send its batch
 # again through a second producer).
 sql(q{
-SELECT eventbus.create_relay('quick_out', array['quick.#'], server => 'kafka');
 CREATE FUNCTION max_relay_procs(secs float8) RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     m integer := 0;
@@ -298,14 +306,7 @@ BEGIN
     RETURN m;
 END $$;
 });
-$mock->cmd('create quick.t 4');
-wait_for(q{SELECT state = 'running' FROM eventbus.relays WHERE name = 'quick_out'}, 'relay quick_out runs');
-my $qleader = kcat_leaders($bootstrap, 'quick.t')->{0};
-$mock->cmd("down $qleader");
-sql(q{SELECT count(eventbus.publish('quick.t', jsonb_build_object('seq', i), key => 'k' || (i % 50)))
-        FROM generate_series(1, 200) i});
-wait_for(q{SELECT state = 'waiting' FROM eventbus.relays WHERE name = 'quick_out'},
-	'relay quick_out waits for the broker that is down');
+my $qleader = relay_waiting('quick');
 my $procs = sql(q{SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'eventbus relay%'});
 sql(q{SELECT eventbus.pause('quick_out')});
 select(undef, undef, undef, 0.5);
